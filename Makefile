@@ -1,0 +1,58 @@
+# The only entry points: demo, test, sanity, lint, bench, emulator. Everything installs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+BUILD := $(CURDIR)/.build
+COLLECTIONS := $(BUILD)/collections
+VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+TARBALL := $(BUILD)/defender-endpoint-$(VERSION).tar.gz
+STAMP := $(VENV)/.installed-$(shell sha1sum tests/requirements-dev.txt | cut -c1-12)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+
+.PHONY: venv collection test unit integration sanity lint demo emulator bench clean
+
+venv: $(STAMP)
+$(STAMP): tests/requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r tests/requirements-dev.txt
+	touch $@
+
+# Build the collection tarball and install it into a local collections path, as a user would.
+collection: venv
+	mkdir -p $(BUILD)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) . >/dev/null
+	$(BIN)/ansible-galaxy collection install --force --no-deps -p $(COLLECTIONS) $(TARBALL) >/dev/null
+	@echo "installed defender.endpoint $(VERSION) into $(COLLECTIONS)"
+
+# Unit tests, the emulator's own tests and the integration tests (real ansible-playbook runs), in one pytest run.
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit tests/emulator/tests
+
+integration: collection
+	$(BIN)/python -m pytest -q tests/integration
+
+sanity: venv
+	bash tests/sanity/run.sh
+
+lint: collection
+	cd $(CURDIR) && $(BIN)/ansible-lint --profile production --offline
+
+test: collection
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+
+demo: collection
+	$(BIN)/python demo/run.py
+
+emulator: venv
+	$(BIN)/python -m tests.emulator --port $${PORT:-8443} --machines $${MACHINES:-200} --state-dir .emulator
+
+bench: collection
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(BUILD) .emulator

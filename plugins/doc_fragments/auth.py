@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment:
+    # The shared connection and credential options of every module (defender.endpoint.auth).
+    DOCUMENTATION = r'''
+options:
+  tenant_id:
+    description:
+      - The Entra ID directory (tenant) ID, a GUID or a domain such as C(contoso.onmicrosoft.com).
+      - Required unless O(access_token) is set.
+      - If not set, the first of the environment variables E(MDE_TENANT_ID), E(AZURE_TENANT_ID) and E(AZURE_TENANT) is used.
+    type: str
+  client_id:
+    description:
+      - The application (client) ID of the Entra ID app registration that holds the WindowsDefenderATP application permissions.
+      - Required unless O(access_token) is set.
+      - If not set, E(MDE_CLIENT_ID) or E(AZURE_CLIENT_ID) is used.
+    type: str
+  client_secret:
+    description:
+      - A client secret of the app registration.
+      - Exactly one of O(client_secret), O(client_certificate_path) and O(access_token) must be given.
+      - If not set, E(MDE_CLIENT_SECRET), E(AZURE_CLIENT_SECRET) or E(AZURE_SECRET) is used.
+    type: str
+  client_certificate_path:
+    description:
+      - Path on the controller to a PEM file holding the app's certificate and its private key.
+      - The SHA-256 thumbprint sent to Entra ID is computed from the certificate.
+      - If not set, E(MDE_CLIENT_CERTIFICATE_PATH) or E(AZURE_CLIENT_CERTIFICATE_PATH) is used.
+    type: path
+  client_certificate_password:
+    description:
+      - The password of an encrypted private key in O(client_certificate_path).
+      - If not set, E(MDE_CLIENT_CERTIFICATE_PASSWORD) or E(AZURE_CLIENT_CERTIFICATE_PASSWORD) is used.
+    type: str
+  access_token:
+    description:
+      - A ready bearer token for the Defender for Endpoint API, for example a user-context token obtained elsewhere.
+      - MSAL is not used and nothing is cached. When the token expires, requests fail with HTTP 401.
+      - If not set, E(MDE_ACCESS_TOKEN) is used.
+    type: str
+  cloud:
+    description:
+      - The Microsoft cloud of the tenant. It sets the API host, the sign-in authority and the token scope.
+      - V(global) is the commercial cloud; V(gcc), V(gcc_high) and V(dod) are the US Government clouds.
+      - If not set, E(MDE_CLOUD) is used.
+    type: str
+    choices: [global, gcc, gcc_high, dod]
+    default: global
+  api_url:
+    description:
+      - The base URL of the Defender for Endpoint API, without C(/api); requests go to C({api_url}/api/...).
+      - Defaults to the host of O(cloud), for example C(https://api.security.microsoft.com). Set it to use a
+        regional host such as C(https://eu.api.security.microsoft.com).
+      - The token scope always follows O(cloud), whatever this says.
+      - If not set, E(MDE_API_URL) is used.
+    type: str
+  authority_host:
+    description:
+      - The Entra ID sign-in host. Defaults to the one of O(cloud).
+      - When it is not a Microsoft host, MSAL instance discovery and authority validation are turned off.
+      - If not set, E(MDE_AUTHORITY_HOST) or E(AZURE_AUTHORITY_HOST) is used.
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify the TLS certificates of the API and of the sign-in host.
+      - Set to V(false) only for testing.
+      - If not set, E(MDE_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - A PEM bundle of CA certificates to verify the API and sign-in hosts with, instead of the system ones.
+      - An explicit O(ca_path) wins over E(REQUESTS_CA_BUNDLE) and E(CURL_CA_BUNDLE); without it those variables are honoured.
+      - If not set, E(MDE_CA_PATH) is used.
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request.
+      - If not set, E(MDE_TIMEOUT) is used.
+    type: int
+    default: 30
+  token_cache:
+    description:
+      - Whether to share access tokens between module runs through a file cache on the controller, so that
+        a play asks Entra ID for a token once rather than once per task and host.
+      - The cache is C(~/.cache/defender.endpoint/tokens.json) (or under E(XDG_CACHE_HOME), or in E(MDE_TOKEN_CACHE_DIR));
+        its directory must be mode 0700 and the file mode 0600, owned by the user, or the module refuses to use it.
+      - It holds access tokens only, never a secret.
+      - If not set, E(MDE_TOKEN_CACHE) is used.
+    type: bool
+    default: true
+notes:
+  - The modules run on the controller and talk to the Defender for Endpoint API over HTTPS; use them with
+    C(hosts: localhost) or C(delegate_to: localhost).
+  - Use C(module_defaults) with the action group C(group/defender.endpoint.mde) to set the credentials once for a play.
+  - Throttling (HTTP 429) is retried after the C(Retry-After) the API sends; server errors and dropped connections
+    are retried for reads and for writes that cannot be applied twice.
+requirements:
+  - python >= 3.9
+  - requests
+  - msal (unless O(access_token) is used)
+'''

@@ -1,0 +1,379 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MDEClient: the one place of the collection that speaks HTTP to Defender for Endpoint.
+
+Plain Python on requests (no Ansible import), so it is the same code under modules (AnsiballZ) and
+under the inventory plugin. It owns the session, paging, retries, throttling and error texts.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import random
+import re
+import time
+
+try:
+    import requests
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as e:  # pragma: no cover - reported by MDEModule through missing_required_lib
+    requests = None
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = e
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
+
+from ansible_collections.defender.endpoint.plugins.module_utils import clouds
+from ansible_collections.defender.endpoint.plugins.module_utils.auth import (
+    MsalTokenProvider,
+    StaticTokenProvider,
+    default_cache_dir,
+)
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
+    MDEConfigError,
+    MDEError,
+)
+
+USER_AGENT = "defender.endpoint-ansible-collection/0.1.0"
+MAX_PAGE_SIZE = 10000
+RETRY_STATUSES = (500, 502, 503, 504)
+
+# The application permission each endpoint needs (digest sections 4.2, 5.2, 5.4, 7.2, 8.2, 9), used to
+# say which permission is missing when the API answers 403. First match wins.
+_ANY_ACTION = "one of Machine.Isolate, Machine.RestrictExecution, Machine.Scan, Machine.CollectForensics, " \
+              "Machine.Offboard, Machine.StopAndQuarantine, Machine.LiveResponse"
+PERMISSIONS = [
+    ("POST", r"^/api/machines/[^/]+/(isolate|unisolate)$", "Machine.Isolate"),
+    ("POST", r"^/api/machines/[^/]+/(restrictCodeExecution|unrestrictCodeExecution)$", "Machine.RestrictExecution"),
+    ("POST", r"^/api/machines/[^/]+/runAntiVirusScan$", "Machine.Scan"),
+    ("POST", r"^/api/machines/[^/]+/collectInvestigationPackage$", "Machine.CollectForensics"),
+    ("POST", r"^/api/machines/[^/]+/offboard$", "Machine.Offboard"),
+    ("POST", r"^/api/machines/[^/]+/StopAndQuarantineFile$", "Machine.StopAndQuarantine"),
+    ("POST", r"^/api/machines/[^/]+/runliveresponse$", "Machine.LiveResponse"),
+    ("POST", r"^/api/machineactions/[^/]+/cancel$", _ANY_ACTION),
+    ("GET", r"^/api/machineactions", "Machine.Read.All or Machine.ReadWrite.All"),
+    ("POST", r"^/api/machines/", "Machine.ReadWrite.All"),
+    ("PATCH", r"^/api/machines/", "Machine.ReadWrite.All"),
+    ("GET", r"^/api/machines/[^/]+/alerts$", "Alert.Read.All or Alert.ReadWrite.All"),
+    ("GET", r"^/api/machines/[^/]+/logonusers$", "User.Read.All"),
+    ("GET", r"^/api/machines", "Machine.Read.All or Machine.ReadWrite.All"),
+    ("GET", r"^/api/alerts/[^/]+/machine$", "Machine.Read.All or Machine.ReadWrite.All"),
+    ("GET", r"^/api/alerts", "Alert.Read.All or Alert.ReadWrite.All"),
+    (None, r"^/api/alerts", "Alert.ReadWrite.All"),
+    (None, r"^/api/indicators", "Ti.ReadWrite.All (or Ti.ReadWrite for the indicators this application created)"),
+    (None, r"^/api/advancedqueries", "AdvancedQuery.Read.All"),
+    (None, r"^/api/files", "File.Read.All"),
+    (None, r"^/api/ips", "Ip.Read.All"),
+    (None, r"^/api/domains", "URL.Read.All"),
+    (None, r"^/api/users", "User.Read.All"),
+]
+
+
+def required_permission(method, path):
+    path = re.sub(r"^/api/v1\.0/", "/api/", path)
+    for m, pattern, permission in PERMISSIONS:
+        if (m is None or m == method) and re.search(pattern, path):
+            return permission
+    return None
+
+
+if HAS_REQUESTS:
+    class PinnedSession(requests.Session):
+        """A session whose TLS verification setting always wins.
+
+        requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override ``Session.verify``; here an
+        explicit ``ca_path`` (or ``validate_certs: false``) is passed on every request, so it wins,
+        while the default (``True``) still lets those variables point at a corporate bundle.
+        """
+
+        def __init__(self, verify=True, timeout=30):
+            super(PinnedSession, self).__init__()
+            self.pinned_verify = verify
+            self.default_timeout = timeout
+            self.headers["User-Agent"] = USER_AGENT
+
+        def request(self, method, url, *args, **kwargs):  # pylint: disable=arguments-differ
+            kwargs["verify"] = self.pinned_verify
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = self.default_timeout
+            return super(PinnedSession, self).request(method, url, *args, **kwargs)
+else:  # pragma: no cover
+    PinnedSession = None
+
+
+def _error_body(resp):
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, None
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return err.get("code"), err.get("message")
+    return None, None
+
+
+def _transport_text(exc):
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ("TLS certificate verification failed (%s). Set ca_path to the CA bundle that signs the server's "
+                "certificate, or validate_certs: false (unsafe)" % text)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer within the timeout (%s)" % text
+    return "connection failed (%s)" % text
+
+
+class MDEClient:
+    """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging."""
+
+    def __init__(self, api_url, token_provider, session, max_attempts=6, backoff=1.0, max_backoff=30.0,
+                 max_retry_after=120.0, sleep=time.sleep):
+        self.api_url = api_url.rstrip("/")
+        self.token_provider = token_provider
+        self.session = session
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
+        self.retries = 0  # how many times a request was repeated (exposed for tests and benchmarks)
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    def _wait(self, attempt, retry_after=None):
+        if retry_after is not None:
+            delay = min(float(retry_after), self.max_retry_after) + random.uniform(0, 0.5)
+        else:
+            delay = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff) * random.uniform(0.5, 1.0)
+        self.retries += 1
+        self.sleep(delay)
+
+    def _error(self, method, path, resp):
+        code, api_message = _error_body(resp)
+        status = resp.status_code
+        reason = resp.reason or ""
+        text = "%s %s failed: HTTP %d %s" % (method, path, status, reason)
+        if code:
+            text += " (%s)" % code
+        if api_message:
+            text += ": %s" % api_message.rstrip(".")
+        permission = None
+        if status == 403:
+            permission = required_permission(method, path)
+            if permission:
+                text += ". The Entra ID application needs the WindowsDefenderATP application permission %s, " \
+                        "granted with admin consent" % permission
+        elif status == 401:
+            text += ". The access token was rejected (%s)" % self.token_provider.describe()
+        return MDEError(text + ".", status=status, code=code, api_message=api_message, method=method,
+                        path=path, permission=permission, retry_after=resp.headers.get("Retry-After"))
+
+    @staticmethod
+    def _retry_after(resp):
+        value = resp.headers.get("Retry-After")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+
+    def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None):
+        """Send one API request and return the parsed JSON body (None when there is none).
+
+        ``retry_safe``: whether repeating the request after an ambiguous failure (5xx, a dropped
+        connection, a read timeout) cannot do anything twice. Defaults to true for GET and DELETE.
+        429 and a 401 on a cached token are always retried: the API did nothing with those.
+        """
+        method = method.upper()
+        if path.startswith("https://") or path.startswith("http://"):
+            url = path
+            path = urlsplit(path).path
+        else:
+            url = self.api_url + path
+        if retry_safe is None:
+            retry_safe = method in ("GET", "DELETE", "HEAD")
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {"Authorization": "Bearer " + self.token_provider.get_token(), "Accept": "application/json"}
+            try:
+                resp = self.session.request(method, url, params=params, json=json, headers=headers)
+            except requests.exceptions.RequestException as e:
+                never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
+                    isinstance(e, requests.exceptions.ConnectionError)
+                    and "NewConnectionError" in repr(e) and not isinstance(e, requests.exceptions.SSLError))
+                if (retry_safe or never_sent) and attempt < self.max_attempts and not isinstance(
+                        e, requests.exceptions.SSLError):
+                    self._wait(attempt)
+                    continue
+                raise MDEError("%s %s failed: %s." % (method, path, _transport_text(e)), method=method, path=path)
+            status = resp.status_code
+            if status == 429 and attempt < self.max_attempts:
+                self._wait(attempt, self._retry_after(resp))
+                continue
+            if status == 401 and self.token_provider.refreshable and not refreshed:
+                refreshed = True
+                self.token_provider.get_token(force_refresh=True)
+                continue
+            if status in RETRY_STATUSES and retry_safe and attempt < self.max_attempts:
+                self._wait(attempt, self._retry_after(resp))
+                continue
+            if status >= 400 and not (ok_statuses and status in ok_statuses):
+                raise self._error(method, path, resp)
+            if status == 204 or not resp.content:
+                return None
+            try:
+                return resp.json()
+            except ValueError:
+                if retry_safe and attempt < self.max_attempts:
+                    self._wait(attempt)
+                    continue
+                raise MDEError("%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)."
+                               % (method, path, status, len(resp.content), resp.headers.get("Content-Type")),
+                               status=status, method=method, path=path)
+
+    def get(self, path, params=None, **kwargs):
+        return self.request("GET", path, params=params, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        return self.request("POST", path, json=json, **kwargs)
+
+    def patch(self, path, json=None, **kwargs):
+        return self.request("PATCH", path, json=json, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+    # -- paging ---------------------------------------------------------------------------------------
+    def list(self, path, odata_filter=None, params=None, limit=None, page_size=MAX_PAGE_SIZE, empty_on_404=False):
+        """Yield every entity of a collection.
+
+        Follows ``@odata.nextLink`` when the API sends one (only to the same host; a link seen twice
+        is a loop and an error); otherwise pages with ``$top``/``$skip`` until a short page.
+        ``empty_on_404``: the machine listing answers 404 when there are no recent machines.
+        """
+        page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
+        base = dict(params or {})
+        if odata_filter:
+            base["$filter"] = odata_filter
+        count = skip = 0
+        next_link = None
+        seen_links = set()
+        previous_first = None
+        while True:
+            top = page_size if limit is None else min(page_size, limit - count)
+            if top <= 0:
+                return
+            try:
+                if next_link:
+                    data = self.request("GET", next_link)
+                else:
+                    query = dict(base)
+                    query["$top"] = top
+                    if skip:
+                        query["$skip"] = skip
+                    data = self.request("GET", path, params=query)
+            except MDEError as e:
+                if empty_on_404 and e.status == 404 and count == 0:
+                    return
+                raise
+            items = (data or {}).get("value") or []
+            if items and skip and items[0] == previous_first:
+                raise MDEError("GET %s failed: the API returned the same page twice while paging; stopped after "
+                               "%d items." % (path, count), method="GET", path=path)
+            previous_first = items[0] if items else None
+            for item in items:
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+            skip += len(items)
+            link = (data or {}).get("@odata.nextLink")
+            if link:
+                if not self._same_origin(link):
+                    raise MDEError("GET %s failed: the API sent an @odata.nextLink to another host (%s); not "
+                                   "following it with the token." % (path, urlsplit(link).hostname),
+                                   method="GET", path=path)
+                if link in seen_links:
+                    raise MDEError("GET %s failed: @odata.nextLink points back to a page already read; stopped "
+                                   "after %d items." % (path, count), method="GET", path=path)
+                seen_links.add(link)
+                next_link = link
+                continue
+            next_link = None
+            if len(items) < top:
+                return
+
+    def _same_origin(self, url):
+        a, b = urlsplit(url), urlsplit(self.api_url)
+        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _check_url(name, url):
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise MDEConfigError("%s must be an https:// URL, got %r." % (name, url))
+
+
+def create_client(tenant_id=None, client_id=None, client_secret=None, client_certificate_path=None,
+                  client_certificate_password=None, access_token=None, cloud="global", api_url=None,
+                  authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
+                  **kwargs):
+    """Validate the shared options and build an MDEClient. Raises MDEConfigError before any network call."""
+    if not HAS_REQUESTS:
+        from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError
+        raise MDEDependencyError("requests")
+    try:
+        api_url, authority_host, scope = clouds.resolve(cloud, api_url, authority_host)
+    except ValueError as e:
+        raise MDEConfigError(str(e) + ".")
+    _check_url("api_url", api_url)
+    _check_url("authority_host", authority_host)
+    given = [name for name, value in (("client_secret", client_secret),
+                                      ("client_certificate_path", client_certificate_path),
+                                      ("access_token", access_token)) if value]
+    if not given:
+        raise MDEConfigError("No credential given: set exactly one of client_secret, client_certificate_path or "
+                             "access_token (or MDE_CLIENT_SECRET, MDE_CLIENT_CERTIFICATE_PATH, MDE_ACCESS_TOKEN).")
+    if len(given) > 1:
+        raise MDEConfigError("Only one credential may be set, got %s." % " and ".join(given))
+    if client_certificate_password and not client_certificate_path:
+        raise MDEConfigError("client_certificate_password needs client_certificate_path.")
+    if not access_token:
+        for name, value in (("tenant_id", tenant_id), ("client_id", client_id)):
+            if not value:
+                raise MDEConfigError("%s is required with %s (or set MDE_%s)." % (name, given[0], name.upper()))
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]*$", tenant_id):
+            raise MDEConfigError("tenant_id must be a directory (tenant) GUID or a domain such as "
+                                 "contoso.onmicrosoft.com, got %r." % tenant_id)
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        raise MDEConfigError("timeout must be a number of seconds, got %r." % (timeout,))
+    if timeout <= 0:
+        raise MDEConfigError("timeout must be greater than 0, got %s." % timeout)
+    if not validate_certs:
+        verify = False
+    elif ca_path:
+        import os
+        if not os.path.isfile(ca_path):
+            raise MDEConfigError("ca_path %s is not a readable file." % ca_path)
+        verify = ca_path
+    else:
+        verify = True
+    session = PinnedSession(verify=verify, timeout=timeout)
+    if access_token:
+        provider = StaticTokenProvider(access_token)
+    else:
+        provider = MsalTokenProvider(
+            tenant_id, client_id, authority_host, scope, session,
+            client_secret=client_secret, client_certificate_path=client_certificate_path,
+            client_certificate_password=client_certificate_password,
+            cache_dir=default_cache_dir() if token_cache else None, timeout=timeout)
+    return MDEClient(api_url, provider, session, **kwargs)

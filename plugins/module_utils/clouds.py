@@ -1,0 +1,80 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-cloud endpoints of Microsoft Defender for Endpoint.
+
+Plain Python: no Ansible import. Sources (../shared/mde-api/digest.md sections 1.1, 2.1, 2.2):
+the commercial API host and scope are Microsoft's documented ones; the US Government API hosts and
+sign-in authorities are from Microsoft's gov.md; the gov scopes are not stated by Microsoft and follow
+what public clients use (the commercial resource for GCC, the .us resource for GCC High and DoD).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
+    from urlparse import urlsplit  # type: ignore
+
+
+CLOUDS = {
+    "global": {
+        "api_url": "https://api.security.microsoft.com",
+        "authority_host": "https://login.microsoftonline.com",
+        "scope": "https://api.securitycenter.microsoft.com/.default",
+    },
+    "gcc": {
+        "api_url": "https://api-gcc.securitycenter.microsoft.us",
+        "authority_host": "https://login.microsoftonline.com",
+        "scope": "https://securitycenter.onmicrosoft.com/windowsatpservice/.default",
+    },
+    "gcc_high": {
+        "api_url": "https://api-gov.securitycenter.microsoft.us",
+        "authority_host": "https://login.microsoftonline.us",
+        "scope": "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+    },
+    "dod": {
+        "api_url": "https://api-gov.securitycenter.microsoft.us",
+        "authority_host": "https://login.microsoftonline.us",
+        "scope": "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+    },
+}
+
+# Sign-in hosts that Microsoft's instance discovery knows. Any other authority host (a private
+# endpoint, a test emulator) is used with instance discovery and authority validation turned off.
+MICROSOFT_AUTHORITY_HOSTS = frozenset([
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.microsoft.com",
+    "login.windows.net",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+])
+
+
+def cloud_names():
+    return sorted(CLOUDS)
+
+
+def resolve(cloud="global", api_url=None, authority_host=None):
+    """Return ``(api_url, authority_host, scope)`` for a cloud, with explicit overrides applied.
+
+    The scope always follows the cloud, whatever ``api_url`` says: a token is minted for the
+    Defender resource, not for the host the requests happen to go to.
+    """
+    try:
+        entry = CLOUDS[cloud or "global"]
+    except KeyError:
+        raise ValueError("cloud must be one of %s, got %r" % (", ".join(cloud_names()), cloud))
+    return (
+        (api_url or entry["api_url"]).rstrip("/"),
+        (authority_host or entry["authority_host"]).rstrip("/"),
+        entry["scope"],
+    )
+
+
+def is_microsoft_authority(authority_host):
+    host = (urlsplit(authority_host).hostname or "").lower()
+    return host in MICROSOFT_AUTHORITY_HOSTS

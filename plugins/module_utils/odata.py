@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Building OData ``$filter`` expressions and parsing times. Plain Python: no Ansible import."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import re
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+# Filters shared by mde_machine_info and the mde_machines inventory plugin: option -> (API field, kind).
+# Every field is one the machines endpoint documents as filterable (digest section 3.2), except
+# rbac_group_name, which the API does not filter on and the callers match client-side.
+MACHINE_FILTERS = {
+    "os_platform": ("osPlatform", "string"),
+    "health_status": ("healthStatus", "string"),
+    "onboarding_status": ("onboardingStatus", "string"),
+    "exposure_level": ("exposureLevel", "string"),
+    "risk_score": ("riskScore", "string"),
+    "machine_tags": ("machineTags", "tags"),
+    "last_seen_within": ("lastSeen", "since"),
+}
+MACHINE_ENUMS = {
+    "health_status": ["Active", "Inactive", "ImpairedCommunication", "NoSensorData",
+                      "NoSensorDataImpairedCommunication", "Unknown"],
+    "onboarding_status": ["Onboarded", "CanBeOnboarded", "Unsupported", "InsufficientInfo"],
+    "exposure_level": ["None", "Low", "Medium", "High"],
+    "risk_score": ["None", "Informational", "Low", "Medium", "High"],
+}
+
+
+def quote(value):
+    """An OData string literal: single quotes, embedded quotes doubled."""
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return list(value)
+    return [value]
+
+
+def any_of(field, values):
+    """``field eq 'a'`` or ``(field eq 'a' or field eq 'b')``; None for no values."""
+    values = as_list(values)
+    if not values:
+        return None
+    parts = ["%s eq %s" % (field, quote(v)) for v in values]
+    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+
+
+def any_tag(field, values):
+    values = as_list(values)
+    if not values:
+        return None
+    parts = ["%s/any(t: t eq %s)" % (field, quote(v)) for v in values]
+    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def format_time(dt):
+    return dt.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value, option="time"):
+    """A relative age (``30m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time -> aware UTC datetime.
+
+    Raises ValueError with a message naming ``option``.
+    """
+    if isinstance(value, datetime.datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        m = _RELATIVE.match(text)
+        if m:
+            return utcnow() - datetime.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+        try:
+            dt = datetime.datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValueError("%s must be an ISO 8601 time (2026-01-31T08:00:00Z) or an age such as 30m, 24h or 7d, "
+                             "got %r" % (option, value))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt
+
+
+def and_all(*parts):
+    """AND the non-empty parts (each already parenthesised where it holds an ``or``); None if none."""
+    return " and ".join(p for p in parts if p) or None
+
+
+def machine_filter(filters, odata_filter=None):
+    """The server-side ``$filter`` for the shared machine filters (a dict of option -> value or list).
+
+    Raises ValueError naming the option for a bad value.
+    """
+    parts = []
+    for option, (field, kind) in MACHINE_FILTERS.items():
+        values = as_list((filters or {}).get(option))
+        if not values:
+            continue
+        if option in MACHINE_ENUMS:
+            for v in values:
+                if v not in MACHINE_ENUMS[option]:
+                    raise ValueError("%s: %r is not one of %s" % (option, v, ", ".join(MACHINE_ENUMS[option])))
+        if kind == "string":
+            parts.append(any_of(field, values))
+        elif kind == "tags":
+            parts.append(any_tag(field, values))
+        elif kind == "since":
+            parts.append("%s ge %s" % (field, format_time(parse_time(values[0], option))))
+    if odata_filter:
+        parts.append("(%s)" % odata_filter)
+    return and_all(*parts)

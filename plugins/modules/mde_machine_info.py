@@ -1,0 +1,222 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: mde_machine_info
+short_description: List or look up machines in Microsoft Defender for Endpoint
+version_added: 0.1.0
+description:
+  - Returns Defender for Endpoint machines (devices) as the API returns them, by id, by name or by filters.
+  - Filters are sent to the API as one server-side OData C($filter); all pages are read.
+  - Needs the WindowsDefenderATP application permission C(Machine.Read.All) or C(Machine.ReadWrite.All).
+author:
+  - defender.endpoint contributors
+extends_documentation_fragment:
+  - defender.endpoint.auth
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: The module only reads.
+options:
+  machine_id:
+    description:
+      - The Defender device id (40 hexadecimal characters). Returns that one machine.
+      - Mutually exclusive with O(machine_name).
+    type: str
+  machine_name:
+    description:
+      - The machine's C(computerDnsName), compared case-insensitively. A name without a dot also matches the
+        first label of the DNS name (V(ws-00001) matches C(ws-00001.contoso.local)).
+      - Returns every machine with that name (a re-imaged device can be there twice, and devices that are not
+        onboarded are included).
+    type: str
+  os_platform:
+    description: Only machines with one of these C(osPlatform) values, for example V(Windows11), V(WindowsServer2022), V(Linux).
+    type: list
+    elements: str
+  health_status:
+    description: Only machines with one of these C(healthStatus) values.
+    type: list
+    elements: str
+    choices: [Active, Inactive, ImpairedCommunication, NoSensorData, NoSensorDataImpairedCommunication, Unknown]
+  onboarding_status:
+    description: Only machines with one of these C(onboardingStatus) values.
+    type: list
+    elements: str
+    choices: [Onboarded, CanBeOnboarded, Unsupported, InsufficientInfo]
+  exposure_level:
+    description: Only machines with one of these C(exposureLevel) values.
+    type: list
+    elements: str
+    choices: [None, Low, Medium, High]
+  risk_score:
+    description: Only machines with one of these C(riskScore) values.
+    type: list
+    elements: str
+    choices: [None, Informational, Low, Medium, High]
+  rbac_group_name:
+    description:
+      - Only machines in one of these device groups (C(rbacGroupName)).
+      - The API cannot filter on the group name, so this one is matched after reading.
+    type: list
+    elements: str
+  machine_tags:
+    description: Only machines carrying at least one of these tags (C(machineTags)).
+    type: list
+    elements: str
+  last_seen_within:
+    description:
+      - Only machines whose C(lastSeen) is within this age, such as V(7d), V(24h) or V(30m), or after this ISO 8601 time.
+      - C(lastSeen) is the time of the device's last full report, about once a day.
+    type: str
+  odata_filter:
+    description:
+      - A raw OData C($filter) expression, ANDed with the filters above, for example C(osBuild gt 19000).
+      - The API answers HTTP 400 (C(ODataError)) for a field it does not filter on.
+    type: str
+  limit:
+    description: Return at most this many machines. By default all are returned.
+    type: int
+'''
+
+EXAMPLES = r'''
+- name: Read one machine by name
+  defender.endpoint.mde_machine_info:
+    machine_name: ws-00001.contoso.local
+  register: ws1
+
+- name: High-exposure Windows servers seen this week, with credentials from module_defaults
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/defender.endpoint.mde:
+      tenant_id: "{{ mde_tenant_id }}"
+      client_id: "{{ mde_client_id }}"
+      client_secret: "{{ mde_client_secret }}"
+  tasks:
+    - name: Find them
+      defender.endpoint.mde_machine_info:
+        os_platform: [WindowsServer2019, WindowsServer2022]
+        exposure_level: High
+        last_seen_within: 7d
+      register: servers
+
+    - name: Show their names
+      ansible.builtin.debug:
+        msg: "{{ servers.machines | map(attribute='computerDnsName') | list }}"
+
+- name: Machines tagged for patching, with a raw OData filter
+  defender.endpoint.mde_machine_info:
+    machine_tags: [patch-wave-1]
+    odata_filter: "osBuild ge 19045"
+    limit: 100
+'''
+
+RETURN = r'''
+machines:
+  description: The Machine entities, as the API returns them (camelCase keys).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 1e5bc9d7e413ddd7902c2932e418702b84d0cc07
+      computerDnsName: mymachine1.contoso.com
+      firstSeen: "2018-08-02T14:55:03.7791856Z"
+      lastSeen: "2021-01-25T07:27:36.052313Z"
+      osPlatform: Windows10
+      version: "1901"
+      osBuild: 19042
+      lastIpAddress: 10.166.113.46
+      lastExternalIpAddress: 167.220.203.175
+      healthStatus: Active
+      onboardingStatus: Onboarded
+      rbacGroupId: 140
+      rbacGroupName: The-A-Team
+      riskScore: Low
+      exposureLevel: Medium
+      deviceValue: Normal
+      isAadJoined: true
+      aadDeviceId: 80fe8ff8-2624-418e-9591-41f0491218f9
+      machineTags: [test tag 1, test tag 2]
+filter:
+  description: The OData C($filter) that was sent, if any.
+  returned: always
+  type: str
+  sample: "(osPlatform eq 'WindowsServer2019' or osPlatform eq 'WindowsServer2022') and exposureLevel eq 'High'"
+'''
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover
+    from urllib import quote  # type: ignore
+
+from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+
+FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure_level", "risk_score",
+                  "machine_tags", "last_seen_within")
+
+
+def run(module):
+    p = module.params
+    if p["machine_id"]:
+        machine = module.find_machine(machine_id=quote(p["machine_id"], safe=""))
+        return dict(changed=False, machines=[machine], filter=None)
+    if p["machine_name"]:
+        return dict(changed=False, machines=module.machines_named(p["machine_name"])[:p["limit"]], filter=None)
+    odata_filter = odata.machine_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
+    groups = set(p["rbac_group_name"] or [])
+    machines = []
+    # rbacGroupName is matched here, so the limit is applied after that match.
+    for machine in module.client.list("/api/machines", odata_filter=odata_filter, empty_on_404=True,
+                                      limit=None if groups else p["limit"]):
+        if groups and machine.get("rbacGroupName") not in groups:
+            continue
+        machines.append(machine)
+        if p["limit"] is not None and len(machines) >= p["limit"]:
+            break
+    return dict(changed=False, machines=machines, filter=odata_filter)
+
+
+def main():
+    module = MDEModule(
+        argument_spec=dict(
+            machine_id=dict(type="str"),
+            machine_name=dict(type="str"),
+            os_platform=dict(type="list", elements="str"),
+            health_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["health_status"]),
+            onboarding_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["onboarding_status"]),
+            exposure_level=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["exposure_level"]),
+            risk_score=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["risk_score"]),
+            rbac_group_name=dict(type="list", elements="str"),
+            machine_tags=dict(type="list", elements="str"),
+            last_seen_within=dict(type="str"),
+            odata_filter=dict(type="str"),
+            limit=dict(type="int"),
+        ),
+        mutually_exclusive=[["machine_id", "machine_name"]] + [
+            [selector, f] for selector in ("machine_id", "machine_name")
+            for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
+        supports_check_mode=True,
+    )
+    if module.params["limit"] is not None and module.params["limit"] < 1:
+        module.fail_json(msg="limit must be at least 1, got %d." % module.params["limit"])
+    if module.params["last_seen_within"]:
+        try:
+            odata.parse_time(module.params["last_seen_within"], "last_seen_within")
+        except ValueError as e:
+            module.fail_json(msg=str(e))
+    module.run(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Run real ansible-playbook / ansible-inventory against the emulator and read what they did."""
+import json
+import os
+import subprocess
+import textwrap
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, ".venv", "bin")
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+
+
+class Result:
+    def __init__(self, proc, data):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.data = data
+
+    def tasks(self, host="localhost"):
+        """Per task name, the result for ``host`` (json callback output)."""
+        out = {}
+        for play in (self.data or {}).get("plays", []):
+            for task in play.get("tasks", []):
+                res = task.get("hosts", {}).get(host)
+                if res is not None:
+                    out[task["task"]["name"]] = res
+        return out
+
+    def task(self, name, host="localhost"):
+        return self.tasks(host)[name]
+
+    @property
+    def stats(self):
+        return (self.data or {}).get("stats", {})
+
+    def __repr__(self):
+        return "Result(rc=%s)\nSTDOUT:\n%s\nSTDERR:\n%s" % (self.rc, self.stdout[-6000:], self.stderr[-3000:])
+
+
+class Ansible:
+    """Runs ansible commands with the emulator's credentials in the environment (as AWX injects them)."""
+
+    def __init__(self, emulator, tmp_path, app="full"):
+        self.emulator = emulator
+        self.tmp_path = tmp_path
+        self.app = app
+        self.cache_dir = str(tmp_path / "token-cache")
+
+    def env(self, app=None, **extra):
+        app = self.emulator.apps[app or self.app]
+        env = dict(os.environ)
+        for k in list(env):
+            if k.startswith(("MDE_", "AZURE_")):
+                del env[k]
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+            "ANSIBLE_STDOUT_CALLBACK": "json",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            "ANSIBLE_HOST_KEY_CHECKING": "false",
+            "ANSIBLE_PYTHON_INTERPRETER": os.path.join(BIN, "python"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+            "MDE_TENANT_ID": self.emulator.tenant_id,
+            "MDE_CLIENT_ID": app["client_id"],
+            "MDE_API_URL": self.emulator.url,
+            "MDE_AUTHORITY_HOST": self.emulator.url,
+            "MDE_CA_PATH": self.emulator.ca_path,
+            "MDE_TOKEN_CACHE_DIR": self.cache_dir,
+        })
+        if app.get("client_secret"):
+            env["MDE_CLIENT_SECRET"] = app["client_secret"]
+        else:
+            env["MDE_CLIENT_CERTIFICATE_PATH"] = app["cert_path"]
+            if app.get("cert_password"):
+                env["MDE_CLIENT_CERTIFICATE_PASSWORD"] = app["cert_password"]
+        env.update(dict((k, str(v)) for k, v in extra.items() if v is not None))
+        for k, v in extra.items():
+            if v is None:
+                env.pop(k, None)
+        return env
+
+    def playbook(self, tasks=None, plays=None, check=False, diff=False, inventory=None, forks=None,
+                 extra_args=(), app=None, env=None, hosts="localhost", gather_facts=False, timeout=600):
+        if plays is None:
+            plays = [{"name": "test", "hosts": hosts, "gather_facts": gather_facts, "tasks": tasks}]
+        path = self.tmp_path / "playbook.yml"
+        path.write_text(yaml.safe_dump(plays, sort_keys=False))
+        inv = inventory or "localhost,"
+        args = [os.path.join(BIN, "ansible-playbook"), "-i", inv, "-c", "local", str(path)]
+        if check:
+            args.append("--check")
+        if diff:
+            args.append("--diff")
+        if forks:
+            args += ["--forks", str(forks)]
+        args += list(extra_args)
+        proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout, cwd=str(self.tmp_path), check=False)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            data = None
+        return Result(proc, data)
+
+    def inventory(self, config, extra_args=("--list",), app=None, env=None, name="mde.yml", timeout=600):
+        path = self.tmp_path / name
+        if isinstance(config, dict):
+            config = yaml.safe_dump(config, sort_keys=False)
+        path.write_text(textwrap.dedent(config))
+        args = [os.path.join(BIN, "ansible-inventory"), "-i", str(path)] + list(extra_args)
+        proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout, cwd=str(self.tmp_path), check=False)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            data = None
+        return Result(proc, data)
