@@ -98,7 +98,8 @@ options:
     type: bool
     default: true
 notes:
-  - The modules run on the controller and talk to the Defender for Endpoint API over HTTPS; use them with
+  - >-
+    The modules run on the controller and talk to the Defender for Endpoint API over HTTPS; use them with
     C(hosts: localhost) or C(delegate_to: localhost).
   - Use C(module_defaults) with the action group C(group/defender.endpoint.mde) to set the credentials once for a play.
   - Throttling (HTTP 429) is retried after the C(Retry-After) the API sends; server errors and dropped connections
