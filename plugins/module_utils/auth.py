@@ -221,7 +221,7 @@ class MsalTokenProvider:
             self._token, self._expires_on = self._fetch()
             return self._token
         rejected = self._token if force_refresh else None
-        with self._cache:
+        with self._cache:  # pylint: disable=not-context-manager
             entries = self._cache.load()
             entry = entries.get(self._key)
             # Another fork may already have replaced a token that was rejected: use its fresh one.

@@ -16,7 +16,7 @@ description:
   - Filters are sent to the API as one server-side OData C($filter); all pages are read.
   - Needs the WindowsDefenderATP application permission C(Machine.Read.All) or C(Machine.ReadWrite.All).
 author:
-  - defender.endpoint contributors
+  - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
 attributes:

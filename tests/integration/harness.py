@@ -8,7 +8,9 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")
-COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+# `make test` installs the built collection here; MDE_TEST_COLLECTIONS=.build/src runs the live source instead
+# (tests/conftest.py links it there), which is what a developer iterating on one module wants.
+COLLECTIONS = os.path.abspath(os.environ.get("MDE_TEST_COLLECTIONS") or os.path.join(ROOT, ".build", "collections"))
 
 
 class Result:

@@ -1,0 +1,210 @@
+"""Token providers and the cross-process token cache; option validation in create_client."""
+import multiprocessing
+import os
+import stat
+import time
+
+import pytest
+
+from ansible_collections.defender.endpoint.plugins.module_utils import auth
+from ansible_collections.defender.endpoint.plugins.module_utils.auth import MsalTokenProvider, StaticTokenProvider
+from ansible_collections.defender.endpoint.plugins.module_utils.client import PinnedSession, create_client
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEAuthError, MDEConfigError
+
+
+class CountingProvider(MsalTokenProvider):
+    """MsalTokenProvider whose Entra ID call is replaced by a slow counter (one line a fetch in a file)."""
+
+    def __init__(self, cache_dir, counter, lifetime=3600, **kw):
+        super().__init__("tenant", "client", "https://login.example.test", "scope/.default", None,
+                         client_secret="s3cr3t", cache_dir=cache_dir, **kw)
+        self.counter = counter
+        self.lifetime = lifetime
+
+    def _fetch(self):
+        time.sleep(0.2)
+        with open(self.counter, "a") as f:
+            f.write("x\n")
+        n = sum(1 for _line in open(self.counter))
+        return "token-%d" % n, time.time() + self.lifetime
+
+
+def _fork_get(cache_dir, counter, queue):
+    queue.put(CountingProvider(cache_dir, counter).get_token())
+
+
+def fetches(counter):
+    return sum(1 for _line in open(counter)) if os.path.exists(counter) else 0
+
+
+def test_parallel_processes_share_one_token(tmp_path):
+    cache, counter = str(tmp_path / "cache"), str(tmp_path / "count")
+    queue = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_fork_get, args=(cache, counter, queue)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    tokens = {queue.get(timeout=5) for _proc in procs}
+    assert fetches(counter) == 1
+    assert tokens == {"token-1"}
+
+
+def test_cache_directory_and_file_are_private(tmp_path):
+    cache = tmp_path / "cache"
+    CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(cache / "tokens.json").st_mode) == 0o600
+    content = (cache / "tokens.json").read_text()
+    assert "token-1" in content and "s3cr3t" not in content
+
+
+def test_cache_is_refused_when_others_can_read_it(tmp_path):
+    cache = tmp_path / "cache"
+    CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    os.chmod(cache / "tokens.json", 0o644)
+    with pytest.raises(MDEAuthError) as e:
+        CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert "chmod 600" in str(e.value) and "token_cache: false" in str(e.value)
+    os.chmod(cache / "tokens.json", 0o600)
+    os.chmod(cache, 0o755)
+    with pytest.raises(MDEAuthError) as e:
+        CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert "chmod 700" in str(e.value)
+
+
+def test_expiring_token_is_replaced(tmp_path):
+    cache, counter = str(tmp_path / "cache"), str(tmp_path / "count")
+    assert CountingProvider(cache, counter, lifetime=100).get_token() == "token-1"  # < EXPIRY_MARGIN left
+    assert CountingProvider(cache, counter).get_token() == "token-2"
+    assert CountingProvider(cache, counter).get_token() == "token-2"
+    assert fetches(counter) == 2
+
+
+def test_force_refresh_replaces_a_rejected_token_once(tmp_path):
+    cache, counter = str(tmp_path / "cache"), str(tmp_path / "count")
+    a, b = CountingProvider(cache, counter), CountingProvider(cache, counter)
+    assert a.get_token() == b.get_token() == "token-1"
+    assert a.get_token(force_refresh=True) == "token-2"
+    # b was rejected with the same old token: it picks up a's fresh one instead of fetching again.
+    assert b.get_token(force_refresh=True) == "token-2"
+    assert fetches(counter) == 2
+
+
+def test_token_cache_off_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDE_TOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    p = CountingProvider(None, str(tmp_path / "count"))
+    assert p.get_token() == p.get_token() == "token-1"
+    assert not (tmp_path / "cache").exists()
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("MDE_TOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert auth.default_cache_dir() == str(tmp_path / "defender.endpoint")
+    monkeypatch.setenv("MDE_TOKEN_CACHE_DIR", "/x/y")
+    assert auth.default_cache_dir() == "/x/y"
+
+
+def test_static_token_is_used_as_is():
+    p = StaticTokenProvider("ready")
+    assert p.get_token() == "ready" and not p.refreshable
+
+
+def _pem(tmp_path, password=None):
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    enc = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
+    path = tmp_path / "app.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc))
+    return str(path)
+
+
+def test_certificate_credential(tmp_path):
+    cred = auth._load_certificate(_pem(tmp_path, "pw"), "pw")
+    assert "BEGIN CERTIFICATE" in cred["public_certificate"] and "BEGIN PRIVATE KEY" in cred["private_key"]
+
+
+@pytest.mark.parametrize("password,given,expected", [
+    ("pw", None, "is encrypted: set client_certificate_password"),
+    ("pw", "wrong", "client_certificate_password does not decrypt"),
+    (None, "pw", "is not encrypted"),
+])
+def test_certificate_password_errors(tmp_path, password, given, expected):
+    with pytest.raises(MDEConfigError) as e:
+        auth._load_certificate(_pem(tmp_path, password), given)
+    assert expected in str(e.value)
+    assert "wrong" not in str(e.value)
+
+
+def test_certificate_unreadable(tmp_path):
+    with pytest.raises(MDEConfigError) as e:
+        auth._load_certificate(str(tmp_path / "missing.pem"), None)
+    assert "client_certificate_path" in str(e.value) and "cannot be read" in str(e.value)
+    (tmp_path / "junk.pem").write_text("junk")
+    with pytest.raises(MDEConfigError) as e:
+        auth._load_certificate(str(tmp_path / "junk.pem"), None)
+    assert "no PEM certificate" in str(e.value)
+
+
+BASE = dict(tenant_id="contoso.onmicrosoft.com", client_id="cid")
+
+
+@pytest.mark.parametrize("opts,expected", [
+    (dict(BASE), "No credential given"),
+    (dict(BASE, client_secret="s", access_token="t"), "Only one credential may be set, got client_secret and access_token"),
+    (dict(BASE, client_secret="s", client_certificate_path="/p"), "got client_secret and client_certificate_path"),
+    (dict(client_id="cid", client_secret="s"), "tenant_id is required"),
+    (dict(tenant_id="t", client_secret="s"), "client_id is required"),
+    (dict(BASE, client_secret="s", cloud="mars"), "cloud must be one of dod, gcc, gcc_high, global"),
+    (dict(BASE, client_secret="s", api_url="http://127.0.0.1:8080"), "api_url must be an https:// URL"),
+    (dict(BASE, client_secret="s", timeout=0), "timeout must be greater than 0"),
+    (dict(BASE, client_secret="s", ca_path="/nonexistent/ca.pem"), "ca_path /nonexistent/ca.pem is not a readable file"),
+    (dict(tenant_id="bad tenant/../x", client_id="c", client_secret="s"), "tenant_id must be"),
+    (dict(BASE, client_certificate_password="pw", client_secret="s"), "client_certificate_password needs"),
+])
+def test_create_client_rejects_bad_options_before_any_call(opts, expected):
+    with pytest.raises(MDEConfigError) as e:
+        create_client(**opts)
+    assert expected in str(e.value)
+    assert "s3cr3t" not in str(e.value)
+
+
+def test_create_client_resolves_cloud_defaults():
+    c = create_client(access_token="t", cloud="gcc_high")
+    assert c.api_url == "https://api-gov.securitycenter.microsoft.us"
+    c = create_client(client_secret="s", cloud="global", token_cache=False, **BASE)
+    assert c.api_url == "https://api.security.microsoft.com"
+    assert c.token_provider.scope == "https://api.securitycenter.microsoft.com/.default"
+    assert c.token_provider.authority == "https://login.microsoftonline.com/contoso.onmicrosoft.com"
+    c = create_client(client_secret="s", cloud="dod", api_url="https://api.example.test/", token_cache=False, **BASE)
+    assert c.api_url == "https://api.example.test"
+    assert c.token_provider.scope == "https://securitycenter.onmicrosoft.us/windowsatpservice/.default"
+
+
+def test_explicit_ca_path_wins_over_requests_ca_bundle(tmp_path, monkeypatch):
+    """requests lets REQUESTS_CA_BUNDLE override Session.verify; the pinned session passes verify every time."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    seen = {}
+
+    def fake_send(self, request, **kwargs):
+        seen["verify"] = kwargs.get("verify")
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr("requests.Session.send", fake_send)
+    for verify, expected in ((str(ca), str(ca)), (False, False), (True, "/etc/ssl/certs/ca-certificates.crt")):
+        with pytest.raises(RuntimeError):
+            PinnedSession(verify=verify).get("https://127.0.0.1:1/x")
+        assert seen["verify"] == expected

@@ -1,0 +1,279 @@
+"""MDEClient: retries, throttling, 401 refresh, paging and error texts, over a scripted session."""
+import json
+import types
+
+import pytest
+import requests
+
+from ansible_collections.defender.endpoint.plugins.module_utils.client import MDEClient, required_permission
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+
+API = "https://api.example.test"
+
+
+class FakeResponse:
+    def __init__(self, status=200, body=None, headers=None, raw=None, reason="OK"):
+        self.status_code = status
+        self.headers = headers or {}
+        self.reason = reason
+        if raw is not None:
+            self.content = raw.encode()
+        elif body is None:
+            self.content = b""
+        else:
+            self.content = json.dumps(body).encode()
+
+    def json(self):
+        return json.loads(self.content.decode())
+
+
+class FakeSession:
+    """Answers each request with the next scripted item (a FakeResponse or an exception to raise)."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls = []
+
+    def request(self, method, url, params=None, json=None, headers=None):
+        self.calls.append(dict(method=method, url=url, params=dict(params or {}), json=json, headers=headers))
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+class FakeTokens:
+    refreshable = True
+
+    def __init__(self):
+        self.tokens = ["tok-1", "tok-2", "tok-3"]
+        self.refreshes = 0
+
+    def get_token(self, force_refresh=False):
+        if force_refresh:
+            self.refreshes += 1
+            self.tokens.pop(0)
+        return self.tokens[0]
+
+    def describe(self):
+        return "client c in tenant t"
+
+
+def make(*script, **kw):
+    sleeps = []
+    session = FakeSession(*script)
+    tokens = FakeTokens()
+    client = MDEClient(API, tokens, session, sleep=sleeps.append, **kw)
+    return types.SimpleNamespace(client=client, session=session, tokens=tokens, sleeps=sleeps)
+
+
+def err(status, code, message, headers=None):
+    return FakeResponse(status, {"error": {"code": code, "message": message, "target": "abc"}}, headers=headers,
+                        reason={400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+                                500: "Internal Server Error", 503: "Service Unavailable"}.get(status, ""))
+
+
+def test_get_sends_bearer_token_and_returns_json():
+    t = make(FakeResponse(200, {"id": "m1"}))
+    assert t.client.get("/api/machines/m1") == {"id": "m1"}
+    call = t.session.calls[0]
+    assert call["url"] == API + "/api/machines/m1"
+    assert call["headers"]["Authorization"] == "Bearer tok-1"
+
+
+def test_429_waits_for_retry_after_then_succeeds():
+    t = make(err(429, "TooManyRequests", "slow down", {"Retry-After": "7"}),
+                                      FakeResponse(201, {"id": "a"}))
+    assert t.client.post("/api/machines/m1/isolate", json={"Comment": "x"}) == {"id": "a"}
+    assert len(t.session.calls) == 2
+    assert 7 <= t.sleeps[0] <= 7.5
+
+
+def test_429_without_retry_after_backs_off_exponentially():
+    t = make(err(429, "TooManyRequests", "x"), err(429, "TooManyRequests", "x"),
+                                FakeResponse(200, {}), backoff=1.0)
+    t.client.get("/api/alerts")
+    assert 0.5 <= t.sleeps[0] <= 1.0 and 1.0 <= t.sleeps[1] <= 2.0
+
+
+def test_retry_after_is_bounded():
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "3600"}), FakeResponse(200, {}),
+                                max_retry_after=60)
+    t.client.get("/api/alerts")
+    assert t.sleeps[0] <= 60.5
+
+
+def test_429_gives_up_after_max_attempts_with_clear_error():
+    t = make(*[err(429, "TooManyRequests", "quota")] * 3, max_attempts=3)
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/alerts")
+    assert len(t.session.calls) == 3
+    assert e.value.status == 429 and e.value.code == "TooManyRequests"
+    assert "GET /api/alerts failed: HTTP 429" in str(e.value)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_retried_for_reads(status):
+    t = make(err(status, "InternalServerError", ""), FakeResponse(200, {"value": []}))
+    assert t.client.get("/api/machines") == {"value": []}
+    assert len(t.session.calls) == 2
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_5xx_not_retried_for_a_post_that_could_create_twice(status):
+    t = make(err(status, "InternalServerError", "boom"))
+    with pytest.raises(MDEError) as e:
+        t.client.post("/api/machines/m1/runAntiVirusScan", json={"Comment": "x", "ScanType": "Quick"})
+    assert len(t.session.calls) == 1
+    assert e.value.status == status
+
+
+def test_5xx_retried_for_a_post_marked_retry_safe():
+    t = make(err(503, "ServiceUnavailable", ""), FakeResponse(200, {"value": []}))
+    t.client.post("/api/indicators/import", json={"Indicators": []}, retry_safe=True)
+    assert len(t.session.calls) == 2
+
+
+def test_dropped_connection_retried_for_reads_not_for_unsafe_posts():
+    t = make(requests.exceptions.ConnectionError("Connection aborted."), FakeResponse(200, {}))
+    t.client.get("/api/machines/m1")
+    assert len(t.session.calls) == 2
+    t = make(requests.exceptions.ConnectionError("Connection aborted."))
+    with pytest.raises(MDEError) as e:
+        t.client.post("/api/machines/m1/isolate", json={"Comment": "x"})
+    assert len(t.session.calls) == 1
+    assert "connection failed" in str(e.value)
+
+
+def test_connect_timeout_is_always_retried_because_nothing_was_sent():
+    t = make(requests.exceptions.ConnectTimeout("connect timed out"), FakeResponse(201, {}))
+    t.client.post("/api/machines/m1/isolate", json={"Comment": "x"})
+    assert len(t.session.calls) == 2
+
+
+def test_read_timeout_message():
+    t = make(*[requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")] * 2, max_attempts=2)
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/machines")
+    assert "no answer within the timeout" in str(e.value)
+
+
+def test_tls_error_points_at_ca_path_and_is_not_retried():
+    t = make(requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED"))
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/machines")
+    assert len(t.session.calls) == 1
+    assert "ca_path" in str(e.value)
+
+
+def test_401_on_cached_token_refreshes_once():
+    t = make(err(401, "Unauthorized", "expired"), FakeResponse(200, {"ok": 1}))
+    assert t.client.get("/api/alerts") == {"ok": 1}
+    assert t.tokens.refreshes == 1
+    assert t.session.calls[1]["headers"]["Authorization"] == "Bearer tok-2"
+
+
+def test_second_401_is_an_error():
+    t = make(err(401, "Unauthorized", "bad"), err(401, "Unauthorized", "bad"))
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/alerts")
+    assert t.tokens.refreshes == 1
+    assert e.value.status == 401 and "access token was rejected" in str(e.value)
+
+
+def test_403_names_the_missing_permission():
+    t = make(err(403, "Forbidden", "Missing application roles"))
+    with pytest.raises(MDEError) as e:
+        t.client.post("/api/machines/m1/isolate", json={"Comment": "x"})
+    assert e.value.permission == "Machine.Isolate"
+    assert "Machine.Isolate" in str(e.value) and "Forbidden" in str(e.value)
+    assert "tok-" not in str(e.value)
+
+
+def test_error_carries_code_message_method_and_path():
+    t = make(err(404, "ResourceNotFound", "Machine 123 was not found"))
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/machines/123")
+    assert (e.value.status, e.value.code, e.value.method, e.value.path) == (404, "ResourceNotFound", "GET",
+                                                                            "/api/machines/123")
+    assert str(e.value) == "GET /api/machines/123 failed: HTTP 404 Not Found (ResourceNotFound): Machine 123 was not found."
+
+
+def test_body_that_is_not_json():
+    t = make(FakeResponse(200, raw="<html>proxy</html>"), FakeResponse(200, raw="<html>"), max_attempts=2)
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/machines")
+    assert "not JSON" in str(e.value)
+
+
+def test_204_returns_none():
+    t = make(FakeResponse(204))
+    assert t.client.delete("/api/indicators/1") is None
+
+
+def page(items, link=None):
+    body = {"value": items}
+    if link:
+        body["@odata.nextLink"] = link
+    return FakeResponse(200, body)
+
+
+def test_list_pages_with_top_and_skip_until_a_short_page():
+    t = make(page([{"id": 1}, {"id": 2}]), page([{"id": 3}, {"id": 4}]), page([{"id": 5}]))
+    assert [m["id"] for m in t.client.list("/api/machines", odata_filter="x eq 'y'", page_size=2)] == [1, 2, 3, 4, 5]
+    assert [c["params"].get("$skip") for c in t.session.calls] == [None, 2, 4]
+    assert all(c["params"]["$top"] == 2 and c["params"]["$filter"] == "x eq 'y'" for c in t.session.calls)
+
+
+def test_list_follows_next_link():
+    t = make(page([{"id": 1}], API + "/api/machines?$skip=1"), page([{"id": 2}]))
+    assert [m["id"] for m in t.client.list("/api/machines", page_size=5)] == [1, 2]
+    assert t.session.calls[1]["url"] == API + "/api/machines?$skip=1"
+
+
+def test_list_refuses_a_next_link_loop():
+    link = API + "/api/machines?$skip=1"
+    t = make(page([{"id": 1}], link), page([{"id": 2}], link))
+    with pytest.raises(MDEError) as e:
+        list(t.client.list("/api/machines"))
+    assert "already read" in str(e.value)
+
+
+def test_list_never_sends_the_token_to_another_host():
+    t = make(page([{"id": 1}], "https://evil.example/api/machines?$skip=1"))
+    with pytest.raises(MDEError) as e:
+        list(t.client.list("/api/machines"))
+    assert "another host" in str(e.value) and len(t.session.calls) == 1
+
+
+def test_list_detects_a_server_that_ignores_skip():
+    t = make(page([{"id": 1}, {"id": 2}]), page([{"id": 1}, {"id": 2}]))
+    with pytest.raises(MDEError):
+        list(t.client.list("/api/machines", page_size=2))
+
+
+def test_list_limit_stops_early_and_asks_for_no_more_than_needed():
+    t = make(page([{"id": i} for i in range(3)]))
+    assert len(list(t.client.list("/api/machines", limit=3))) == 3
+    assert t.session.calls[0]["params"]["$top"] == 3 and len(t.session.calls) == 1
+
+
+def test_list_machines_404_means_no_recent_machines():
+    t = make(err(404, "ResourceNotFound", "No machines found"))
+    assert list(t.client.list("/api/machines", empty_on_404=True)) == []
+    t = make(err(404, "ResourceNotFound", "x"))
+    with pytest.raises(MDEError):
+        list(t.client.list("/api/indicators"))
+
+
+@pytest.mark.parametrize("method,path,permission", [
+    ("POST", "/api/machines/abc/restrictCodeExecution", "Machine.RestrictExecution"),
+    ("POST", "/api/machines/abc/StopAndQuarantineFile", "Machine.StopAndQuarantine"),
+    ("GET", "/api/machines", "Machine.Read.All or Machine.ReadWrite.All"),
+    ("PATCH", "/api/alerts/da1", "Alert.ReadWrite.All"),
+    ("POST", "/api/alerts/batchUpdate", "Alert.ReadWrite.All"),
+    ("GET", "/api/v1.0/alerts", "Alert.Read.All or Alert.ReadWrite.All"),
+    ("POST", "/api/advancedqueries/run", "AdvancedQuery.Read.All"),
+])
+def test_required_permission(method, path, permission):
+    assert required_permission(method, path) == permission
