@@ -59,7 +59,8 @@ class Ansible:
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
             "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-            "ANSIBLE_STDOUT_CALLBACK": "json",
+            "ANSIBLE_STDOUT_CALLBACK": "json_results",
+            "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "integration", "callback_plugins"),
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
             "ANSIBLE_HOST_KEY_CHECKING": "false",
