@@ -1,0 +1,254 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Machine response actions: the action table, request bodies, state detection and polling.
+
+Plain Python (no Ansible import), used by the mde_machine_action and mde_machine_action_info modules.
+Paths, types, body properties and permissions are those of the API digest, sections 5.1 to 5.4.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import re
+import time
+
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+
+ACTIVE_STATUSES = ("Pending", "InProgress")
+FINAL_STATUSES = ("Succeeded", "Failed", "TimeOut", "Cancelled")
+STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
+# The statuses of actions that put (or are putting) a machine in a state; the others changed nothing.
+LIVE_STATUSES = ACTIVE_STATUSES + ("Succeeded",)
+ISOLATION_TYPES = ("Full", "Selective", "UnManagedDevice")
+SCAN_TYPES = ("Quick", "Full")
+# Every MachineAction type the API reports (digest 5.1), for filters.
+ACTION_TYPES = ("RunAntiVirusScan", "Offboard", "LiveResponse", "CollectInvestigationPackage", "Isolate", "Unisolate",
+                "StopAndQuarantineFile", "RestrictCodeExecution", "UnrestrictCodeExecution")
+SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DEFAULT_COMMENT = "Requested by Ansible (defender.endpoint.mde_machine_action)"
+
+# State pairs: a machine is in the state of the latest action of its pair that did not fail.
+PAIRS = {
+    "isolation": dict(types=("Isolate", "Unisolate"), key="isolated"),
+    "code_execution": dict(types=("RestrictCodeExecution", "UnrestrictCodeExecution"), key="code_execution_restricted"),
+    # Offboarding is one-way: once an Offboard action is pending or done, the machine is (being) offboarded.
+    "offboarding": dict(types=("Offboard",), key="offboarded"),
+}
+
+# snake_case action -> API path segment, MachineAction type, permission, state pair and the state it sets.
+ACTIONS = {
+    "isolate": dict(segment="isolate", type="Isolate", permission="Machine.Isolate",
+                    pair="isolation", state=True),
+    "unisolate": dict(segment="unisolate", type="Unisolate", permission="Machine.Isolate",
+                      pair="isolation", state=False),
+    "restrict_code_execution": dict(segment="restrictCodeExecution", type="RestrictCodeExecution",
+                                    permission="Machine.RestrictExecution", pair="code_execution", state=True),
+    "unrestrict_code_execution": dict(segment="unrestrictCodeExecution", type="UnrestrictCodeExecution",
+                                      permission="Machine.RestrictExecution", pair="code_execution", state=False),
+    "antivirus_scan": dict(segment="runAntiVirusScan", type="RunAntiVirusScan", permission="Machine.Scan",
+                           pair=None, state=None),
+    "collect_investigation_package": dict(segment="collectInvestigationPackage", type="CollectInvestigationPackage",
+                                          permission="Machine.CollectForensics", pair=None, state=None),
+    "stop_and_quarantine_file": dict(segment="StopAndQuarantineFile", type="StopAndQuarantineFile",
+                                     permission="Machine.StopAndQuarantine", pair=None, state=None),
+    "offboard": dict(segment="offboard", type="Offboard", permission="Machine.Offboard",
+                     pair="offboarding", state=True),
+}
+
+
+def validate(action, comment=None, isolation_type="Full", scan_type="Quick", sha1=None, wait_timeout=600):
+    """Check the module input before any API call. Raises ValueError with a message naming the option."""
+    if action not in ACTIONS:
+        raise ValueError("action must be one of %s, got %r." % (", ".join(ACTIONS), action))
+    if isolation_type is not None and isolation_type not in ISOLATION_TYPES:
+        raise ValueError("isolation_type must be one of %s, got %r." % (", ".join(ISOLATION_TYPES), isolation_type))
+    if scan_type is not None and scan_type not in SCAN_TYPES:
+        raise ValueError("scan_type must be one of %s, got %r." % (", ".join(SCAN_TYPES), scan_type))
+    if action == "stop_and_quarantine_file":
+        if not sha1:
+            raise ValueError("sha1 is required with action stop_and_quarantine_file.")
+        if not SHA1_RE.match(sha1.strip()):
+            raise ValueError("sha1 must be the file's SHA-1 hash, 40 hexadecimal characters, got %r." % sha1)
+    elif sha1:
+        raise ValueError("sha1 is only used with action stop_and_quarantine_file, not with %s." % action)
+    if action == "offboard" and not (comment or "").strip():
+        raise ValueError("action offboard cannot be undone: set comment explicitly to say why the machine is "
+                         "offboarded.")
+    if comment is not None and not comment.strip():
+        raise ValueError("comment must not be empty.")
+    if wait_timeout is not None and wait_timeout < 1:
+        raise ValueError("wait_timeout must be at least 1 second, got %s." % wait_timeout)
+
+
+def build_body(action, comment=None, isolation_type="Full", scan_type="Quick", sha1=None):
+    """The request body, PascalCase as the action endpoints require (digest 3.1 and 5.2)."""
+    body = {"Comment": comment if comment else DEFAULT_COMMENT}
+    if action == "isolate":
+        body["IsolationType"] = isolation_type or "Full"
+    elif action == "antivirus_scan":
+        body["ScanType"] = scan_type or "Quick"
+    elif action == "stop_and_quarantine_file":
+        body["Sha1"] = sha1.strip().lower()
+    return body
+
+
+def action_path(action, machine_id):
+    return "/api/machines/%s/%s" % (machine_id, ACTIONS[action]["segment"])
+
+
+def parse_time(value):
+    """An API timestamp (up to 7 fractional digits, ``Z``) -> aware UTC datetime; None for missing or bad text."""
+    if not value:
+        return None
+    text = str(value).strip()
+    m = re.match(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$", text)
+    if not m:
+        return None
+    date, hh, mm, ss, frac, tz = m.groups()
+    try:
+        y, mo, d = (int(x) for x in date.split("-"))
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        dt = datetime.datetime(y, mo, d, int(hh), int(mm), int(ss or 0), micro, tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    if tz and tz not in ("Z", "z"):
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        dt -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return dt
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def latest(actions):
+    """The most recently created action (by ``creationDateTimeUtc``), or None."""
+    best = None
+    best_time = None
+    for action in actions:
+        created = parse_time(action.get("creationDateTimeUtc")) or _EPOCH
+        if best is None or created > best_time:
+            best, best_time = action, created
+    return best
+
+
+def machine_filter(machine_id, types=None, statuses=None):
+    """``machineId eq '<id>' and (type eq 'A' or type eq 'B')`` (digest 3.2: filterable id, status, machineId,
+    type, requestor, creationDateTimeUtc)."""
+    return odata.and_all("machineId eq %s" % odata.quote(machine_id), odata.any_of("type", types),
+                         odata.any_of("status", statuses))
+
+
+def pair_state(action, pair_actions):
+    """The state of ``action``'s pair from the machine's actions of that pair.
+
+    Returns ``(state, deciding_action)``: the latest action that is Pending, InProgress or Succeeded decides
+    (Failed, TimeOut and Cancelled ones changed nothing). No such action: the machine was never put in the
+    state (not isolated, not restricted, not offboarded).
+    """
+    spec = ACTIONS[action]
+    types = PAIRS[spec["pair"]]["types"]
+    live = [a for a in pair_actions if a.get("type") in types and a.get("status") in LIVE_STATUSES]
+    deciding = latest(live)
+    if deciding is None:
+        return False, None
+    return deciding.get("type") == types[0], deciding
+
+
+def same_action(action, params, existing):
+    """Whether ``existing`` (a MachineAction) is the action these module params would send."""
+    spec = ACTIONS[action]
+    if existing.get("type") != spec["type"]:
+        return False
+    if action == "antivirus_scan":
+        return (existing.get("scope") or "") == (params.get("scan_type") or "Quick")
+    if action == "stop_and_quarantine_file":
+        info = existing.get("relatedFileInfo") or {}
+        return (info.get("fileIdentifier") or "").lower() == (params.get("sha1") or "").strip().lower()
+    return True
+
+
+def is_already_pending(error):
+    """Whether an MDEError is the API's "an identical action is already pending" answer (digest 5.3)."""
+    if not isinstance(error, MDEError) or error.status != 400:
+        return False
+    if error.code == "ActiveRequestAlreadyExists":
+        return True
+    return "already in progress" in (error.api_message or "").lower()
+
+
+def describe(action):
+    """``Isolate action 5382f7ea-... on desktop-test``."""
+    return "%s action %s on %s" % (action.get("type"), action.get("id"),
+                                   action.get("computerDnsName") or action.get("machineId"))
+
+
+def failure_text(action):
+    """Why a final action did not succeed, from the entity's fields."""
+    parts = []
+    hresult = action.get("errorHResult")
+    if hresult not in (None, 0):
+        parts.append("errorHResult %s" % hresult)
+    for command in action.get("commands") or []:
+        for err in (command or {}).get("errors") or []:
+            parts.append(str(err))
+    if action.get("troubleshootInfo"):
+        parts.append(str(action["troubleshootInfo"]))
+    if action.get("status") == "Cancelled":
+        who = action.get("cancellationRequestor")
+        why = action.get("cancellationComment")
+        if who or why:
+            parts.append("cancelled by %s%s" % (who or "unknown", ": %s" % why if why else ""))
+    return "; ".join(parts)
+
+
+def poll_delays(first=2.0, factor=1.5, maximum=15.0):
+    """Delays between polls: 2 s growing by half each time up to 15 s."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, maximum)
+
+
+def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, first=2.0, maximum=15.0):
+    """Poll ``GET /api/machineactions/{id}`` until the action is final or ``timeout`` seconds have passed.
+
+    Returns ``(action, finished)``: the last entity read and whether it reached a final status. Throttling
+    (429 with Retry-After) is handled by the client.
+    """
+    deadline = clock() + timeout
+    delays = poll_delays(first=first, maximum=maximum)
+    while action.get("status") not in FINAL_STATUSES:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return action, False
+        sleep(min(next(delays), remaining))
+        action = entity(client.get("/api/machineactions/%s" % action["id"]))
+    return action, True
+
+
+def clean_package_uri(value):
+    """The download URL from GetPackageUri's ``value``; the documented example wraps it in escaped quotes."""
+    text = (value or "").strip()
+    while text and text[0] in "\"\\":
+        text = text[1:]
+    while text and text[-1] in "\"\\":
+        text = text[:-1]
+    return text.strip()
+
+
+def entity(data):
+    """A single-entity response without its OData annotations (``@odata.context``)."""
+    if not isinstance(data, dict):
+        return data
+    return dict((k, v) for k, v in data.items() if not k.startswith("@odata."))
+
+
+def strip_query(url):
+    """A URL without its query string (a SAS URL's query is its credential)."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,320 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: mde_machine_action_info
+short_description: List machine actions in Microsoft Defender for Endpoint and download investigation packages
+version_added: 0.1.0
+description:
+  - Returns machine actions (response actions such as isolation, scans or investigation package collection) as
+    the API returns them, one by id or all matching filters. Filters are sent to the API as one OData C($filter);
+    all pages are read.
+  - For a succeeded C(CollectInvestigationPackage) action, returns the package's short-lived download URI
+    (O(package_uri)) and downloads the package to the controller (O(dest)).
+  - Needs the WindowsDefenderATP application permission C(Machine.Read.All) or C(Machine.ReadWrite.All).
+author:
+  - defender.endpoint maintainers (@defender-endpoint)
+extends_documentation_fragment:
+  - defender.endpoint.auth
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; in check mode a package is not downloaded.
+  diff_mode:
+    support: none
+    description: Nothing to compare.
+options:
+  action_id:
+    description:
+      - The id (a GUID) of one machine action. Returns that one action.
+      - Mutually exclusive with the filters.
+    type: str
+  machine_id:
+    description: Only actions on this machine (its Defender device id).
+    type: str
+  type:
+    description: Only actions of these types, as the API names them.
+    type: list
+    elements: str
+    choices:
+      - Isolate
+      - Unisolate
+      - RestrictCodeExecution
+      - UnrestrictCodeExecution
+      - RunAntiVirusScan
+      - CollectInvestigationPackage
+      - StopAndQuarantineFile
+      - Offboard
+      - LiveResponse
+  status:
+    description: Only actions with one of these statuses.
+    type: list
+    elements: str
+    choices: [Pending, InProgress, Succeeded, Failed, TimeOut, Cancelled]
+  requestor:
+    description: Only actions requested by this identity (C(requestor), a user principal name or an application id).
+    type: str
+  created_after:
+    description:
+      - Only actions created at or after this time, an ISO 8601 time (V(2026-01-31T08:00:00Z)) or an age such as
+        V(30m), V(24h) or V(7d).
+    type: str
+  limit:
+    description: Return at most this many actions, in the order the API returns them. By default all are returned.
+    type: int
+  package_uri:
+    description:
+      - Also return the download URI of the investigation package of O(action_id) (C(GET
+        /api/machineactions/{id}/GetPackageUri)), which must be a succeeded C(CollectInvestigationPackage) action.
+      - The URI is short-lived and grants access to the package to whoever holds it; treat it as a secret.
+      - The API allows 2 such calls a minute and 120 an hour.
+    type: bool
+    default: false
+  dest:
+    description:
+      - Download the investigation package of O(action_id) to this path on the controller, with mode C(0600).
+        When O(dest) is an existing directory, the file is C(<dest>/<action_id>.zip).
+      - An existing file is left alone (no API call) unless O(force) is true.
+      - The download URI carries its own credential; the bearer token is not sent with it.
+    type: path
+  force:
+    description: With O(dest), download again even when the file exists.
+    type: bool
+    default: false
+'''
+
+EXAMPLES = r'''
+- name: Pending and running isolations of one machine
+  defender.endpoint.mde_machine_action_info:
+    machine_id: 1e5bc9d7e413ddd7902c2932e418702b84d0cc07
+    type: [Isolate, Unisolate]
+    status: [Pending, InProgress]
+  register: isolations
+
+- name: Every action the automation account requested today
+  defender.endpoint.mde_machine_action_info:
+    requestor: "{{ mde_client_id }}"
+    created_after: 24h
+
+- name: Download an investigation package to the controller
+  defender.endpoint.mde_machine_action_info:
+    action_id: 69dc3630-1ccc-4342-acf3-35286eec741d
+    dest: /var/forensics/
+  register: package
+
+- name: Where it was written
+  ansible.builtin.debug:
+    msg: "{{ package.dest }} ({{ package.size }} bytes, sha256 {{ package.sha256 }})"
+'''
+
+RETURN = r'''
+machine_actions:
+  description: The MachineAction entities, as the API returns them (camelCase keys).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 69dc3630-1ccc-4342-acf3-35286eec741d
+      type: CollectInvestigationPackage
+      scope: null
+      requestor: Analyst@contoso.com
+      requestorComment: test
+      status: Succeeded
+      machineId: f46b9bb259ed4a7fb9981b73510e3cc7aa81ec1f
+      computerDnsName: desktop-39g9tgl
+      creationDateTimeUtc: "2018-12-04T12:43:57.2011911Z"
+      lastUpdateTimeUtc: "2018-12-04T12:45:25.4049122Z"
+      relatedFileInfo: null
+filter:
+  description: The OData C($filter) that was sent, if any.
+  returned: always
+  type: str
+  sample: "machineId eq 'f46b9bb259ed4a7fb9981b73510e3cc7aa81ec1f' and status eq 'Succeeded'"
+package_uri:
+  description: The short-lived download URI of the investigation package.
+  returned: when O(package_uri) is true
+  type: str
+dest:
+  description: The file the investigation package was written to (or would be, in check mode).
+  returned: when O(dest) is set
+  type: str
+  sample: /var/forensics/69dc3630-1ccc-4342-acf3-35286eec741d.zip
+size:
+  description: The size of the file at O(dest) in bytes.
+  returned: when O(dest) is set and the file exists
+  type: int
+sha256:
+  description: The SHA-256 digest of the file at O(dest).
+  returned: when O(dest) is set and the file exists
+  type: str
+'''
+
+import hashlib
+import os
+import tempfile
+
+try:
+    from urllib.parse import quote, urlsplit
+except ImportError:  # pragma: no cover
+    from urllib import quote  # type: ignore
+    from urlparse import urlsplit  # type: ignore
+
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+
+FILTER_OPTIONS = ("machine_id", "type", "status", "requestor", "created_after")
+
+
+def build_filter(p):
+    created = None
+    if p["created_after"]:
+        created = "creationDateTimeUtc ge %s" % odata.format_time(odata.parse_time(p["created_after"], "created_after"))
+    return odata.and_all(
+        "machineId eq %s" % odata.quote(p["machine_id"]) if p["machine_id"] else None,
+        odata.any_of("type", p["type"]),
+        odata.any_of("status", p["status"]),
+        "requestor eq %s" % odata.quote(p["requestor"]) if p["requestor"] else None,
+        created)
+
+
+def file_facts(path):
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return dict(size=size, sha256=digest.hexdigest())
+
+
+def download(module, uri, dest):
+    """Stream ``uri`` into ``dest`` (mode 0600, replaced atomically). No bearer token: the URI is its own key."""
+    parts = urlsplit(uri)
+    shown = ma.strip_query(uri)
+    if parts.scheme != "https" or not parts.hostname:
+        raise MDEError("The investigation package URI is not an https:// URL (%s); not downloading it." % shown)
+    directory = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(directory):
+        module.fail_json(msg="dest: the directory %s does not exist." % directory)
+    try:
+        resp = module.client.session.get(uri, stream=True, headers={"Accept": "*/*"})
+    except Exception as e:  # requests' exceptions; their text may contain the URL and its token
+        raise MDEError("Downloading the investigation package from %s failed: %s." % (shown, type(e).__name__),
+                       method="GET", path=parts.path)
+    fd, tmp = tempfile.mkstemp(prefix=".mde-package-", dir=directory)
+    try:
+        with resp:
+            if resp.status_code != 200:
+                raise MDEError("Downloading the investigation package from %s failed: HTTP %d %s." % (
+                    shown, resp.status_code, resp.reason or ""), status=resp.status_code, method="GET", path=parts.path)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                fd = None
+                try:
+                    for chunk in resp.iter_content(chunk_size=1024 * 1024):
+                        if chunk:
+                            f.write(chunk)
+                except Exception as e:  # a dropped transfer; the exception text may contain the URL
+                    raise MDEError("Downloading the investigation package from %s failed: %s." % (
+                        shown, type(e).__name__), method="GET", path=parts.path)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, dest)
+        tmp = None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def package(module, action):
+    p = module.params
+    result = {}
+    if action.get("type") != "CollectInvestigationPackage":
+        module.fail_json(msg="%s is not a CollectInvestigationPackage action; it has no investigation package."
+                         % ma.describe(action), machine_actions=[action])
+    if action.get("status") != "Succeeded":
+        module.fail_json(msg="%s is %s; its investigation package can be downloaded once it has Succeeded (use "
+                             "defender.endpoint.mde_machine_action with wait: true)."
+                         % (ma.describe(action), action.get("status")), machine_actions=[action])
+    dest = p["dest"]
+    if dest and os.path.isdir(dest):
+        dest = os.path.join(dest, "%s.zip" % action["id"])
+    fetch = bool(dest) and (p["force"] or not os.path.exists(dest))
+    uri = None
+    if p["package_uri"] or (fetch and not module.check_mode):
+        data = module.client.get("/api/machineactions/%s/GetPackageUri" % action["id"])
+        uri = ma.clean_package_uri((data or {}).get("value"))
+        if not uri:
+            raise MDEError("GET /api/machineactions/%s/GetPackageUri returned no URI." % action["id"])
+    if p["package_uri"]:
+        result["package_uri"] = uri
+    if dest:
+        result["dest"] = dest
+        if fetch:
+            result["changed"] = True
+            if not module.check_mode:
+                download(module, uri, dest)
+        if os.path.isfile(dest):
+            result.update(file_facts(dest))
+    return result
+
+
+def run(module):
+    p = module.params
+    if p["action_id"]:
+        action = ma.entity(module.client.get("/api/machineactions/%s" % quote(p["action_id"].strip(), safe="")))
+        result = dict(changed=False, machine_actions=[action], filter=None)
+        if p["package_uri"] or p["dest"]:
+            result.update(package(module, action))
+        return result
+    odata_filter = build_filter(p)
+    actions = list(module.client.list("/api/machineactions", odata_filter=odata_filter, limit=p["limit"]))
+    return dict(changed=False, machine_actions=actions, filter=odata_filter)
+
+
+def main():
+    module = MDEModule(
+        argument_spec=dict(
+            action_id=dict(type="str"),
+            machine_id=dict(type="str"),
+            type=dict(type="list", elements="str", choices=list(ma.ACTION_TYPES)),
+            status=dict(type="list", elements="str", choices=list(ma.STATUSES)),
+            requestor=dict(type="str"),
+            created_after=dict(type="str"),
+            limit=dict(type="int"),
+            package_uri=dict(type="bool", default=False),
+            dest=dict(type="path"),
+            force=dict(type="bool", default=False),
+        ),
+        mutually_exclusive=[["action_id", f] for f in FILTER_OPTIONS + ("limit",)],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["action_id"] is not None and not ma.GUID_RE.match(p["action_id"].strip()):
+        module.fail_json(msg="action_id must be a machine action id (a GUID such as "
+                             "5382f7ea-7557-4ab7-9782-d50480024a4e), got %r." % p["action_id"])
+    if (p["package_uri"] or p["dest"]) and not p["action_id"]:
+        module.fail_json(msg="package_uri and dest need action_id (a CollectInvestigationPackage action).")
+    if p["force"] and not p["dest"]:
+        module.fail_json(msg="force is only used with dest.")
+    if p["limit"] is not None and p["limit"] < 1:
+        module.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
+    if p["created_after"]:
+        try:
+            odata.parse_time(p["created_after"], "created_after")
+        except ValueError as e:
+            module.fail_json(msg=str(e))
+    module.run(run)
+
+
+if __name__ == "__main__":
+    main()
