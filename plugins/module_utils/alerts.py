@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Alerts: enum tables, the valid classification/determination pairs, filters and update planning.
+
+Plain Python (no Ansible import), shared by mde_alert_info and mde_alert. Digest sections 3.2 and 8.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+
+# Values the update endpoints accept for status (the entity also knows "Unknown", which cannot be set).
+STATUSES = ["New", "InProgress", "Resolved"]
+SEVERITIES = ["UnSpecified", "Informational", "Low", "Medium", "High"]
+CLASSIFICATIONS = ["TruePositive", "InformationalExpectedActivity", "FalsePositive"]
+
+# Which determination goes with which classification, spelled as alerts.md (the entity page) and
+# batch-update-alerts.md spell them (digest 8.1). "Apt" and "SecurityPersonnel" were removed in 2022.
+DETERMINATIONS_BY_CLASSIFICATION = {
+    "TruePositive": ["MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware", "Phishing",
+                     "UnwantedSoftware", "Other"],
+    "InformationalExpectedActivity": ["SecurityTesting", "LineOfBusinessApplication", "ConfirmedUserActivity", "Other"],
+    "FalsePositive": ["Clean", "InsufficientData", "Other"],
+}
+# update-alert.md spells two of them differently; both spellings are accepted and sent as alerts.md spells them.
+DETERMINATION_ALIASES = {"ConfirmedActivity": "ConfirmedUserActivity", "NotMalicious": "Clean"}
+
+DETERMINATIONS = []
+for _values in DETERMINATIONS_BY_CLASSIFICATION.values():
+    for _value in _values:
+        if _value not in DETERMINATIONS:
+            DETERMINATIONS.append(_value)
+DETERMINATION_CHOICES = DETERMINATIONS + sorted(DETERMINATION_ALIASES)
+
+# Module option -> API property for the fields an update can set (camelCase, as PATCH and batchUpdate expect).
+UPDATE_FIELDS = (("status", "status"), ("assigned_to", "assignedTo"), ("classification", "classification"),
+                 ("determination", "determination"))
+
+# Filters of mde_alert_info: option -> (API field, kind). Every field is one the alerts endpoint documents
+# as filterable (digest 3.2). machineId is not among them: machine_id is served by /api/machines/{id}/alerts.
+ALERT_FILTERS = (
+    ("status", "status", "string"),
+    ("severity", "severity", "string"),
+    ("category", "category", "string"),
+    ("detection_source", "detectionSource", "string"),
+    ("assigned_to", "assignedTo", "string"),
+    ("incident_id", "incidentId", "number"),
+    ("created_after", "alertCreationTime", "since"),
+    ("updated_after", "lastUpdateTime", "since"),
+)
+ALERT_ENUMS = {"status": STATUSES, "severity": SEVERITIES}
+
+# Ids per "id eq 'a' or id eq 'b' ..." filter when reading many alerts by id: about 3 KB of URL each.
+ID_CHUNK = 50
+# alertIds per batchUpdate call. The API documents no maximum; 500 is the limit of its other batch endpoints.
+BATCH_CHUNK = 500
+
+_UPN = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
+
+
+def canonical_determination(value):
+    """The alerts.md spelling of a determination (None stays None)."""
+    if value is None:
+        return None
+    return DETERMINATION_ALIASES.get(value, value)
+
+
+def combination_error(classification, determination):
+    """A sentence saying why the pair is invalid, or None when it is valid (either may be None)."""
+    if not classification or not determination:
+        return None
+    determination = canonical_determination(determination)
+    allowed = DETERMINATIONS_BY_CLASSIFICATION.get(classification)
+    if allowed is None or determination in allowed:
+        return None
+    return "determination %s does not go with classification %s; with %s it must be one of %s" % (
+        determination, classification, classification, ", ".join(allowed))
+
+
+def validate_update(alert_ids=None, status=None, assigned_to=None, classification=None, determination=None,
+                    comment=None):
+    """Check an update request before any API call. Raises ValueError with a message naming the option."""
+    if alert_ids is not None:
+        if not alert_ids:
+            raise ValueError("alert_ids must hold at least one alert id")
+        for ident in alert_ids:
+            if not ident or not str(ident).strip():
+                raise ValueError("alert_ids must not hold an empty alert id")
+    if status is not None and status not in STATUSES:
+        raise ValueError("status: %r is not one of %s" % (status, ", ".join(STATUSES)))
+    if classification is not None and classification not in CLASSIFICATIONS:
+        raise ValueError("classification: %r is not one of %s" % (classification, ", ".join(CLASSIFICATIONS)))
+    if determination is not None and determination not in DETERMINATION_CHOICES:
+        raise ValueError("determination: %r is not one of %s" % (determination, ", ".join(DETERMINATION_CHOICES)))
+    if determination is not None and classification is None:
+        raise ValueError("determination needs classification: the valid determinations depend on it")
+    error = combination_error(classification, determination)
+    if error:
+        raise ValueError(error)
+    if assigned_to is not None and not _UPN.match(assigned_to):
+        raise ValueError("assigned_to must be the owner's user principal name or e-mail address, such as "
+                         "secop2@contoso.com, got %r" % assigned_to)
+    if comment is not None and not comment.strip():
+        raise ValueError("comment must not be empty")
+    if all(v is None for v in (status, assigned_to, classification, determination, comment)):
+        raise ValueError("nothing to update: give at least one of status, assigned_to, classification, "
+                         "determination, comment")
+
+
+def desired_fields(status=None, assigned_to=None, classification=None, determination=None):
+    """The API properties an update asks for (camelCase), determination in its alerts.md spelling."""
+    values = dict(status=status, assigned_to=assigned_to, classification=classification,
+                  determination=canonical_determination(determination))
+    return dict((field, values[option]) for option, field in UPDATE_FIELDS if values[option] is not None)
+
+
+def _same(field, current, wanted):
+    if field == "assignedTo":
+        return (current or "").lower() == (wanted or "").lower()
+    if field == "determination":
+        return canonical_determination(current) == wanted
+    return current == wanted
+
+
+def plan_update(alert, desired):
+    """The subset of ``desired`` (API property -> value) that differs from ``alert`` (an Alert entity)."""
+    return dict((field, value) for field, value in desired.items() if not _same(field, alert.get(field), value))
+
+
+def resulting_combination_error(alert, changes):
+    """Why the alert would end with an invalid classification/determination pair after ``changes``, or None."""
+    if "classification" not in changes and "determination" not in changes:
+        return None
+    classification = changes.get("classification", alert.get("classification"))
+    determination = changes.get("determination", alert.get("determination"))
+    return combination_error(classification, determination)
+
+
+def alert_filter(filters, odata_filter=None):
+    """The server-side ``$filter`` for mde_alert_info's filters (a dict of option -> value or list).
+
+    Raises ValueError naming the option for a bad value.
+    """
+    parts = []
+    filters = filters or {}
+    for option, field, kind in ALERT_FILTERS:
+        values = [v for v in odata.as_list(filters.get(option)) if v is not None and v != ""]
+        if not values:
+            continue
+        if option in ALERT_ENUMS:
+            for v in values:
+                if v not in ALERT_ENUMS[option]:
+                    raise ValueError("%s: %r is not one of %s" % (option, v, ", ".join(ALERT_ENUMS[option])))
+        if kind == "string":
+            parts.append(odata.any_of(field, values))
+        elif kind == "number":
+            numbers = []
+            for v in values:
+                try:
+                    numbers.append(int(v))
+                except (TypeError, ValueError):
+                    raise ValueError("%s: %r is not a number" % (option, v))
+            terms = ["%s eq %d" % (field, n) for n in numbers]
+            parts.append(terms[0] if len(terms) == 1 else "(%s)" % " or ".join(terms))
+        elif kind == "since":
+            parts.append("%s ge %s" % (field, odata.format_time(odata.parse_time(values[0], option))))
+    if odata_filter:
+        parts.append("(%s)" % odata_filter)
+    return odata.and_all(*parts)
+
+
+def unique(values):
+    """Values without repeats, in their first order."""
+    seen = set()
+    out = []
+    for v in values:
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+def chunks(values, size):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def entity(data):
+    """An entity without the OData annotations of a single-entity response (@odata.context)."""
+    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata."))
+
+
+def read_by_ids(client, ids, expand=False, chunk=ID_CHUNK):
+    """Alert entities by id, ``ID_CHUNK`` ids per ``GET /api/alerts?$filter=id eq .. or ..`` call.
+
+    Returns a dict of lower-cased id -> entity; ids the API does not know are absent.
+    """
+    params = {"$expand": "evidence"} if expand else None
+    found = {}
+    for part in chunks(list(ids), chunk):
+        for alert in client.list("/api/alerts", odata_filter=odata.any_of("id", part), params=params):
+            found[str(alert.get("id")).lower()] = alert
+    return found
+
+
+def batch_groups(plans):
+    """Group alert ids by the exact set of changes they need: [(changes, [ids])], in first-seen order.
+
+    ``plans`` is a list of (alert id, changes dict). batchUpdate applies one body to every id it lists,
+    so each group becomes its own call(s), each sending only the fields that differ for those alerts.
+    """
+    groups = []
+    index = {}
+    for ident, changes in plans:
+        key = tuple(sorted(changes.items()))
+        if key not in index:
+            index[key] = len(groups)
+            groups.append((dict(changes), []))
+        groups[index[key]][1].append(ident)
+    return groups
