@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import random
 import re
 import time
@@ -39,6 +40,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
     MDEConfigError,
     MDEError,
 )
+from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget, family
 
 USER_AGENT = "defender.endpoint-ansible-collection/0.1.0"
 MAX_PAGE_SIZE = 10000
@@ -132,7 +134,7 @@ class MDEClient:
     """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging."""
 
     def __init__(self, api_url, token_provider, session, max_attempts=6, backoff=1.0, max_backoff=30.0,
-                 max_retry_after=120.0, sleep=time.sleep):
+                 max_retry_after=120.0, sleep=time.sleep, budget=None, budget_key=None):
         self.api_url = api_url.rstrip("/")
         self.token_provider = token_provider
         self.session = session
@@ -142,6 +144,9 @@ class MDEClient:
         self.max_retry_after = max_retry_after
         self.sleep = sleep
         self.retries = 0  # how many times a request was repeated (exposed for tests and benchmarks)
+        # The tenant's call budget shared with the other processes on this controller (throttle.py).
+        self.budget = budget
+        self.budget_key = budget_key or urlsplit(self.api_url).netloc
 
     # -- plumbing -------------------------------------------------------------------------------------
     def _wait(self, attempt, retry_after=None):
@@ -199,8 +204,11 @@ class MDEClient:
             retry_safe = method in ("GET", "DELETE", "HEAD")
         refreshed = False
         attempt = 0
+        fam = family(method, path)
         while True:
             attempt += 1
+            if self.budget is not None:
+                self.budget.acquire(self.budget_key, fam)
             headers = {"Authorization": "Bearer " + self.token_provider.get_token(), "Accept": "application/json"}
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=headers)
@@ -215,7 +223,15 @@ class MDEClient:
                 raise MDEError("%s %s failed: %s." % (method, path, _transport_text(e)), method=method, path=path)
             status = resp.status_code
             if status == 429 and attempt < self.max_attempts:
-                self._wait(attempt, self._retry_after(resp))
+                retry_after = self._retry_after(resp)
+                if self.budget is not None:
+                    # Every fork waits for this Retry-After, not only this one; acquire() does the waiting.
+                    if retry_after is None:
+                        retry_after = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
+                    self.budget.blocked(self.budget_key, fam, min(retry_after, self.max_retry_after))
+                    self.retries += 1
+                else:
+                    self._wait(attempt, retry_after)
                 continue
             if status == 401 and self.token_provider.refreshable and not refreshed:
                 refreshed = True
@@ -321,6 +337,19 @@ def _check_url(name, url):
         raise MDEConfigError("%s must be an https:// URL, got %r." % (name, url))
 
 
+def rate_limit_scale():
+    """``MDE_RATE_LIMIT_SCALE``: the length of the API's rate-limit windows relative to the documented minute
+    and hour (default 1). Only for an emulator whose windows are scaled down, or a tenant with other limits."""
+    import os
+    try:
+        scale = float(os.environ.get("MDE_RATE_LIMIT_SCALE") or 1.0)
+    except ValueError:
+        raise MDEConfigError("MDE_RATE_LIMIT_SCALE must be a number, got %r." % os.environ.get("MDE_RATE_LIMIT_SCALE"))
+    if scale <= 0:
+        raise MDEConfigError("MDE_RATE_LIMIT_SCALE must be greater than 0.")
+    return scale
+
+
 def create_client(tenant_id=None, client_id=None, client_secret=None, client_certificate_path=None,
                   client_certificate_password=None, access_token=None, cloud="global", api_url=None,
                   authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
@@ -368,12 +397,17 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
     else:
         verify = True
     session = PinnedSession(verify=verify, timeout=timeout)
+    cache_dir = default_cache_dir() if token_cache else None
     if access_token:
         provider = StaticTokenProvider(access_token)
+        identity = "token:" + hashlib.sha256(access_token.encode("utf-8")).hexdigest()[:16]
     else:
         provider = MsalTokenProvider(
             tenant_id, client_id, authority_host, scope, session,
             client_secret=client_secret, client_certificate_path=client_certificate_path,
             client_certificate_password=client_certificate_password,
-            cache_dir=default_cache_dir() if token_cache else None, timeout=timeout)
+            cache_dir=cache_dir, timeout=timeout)
+        identity = "%s/%s" % (tenant_id, client_id)
+    kwargs.setdefault("budget", RateBudget(cache_dir, scale=rate_limit_scale()))
+    kwargs.setdefault("budget_key", "%s|%s" % (urlsplit(api_url).netloc, identity))
     return MDEClient(api_url, provider, session, **kwargs)

@@ -277,3 +277,21 @@ def test_list_machines_404_means_no_recent_machines():
 ])
 def test_required_permission(method, path, permission):
     assert required_permission(method, path) == permission
+
+
+def test_429_with_a_shared_budget_waits_once_through_the_budget(tmp_path):
+    from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget
+    now = [100.0]
+    budget_sleeps = []
+
+    def budget_sleep(s):
+        budget_sleeps.append(s)
+        now[0] += s
+
+    budget = RateBudget(str(tmp_path), sleep=budget_sleep, clock=lambda: now[0])
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "7"}), FakeResponse(201, {"id": "a"}),
+             budget=budget, budget_key="host|app")
+    assert t.client.post("/api/machines/m1/isolate", json={"Comment": "x"}) == {"id": "a"}
+    assert t.sleeps == []  # the client did not sleep on its own ...
+    assert 7 <= sum(budget_sleeps) <= 8.1  # ... the budget made it wait, as it makes every other fork
+    assert t.client.retries == 1

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The tenant's API budget, shared by every process on the controller. Plain Python: no Ansible import.
+
+Defender for Endpoint counts calls per application and tenant, per API (digest sections 3.4 and 11):
+100 a minute and 1,500 an hour for most, fewer for a few. With ``forks: 50`` every fork is its own
+process, so each would meet HTTP 429 on its own. Instead, every request first takes a slot from a
+budget kept in a small file beside the token cache (``ratelimit.json``, mode 0600, read and written
+under an exclusive lock), keyed by API host, application and endpoint family: when the last minute's
+or hour's slots are used up, the process waits until the oldest one frees instead of sending. A 429
+that still comes (another client of the same app, a CPU quota) is recorded as "blocked until" for the
+whole family, so the other forks wait for it too instead of each trying and failing.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import os
+import random
+import re
+import tempfile
+import time
+
+try:
+    import fcntl
+    HAS_FCNTL = True
+except ImportError:  # pragma: no cover
+    HAS_FCNTL = False
+
+STATE_FILE = "ratelimit.json"
+LOCK_FILE = "ratelimit.lock"
+DEFAULT_LIMITS = (100, 1500)
+
+# (method, path template) -> (calls a minute, calls an hour); digest section 11.
+LIMITS = {
+    ("GET", "/api/machineactions/{id}/getPackageUri"): (2, 120),
+    ("POST", "/api/machines/{id}/runliveresponse"): (10, 1500),
+    ("POST", "/api/alerts/batchUpdate"): (10, 500),
+    ("POST", "/api/alerts/CreateAlertByReference"): (15, 1500),
+    ("POST", "/api/indicators/import"): (30, 1500),
+    ("POST", "/api/indicators/BatchDelete"): (30, 1500),
+    ("POST", "/api/advancedqueries/run"): (45, 1500),
+}
+
+_COLLECTIONS = ("machines", "machineactions", "alerts", "indicators", "files", "ips", "domains", "users")
+_NOT_IDS = frozenset(["findbytag", "AddOrRemoveTagForMultipleMachines", "import", "BatchDelete", "batchUpdate",
+                      "CreateAlertByReference", "run", "$count"])
+
+
+def family(method, path):
+    """``("POST", "/api/machines/1e5b.../isolate")`` -> ``"POST /api/machines/{id}/isolate"``."""
+    path = re.sub(r"^/api/v1\.0/", "/api/", path.split("?", 1)[0])
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "api" and parts[2] in _COLLECTIONS:
+        seg = parts[3]
+        if seg not in _NOT_IDS and not seg.startswith(("findbyip(", "find(")):
+            parts[3] = "{id}"
+        elif seg.startswith(("findbyip(", "find(")):
+            parts[3] = seg.split("(", 1)[0] + "(...)"
+    if len(parts) > 4 and parts[4].lower() == "getpackageuri":
+        parts[4] = "getPackageUri"
+    return "%s %s" % (method.upper(), "/".join(parts))
+
+
+def limits_for(fam):
+    method, template = fam.split(" ", 1)
+    return LIMITS.get((method, template), DEFAULT_LIMITS)
+
+
+class RateBudget:
+    """Slots a minute and an hour per key, in a locked file shared by processes (or in memory)."""
+
+    def __init__(self, directory=None, scale=1.0, sleep=time.sleep, clock=time.time, max_wait=900):
+        self.directory = directory
+        self.scale = float(scale)
+        self.sleep = sleep
+        self.clock = clock
+        self.max_wait = max_wait
+        self.waited = 0.0
+        self._memory = {}
+
+    # -- storage ------------------------------------------------------------------------------------
+    def _locked(self, update):
+        """Run ``update(state) -> result`` on the shared state under the lock, saving it afterwards."""
+        if not self.directory or not HAS_FCNTL:
+            return update(self._memory)
+        try:
+            os.makedirs(self.directory, 0o700)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                return update(self._memory)
+        fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path = os.path.join(self.directory, STATE_FILE)
+            try:
+                with open(path) as f:
+                    state = json.load(f)
+            except (IOError, OSError, ValueError):
+                state = {}
+            if not isinstance(state, dict):
+                state = {}
+            result = update(state)
+            tmp_fd, tmp = tempfile.mkstemp(prefix=".ratelimit.", dir=self.directory)
+            with os.fdopen(tmp_fd, "w") as f:
+                json.dump(state, f)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+            return result
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- the budget ---------------------------------------------------------------------------------
+    def _try_take(self, key, per_minute, per_hour):
+        minute, hour = 60.0 * self.scale, 3600.0 * self.scale
+        bucket_width = minute
+
+        def update(state):
+            now = self.clock()
+            entry = state.setdefault(key, {"recent": [], "hour": {}, "blocked_until": 0})
+            # Forget keys nobody used for an hour, so the file stays small.
+            for k in [k for k, v in state.items() if k != key and max(v.get("recent") or [0]) < now - hour
+                      and v.get("blocked_until", 0) < now]:
+                del state[k]
+            recent = [t for t in entry.get("recent", []) if t > now - minute]
+            buckets = dict((b, n) for b, n in entry.get("hour", {}).items() if float(b) > now - hour)
+            entry["recent"], entry["hour"] = recent, buckets
+            wait = 0.0
+            if entry.get("blocked_until", 0) > now:
+                wait = entry["blocked_until"] - now
+            elif len(recent) >= per_minute:
+                wait = recent[len(recent) - per_minute] + minute - now
+            elif sum(buckets.values()) >= per_hour:
+                wait = min(float(b) for b in buckets) + hour - now
+            if wait > 0:
+                return wait
+            recent.append(now)
+            start = repr(now - (now % bucket_width))
+            buckets[start] = buckets.get(start, 0) + 1
+            return 0.0
+
+        return self._locked(update)
+
+    def acquire(self, key, fam):
+        """Block until the family's budget has a slot for one call, then take it."""
+        per_minute, per_hour = limits_for(fam)
+        deadline = self.clock() + self.max_wait
+        while True:
+            wait = self._try_take("%s|%s" % (key, fam), per_minute, per_hour)
+            if wait <= 0:
+                return
+            if self.clock() + wait > deadline:
+                wait = max(0.0, deadline - self.clock())
+                if wait <= 0:
+                    return  # waited long enough: let the API decide (429 is retried anyway)
+            # A little jitter, so the forks that waited for the same slot do not all wake at once.
+            pause = wait + random.uniform(0, min(1.0, 0.05 * 60.0 * self.scale + 0.01))
+            self.waited += pause
+            self.sleep(pause)
+
+    def blocked(self, key, fam, seconds):
+        """Record a 429's Retry-After for every process using this family."""
+        until = self.clock() + float(seconds)
+
+        def update(state):
+            entry = state.setdefault("%s|%s" % (key, fam), {"recent": [], "hour": {}, "blocked_until": 0})
+            entry["blocked_until"] = max(entry.get("blocked_until", 0), until)
+
+        self._locked(update)

@@ -1,0 +1,109 @@
+"""The shared call budget: families, limits, waiting, and sharing between processes."""
+import multiprocessing
+import time
+
+import pytest
+
+from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget, family, limits_for
+
+
+@pytest.mark.parametrize("method,path,expected", [
+    ("POST", "/api/machines/1e5bc9d7e413ddd7902c2932e418702b84d0cc07/isolate", "POST /api/machines/{id}/isolate"),
+    ("post", "/api/v1.0/machines/abc/isolate", "POST /api/machines/{id}/isolate"),
+    ("GET", "/api/machines?$top=10", "GET /api/machines"),
+    ("GET", "/api/machines/findbytag", "GET /api/machines/findbytag"),
+    ("GET", "/api/machines/findbyip(ip='10.0.0.1',timestamp=2026-01-01T00:00:00Z)", "GET /api/machines/findbyip(...)"),
+    ("POST", "/api/indicators/import", "POST /api/indicators/import"),
+    ("GET", "/api/machineactions/7c8f/GetPackageUri", "GET /api/machineactions/{id}/getPackageUri"),
+])
+def test_family(method, path, expected):
+    assert family(method, path) == expected
+
+
+def test_documented_limits():
+    assert limits_for("POST /api/machines/{id}/isolate") == (100, 1500)
+    assert limits_for("POST /api/indicators/import") == (30, 1500)
+    assert limits_for("POST /api/alerts/batchUpdate") == (10, 500)
+    assert limits_for("GET /api/machineactions/{id}/getPackageUri") == (2, 120)
+    assert limits_for("POST /api/advancedqueries/run") == (45, 1500)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = []
+
+    def time(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_waits_for_the_oldest_slot_of_the_minute(tmp_path):
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    fam = "POST /api/indicators/import"  # 30 a minute
+    for _ in range(30):
+        budget.acquire("k", fam)
+        clock.now += 1
+    assert clock.slept == []
+    budget.acquire("k", fam)  # the 31st waits until the first (at t=1000) is a minute old
+    assert 1060 <= clock.now <= 1061.1
+
+
+def test_hour_limit(tmp_path):
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    fam = "POST /api/alerts/batchUpdate"  # 10 a minute, 500 an hour
+    for _ in range(500):
+        budget.acquire("k", fam)
+        clock.now += 6.01
+    start = clock.now
+    budget.acquire("k", fam)
+    assert clock.now - start > 100  # the hour's budget was used: it waited for the oldest minute to age out
+
+
+def test_a_429_blocks_the_family_for_everyone(tmp_path):
+    clock = Clock()
+    a = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    b = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    a.blocked("k", "POST /api/machines/{id}/isolate", 20)
+    b.acquire("k", "GET /api/machines")  # another family is not blocked
+    assert clock.slept == []
+    b.acquire("k", "POST /api/machines/{id}/isolate")
+    assert 20 <= sum(clock.slept) <= 21.1
+
+
+def test_scale_shortens_the_windows(tmp_path):
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), scale=0.01, sleep=clock.sleep, clock=clock.time)
+    for _ in range(3):
+        budget.acquire("k", "GET /api/machineactions/{id}/getPackageUri")  # 2 a minute
+    assert 0.59 <= sum(clock.slept) <= 0.66
+
+
+def _burst(directory, n, out):
+    budget = RateBudget(directory, scale=0.02)  # a minute lasts 1.2 s
+    stamps = []
+    for _ in range(n):
+        budget.acquire("tenant/app", "POST /api/indicators/import")  # 30 a "minute"
+        stamps.append(time.time())
+    out.put(stamps)
+
+
+def test_processes_share_one_budget(tmp_path):
+    out = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_burst, args=(str(tmp_path), 15, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    stamps = sorted(t for _ in procs for t in out.get(timeout=60))
+    for p in procs:
+        p.join(10)
+    # 60 calls at 30 a 1.2 s window: at no time more than 30 in any window, so it took at least one window.
+    assert len(stamps) == 60
+    assert stamps[-1] - stamps[0] >= 1.1
+    for i in range(len(stamps) - 30):
+        assert stamps[i + 30] - stamps[i] >= 1.2 - 0.01
+    assert oct((tmp_path / "ratelimit.json").stat().st_mode & 0o777) == "0o600"
