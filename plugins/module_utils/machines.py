@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Machine tags and device value: validation, planning and reading machines by id.
+
+Plain Python (no Ansible import), used by the mde_machine module. Paths, bodies and limits are those of
+the API digest, section 4.2: ``POST /api/machines/{id}/tags`` ``{"Value", "Action"}``,
+``POST /api/machines/AddOrRemoveTagForMultipleMachines`` ``{"Value", "Action", "MachineIds"}`` (at most
+500 ids) and ``POST /api/machines/{id}/setDeviceValue`` ``{"DeviceValue"}``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+
+DEVICE_VALUES = ("Normal", "Low", "High")
+STATES = ("present", "absent")
+# MachineIds per AddOrRemoveTagForMultipleMachines call (digest 4.2 and 12: at most 500).
+BULK_TAG_MAX = 500
+# Ids per "id eq 'a' or id eq 'b' ..." filter when reading machines by id: about 3 KB of URL each.
+ID_CHUNK = 50
+# From this many ids on, one listing of every machine (10,000 a page) costs no more calls than reading them
+# 50 at a time would for a tenant of up to 100,000 machines (10 calls either way), and fewer for smaller tenants.
+FULL_LISTING_FROM = 500
+
+
+def unique(values, key=None):
+    """Values without repeats (compared through ``key``), in their first order."""
+    seen = set()
+    out = []
+    for v in values:
+        k = key(v) if key else v
+        if k not in seen:
+            seen.add(k)
+            out.append(v)
+    return out
+
+
+def chunks(values, size):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def entity(data):
+    """An entity without the OData annotations of a single-entity response (@odata.context)."""
+    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata."))
+
+
+def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present", purge_tags=False,
+             device_value=None):
+    """Raise ValueError for input the API would refuse or that says nothing to do. Makes no call."""
+    for name, value in (("machine_id", machine_id), ("machine_name", machine_name)):
+        if value is not None and not value.strip():
+            raise ValueError("%s must not be empty" % name)
+    given = [n for n, v in (("machine_id", machine_id), ("machine_name", machine_name),
+                            ("machine_ids", machine_ids)) if v is not None]
+    if len(given) != 1:
+        raise ValueError("exactly one of machine_id, machine_name and machine_ids is required, got %s"
+                         % (" and ".join(given) or "none"))
+    if machine_ids is not None:
+        if not machine_ids:
+            raise ValueError("machine_ids must list at least one machine id")
+        empty = [i for i, v in enumerate(machine_ids) if v is None or not str(v).strip()]
+        if empty:
+            raise ValueError("machine_ids must not contain empty ids (item %s)" % ", ".join(str(i + 1) for i in empty))
+    if state not in STATES:
+        raise ValueError("state must be one of %s, got %r" % (", ".join(STATES), state))
+    if device_value is not None and device_value not in DEVICE_VALUES:
+        raise ValueError("device_value must be one of %s (as the API spells them), got %r"
+                         % (", ".join(DEVICE_VALUES), device_value))
+    if tags is None and device_value is None:
+        raise ValueError("nothing to do: set tags or device_value")
+    if purge_tags and tags is None:
+        raise ValueError("purge_tags needs tags (tags: [] with purge_tags: true removes every tag)")
+    if purge_tags and state == "absent":
+        raise ValueError("purge_tags is only used with state: present")
+    for i, tag in enumerate(tags or []):
+        if tag is None or not str(tag).strip():
+            raise ValueError("tags must not contain an empty tag (item %d)" % (i + 1))
+
+
+def plan_tags(current, tags, state="present", purge_tags=False):
+    """(tags to add, tags to remove) for a machine whose ``machineTags`` are ``current``.
+
+    Tags are compared exactly (case-sensitively), as the API's own tag lookups do.
+    """
+    current = list(current or [])
+    wanted = unique(tags or [])
+    if state == "absent":
+        return [], [t for t in wanted if t in current]
+    add = [t for t in wanted if t not in current]
+    remove = unique(t for t in current if t not in wanted) if purge_tags else []
+    return add, remove
+
+
+def tags_after(current, add, remove):
+    """``machineTags`` after removing ``remove`` and adding ``add`` (appended, as the API shows them)."""
+    return [t for t in (current or []) if t not in remove] + [t for t in add if t not in (current or [])]
+
+
+def bulk_calls(plans, tags=None, size=BULK_TAG_MAX):
+    """Bodies of AddOrRemoveTagForMultipleMachines calls for ``plans`` (list of (machine id, add, remove)).
+
+    One call per tag and action with the ids that need it, at most ``size`` ids each: removals first, in the
+    order the tags are first met, then additions in the order of ``tags``.
+    """
+    groups = {}
+    order = []
+    for machine_id, add, remove in plans:
+        for action, names in (("Remove", remove), ("Add", add)):
+            for tag in names:
+                key = (action, tag)
+                if key not in groups:
+                    groups[key] = []
+                    order.append(key)
+                groups[key].append(machine_id)
+    rank = dict((t, i) for i, t in reversed(list(enumerate(tags or []))))
+    order.sort(key=lambda k: (0, 0) if k[0] == "Remove" else (1, rank.get(k[1], len(rank))))  # stable sort
+    bodies = []
+    for action, tag in order:
+        for part in chunks(groups[(action, tag)], size):
+            bodies.append({"Value": tag, "Action": action, "MachineIds": part})
+    return bodies
+
+
+def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM):
+    """Machine entities by id: dict of lower-cased id -> entity; ids the API does not know are absent.
+
+    Up to ``full_listing_from`` ids are read ``chunk`` at a time (``$filter=id eq .. or ..``); more are found
+    in one listing of every machine, which the client reads 10,000 a page.
+    """
+    ordered = unique(str(i).lower() for i in ids)
+    wanted = set(ordered)
+    found = {}
+    if len(wanted) >= full_listing_from:
+        for machine in client.list("/api/machines", empty_on_404=True):
+            key = str(machine.get("id")).lower()
+            if key in wanted:
+                found[key] = machine
+        return found
+    for part in chunks(ordered, chunk):
+        for machine in client.list("/api/machines", odata_filter=odata.any_of("id", part), empty_on_404=True):
+            found[str(machine.get("id")).lower()] = machine
+    return found
+
+
+def machines_in(response):
+    """The machines of a response that is a collection (``value``) or one entity."""
+    if isinstance(response, dict) and isinstance(response.get("value"), list):
+        return [entity(m) for m in response["value"] if isinstance(m, dict) and m.get("id")]
+    if isinstance(response, dict) and response.get("id"):
+        return [entity(response)]
+    return []

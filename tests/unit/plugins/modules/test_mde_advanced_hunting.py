@@ -1,0 +1,63 @@
+"""mde_advanced_hunting: the request it sends and what it returns, with a fake client."""
+import json
+import os
+
+import pytest
+
+from ansible_collections.defender.endpoint.plugins.modules import mde_advanced_hunting as module_file
+
+SAMPLES = "/work/shared/mde-api/samples"
+
+
+def sample(name):
+    path = os.path.join(SAMPLES, name)
+    if not os.path.exists(path):
+        pytest.skip("API samples not available")
+    with open(path) as f:
+        return json.load(f)
+
+
+class FakeClient:
+    def __init__(self, answer):
+        self.answer = answer
+        self.posts = []
+
+    def post(self, path, json=None, retry_safe=False):
+        self.posts.append((path, json, retry_safe))
+        return self.answer
+
+
+class FakeModule:
+    def __init__(self, client, query):
+        self.params = dict(query=query, timeout=210)
+        self.client = client
+        self.check_mode = False
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+def test_documented_request_and_response():
+    request = sample("advanced_hunting_run_request.json")
+    response = sample("advanced_hunting_run_response.json")
+    client = FakeClient(response)
+    module = FakeModule(client, request["Query"])
+    result = module_file.run(module)
+    assert client.posts == [("/api/advancedqueries/run", request, True)]   # a read: safe to repeat
+    assert result == dict(changed=False, schema=response["Schema"], results=response["Results"], row_count=2)
+    assert module.warnings == []
+
+
+def test_a_result_at_the_row_limit_warns_that_it_is_probably_cut():
+    rows = [{"DeviceId": str(i)} for i in range(100000)]
+    module = FakeModule(FakeClient({"Schema": [{"Name": "DeviceId", "Type": "String"}], "Results": rows}), "DeviceInfo")
+    result = module_file.run(module)
+    assert result["row_count"] == 100000
+    assert len(module.warnings) == 1 and "100000 rows" in module.warnings[0]
+
+
+def test_an_empty_result():
+    module = FakeModule(FakeClient({"Schema": [{"Name": "DeviceId", "Type": "String"}], "Results": []}), "DeviceInfo")
+    assert module_file.run(module) == dict(changed=False, schema=[{"Name": "DeviceId", "Type": "String"}],
+                                           results=[], row_count=0)
