@@ -109,3 +109,124 @@ requirements:
   - requests
   - msal (unless O(access_token) is used)
 '''
+
+    # The same shared options for the mde_machines inventory plugin (defender.endpoint.auth.inventory). An inventory
+    # plugin reads its environment variables through the configuration system, so they are declared with env:.
+    INVENTORY = r'''
+options:
+  tenant_id:
+    description:
+      - The Entra ID directory (tenant) ID, a GUID or a domain such as C(contoso.onmicrosoft.com).
+      - Required unless O(access_token) is set.
+      - May be a Jinja template.
+    type: str
+    env:
+      - name: MDE_TENANT_ID
+      - name: AZURE_TENANT_ID
+      - name: AZURE_TENANT
+  client_id:
+    description:
+      - The application (client) ID of the Entra ID app registration that holds the WindowsDefenderATP application permissions.
+      - Required unless O(access_token) is set.
+      - May be a Jinja template.
+    type: str
+    env:
+      - name: MDE_CLIENT_ID
+      - name: AZURE_CLIENT_ID
+  client_secret:
+    description:
+      - A client secret of the app registration.
+      - Exactly one of O(client_secret), O(client_certificate_path) and O(access_token) must be given.
+      - May be a Jinja template, for example a lookup of HashiCorp Vault or a variable from a vault file given with C(-e @file).
+    type: str
+    env:
+      - name: MDE_CLIENT_SECRET
+      - name: AZURE_CLIENT_SECRET
+      - name: AZURE_SECRET
+  client_certificate_path:
+    description:
+      - Path on the controller to a PEM file holding the app's certificate and its private key.
+      - The SHA-256 thumbprint sent to Entra ID is computed from the certificate.
+    type: path
+    env:
+      - name: MDE_CLIENT_CERTIFICATE_PATH
+      - name: AZURE_CLIENT_CERTIFICATE_PATH
+  client_certificate_password:
+    description:
+      - The password of an encrypted private key in O(client_certificate_path).
+      - May be a Jinja template.
+    type: str
+    env:
+      - name: MDE_CLIENT_CERTIFICATE_PASSWORD
+      - name: AZURE_CLIENT_CERTIFICATE_PASSWORD
+  access_token:
+    description:
+      - A ready bearer token for the Defender for Endpoint API, for example a user-context token obtained elsewhere.
+      - MSAL is not used and nothing is cached. When the token expires, requests fail with HTTP 401.
+      - May be a Jinja template.
+    type: str
+    env:
+      - name: MDE_ACCESS_TOKEN
+  cloud:
+    description:
+      - The Microsoft cloud of the tenant. It sets the API host, the sign-in authority and the token scope.
+      - V(global) is the commercial cloud; V(gcc), V(gcc_high) and V(dod) are the US Government clouds.
+    type: str
+    choices: [global, gcc, gcc_high, dod]
+    default: global
+    env:
+      - name: MDE_CLOUD
+  api_url:
+    description:
+      - The base URL of the Defender for Endpoint API, without C(/api); requests go to C({api_url}/api/...).
+      - Defaults to the host of O(cloud), for example C(https://api.security.microsoft.com). Set it to use a
+        regional host such as C(https://eu.api.security.microsoft.com).
+      - The token scope always follows O(cloud), whatever this says.
+    type: str
+    env:
+      - name: MDE_API_URL
+  authority_host:
+    description:
+      - The Entra ID sign-in host. Defaults to the one of O(cloud).
+      - When it is not a Microsoft host, MSAL instance discovery and authority validation are turned off.
+    type: str
+    env:
+      - name: MDE_AUTHORITY_HOST
+      - name: AZURE_AUTHORITY_HOST
+  validate_certs:
+    description:
+      - Whether to verify the TLS certificates of the API and of the sign-in host.
+      - Set to V(false) only for testing.
+    type: bool
+    default: true
+    env:
+      - name: MDE_VALIDATE_CERTS
+  ca_path:
+    description:
+      - A PEM bundle of CA certificates to verify the API and sign-in hosts with, instead of the system ones.
+      - An explicit O(ca_path) wins over E(REQUESTS_CA_BUNDLE) and E(CURL_CA_BUNDLE); without it those variables are honoured.
+    type: path
+    env:
+      - name: MDE_CA_PATH
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request.
+    type: int
+    default: 30
+    env:
+      - name: MDE_TIMEOUT
+  token_cache:
+    description:
+      - Whether to share access tokens with other runs through a file cache on the controller.
+      - The cache is C(~/.cache/defender.endpoint/tokens.json) (or under E(XDG_CACHE_HOME), or in E(MDE_TOKEN_CACHE_DIR));
+        its directory must be mode 0700 and the file mode 0600, owned by the user, or it is refused.
+      - It holds access tokens only, never a secret. It is not the inventory cache (O(cache)), which holds machines only.
+    type: bool
+    default: true
+    env:
+      - name: MDE_TOKEN_CACHE
+requirements:
+  - python >= 3.9
+  - requests
+  - msal (unless O(access_token) is used)
+'''

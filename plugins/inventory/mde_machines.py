@@ -1,0 +1,647 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: mde_machines
+short_description: Machines known to Microsoft Defender for Endpoint as inventory hosts
+version_added: 0.1.0
+description:
+  - Every machine (device) of a Defender for Endpoint tenant becomes a host, by default only the onboarded ones.
+  - Filters are sent to the API as one server-side OData C($filter); all pages of 10,000 machines are read with one token.
+  - Every property of the Machine entity is a host variable named C(mde_<property in snake_case>), for example
+    C(mde_id), C(mde_computer_dns_name), C(mde_os_platform), C(mde_health_status), C(mde_machine_tags),
+    C(mde_last_ip_address), C(mde_rbac_group_name), C(mde_exposure_level). Values are as the API returns them;
+    nested values (C(mde_ip_addresses), C(mde_vm_metadata)) keep the API's camelCase keys.
+  - The configuration file name must end with C(mde.yml), C(mde.yaml), C(mde_machines.yml) or C(mde_machines.yaml).
+  - Needs the WindowsDefenderATP application permission C(Machine.Read.All) or C(Machine.ReadWrite.All).
+  - The connection and credential options may be Jinja templates, for example a lookup of a vault or of
+    HashiCorp Vault. Without a value in the file, they are read from the environment variables listed below,
+    which is how AWX passes a credential to an inventory source.
+author:
+  - defender.endpoint contributors
+extends_documentation_fragment:
+  - defender.endpoint.auth.inventory
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: The name of this plugin. It must be present for the file to be used as an inventory source.
+    required: true
+    type: str
+    choices: [defender.endpoint.mde_machines]
+  filters:
+    description:
+      - Only machines matching every key given here. Each key takes one value or a list; a machine matches a list
+        when it matches one of its values.
+      - All keys but O(filters.rbac_group_name) are sent to the API as one OData C($filter).
+      - Unless O(filters.onboarding_status) is given, only onboarded machines are read (C(onboardingStatus eq 'Onboarded')).
+        Set O(filters.onboarding_status) to V([]) (or to null) to read every device Defender knows, onboarded or only discovered.
+    type: dict
+    default: {}
+    suboptions:
+      os_platform:
+        description: C(osPlatform) values, for example V(Windows11), V(WindowsServer2022), V(Linux), V(macOS).
+        type: list
+        elements: str
+      health_status:
+        description: C(healthStatus) values.
+        type: list
+        elements: str
+        choices: [Active, Inactive, ImpairedCommunication, NoSensorData, NoSensorDataImpairedCommunication, Unknown]
+      onboarding_status:
+        description: C(onboardingStatus) values. Defaults to V(Onboarded).
+        type: list
+        elements: str
+        choices: [Onboarded, CanBeOnboarded, Unsupported, InsufficientInfo]
+      exposure_level:
+        description: C(exposureLevel) values.
+        type: list
+        elements: str
+        choices: [None, Low, Medium, High]
+      risk_score:
+        description: C(riskScore) values.
+        type: list
+        elements: str
+        choices: [None, Informational, Low, Medium, High]
+      rbac_group_name:
+        description:
+          - Device group names (C(rbacGroupName)).
+          - The API cannot filter on it, so it is matched after reading.
+        type: list
+        elements: str
+      machine_tags:
+        description: Machines carrying at least one of these tags (C(machineTags)).
+        type: list
+        elements: str
+      last_seen_within:
+        description:
+          - Machines whose C(lastSeen) is within this age, such as V(7d), V(24h) or V(30m), or after this ISO 8601 time.
+          - C(lastSeen) is the time of the device's last full report, about once a day.
+        type: str
+  odata_filter:
+    description:
+      - A raw OData C($filter) expression, ANDed with O(filters), for example C(osBuild ge 19045).
+      - The API answers HTTP 400 (C(ODataError)) for a field it does not filter on.
+    type: str
+  exclude_filters:
+    description:
+      - Machines to drop after reading. A list of filter sets with the same keys as O(filters); a machine matching
+        every key of one set is dropped.
+      - Matched on the controller, so they cost a full read of what O(filters) selects.
+    type: list
+    elements: dict
+    default: []
+  hostnames:
+    description:
+      - How to name a host, in order of preference. The first one with a value for the machine is used;
+        a machine with no value for one falls through to the next.
+      - Each entry is one of V(computer_dns_name), V(id), V(last_ip_address), V(last_external_ip_address),
+        V(aad_device_id), or a Jinja template over the C(mde_*) variables, such as
+        C({{ mde_computer_dns_name | split('.') | first }}).
+      - When two machines get one name (a device re-imaged or re-onboarded appears twice), the one seen most recently
+        (C(lastSeen)) keeps it and the other is left out of the inventory, with a warning naming it.
+    type: list
+    elements: str
+    default: [computer_dns_name, id]
+notes:
+  - The plugin only reads; it makes only C(GET /api/machines) requests, 10,000 machines per page.
+  - With O(cache) on, the machines read are stored in the cache plugin and a run within O(cache_timeout) makes no
+    request at all, not even for a token. The cache holds the Machine entities only, never a credential.
+    Changing O(filters), O(odata_filter), O(api_url) or O(tenant_id) makes the cached copy unused.
+  - Use C(ansible-inventory --flush-cache) or the C(meta) task C(refresh_inventory) to read the API again.
+seealso:
+  - module: defender.endpoint.mde_machine_info
+'''
+
+EXAMPLES = r'''
+# mde.yml -- every onboarded machine, credentials from MDE_* environment variables
+plugin: defender.endpoint.mde_machines
+
+# mde.yml -- ready for patching: connection by OS, groups by platform, tag, exposure and device group
+plugin: defender.endpoint.mde_machines
+filters:
+  last_seen_within: 7d
+hostnames:
+  - computer_dns_name
+  - last_ip_address
+  - id
+compose:
+  ansible_host: mde_last_ip_address
+  ansible_connection: "'psrp' if mde_os_platform.startswith('Windows') else 'ssh'"
+keyed_groups:
+  - key: mde_os_platform
+    prefix: os
+  - key: mde_machine_tags
+    prefix: tag
+  - key: mde_exposure_level
+    prefix: exposure
+  - key: mde_rbac_group_name
+    prefix: rbac
+    default_value: ungrouped
+groups:
+  windows: mde_os_platform.startswith('Windows')
+  high_risk: mde_risk_score == 'High'
+
+# mde.yml -- servers only, secret from HashiCorp Vault, cached for an hour
+plugin: defender.endpoint.mde_machines
+tenant_id: 11111111-2222-3333-4444-555555555555
+client_id: 66666666-7777-8888-9999-000000000000
+client_secret: "{{ lookup('community.hashi_vault.hashi_vault', 'secret=kv/data/mde:client_secret') }}"
+filters:
+  os_platform: [WindowsServer2019, WindowsServer2022]
+  rbac_group_name: Servers
+exclude_filters:
+  - machine_tags: decommissioned
+  - health_status: [Inactive, NoSensorData]
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/defender.endpoint/inventory
+cache_timeout: 3600
+'''
+
+import copy
+import datetime
+import hashlib
+import json
+import re
+
+from ansible.errors import AnsibleError, AnsibleParserError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
+
+try:
+    from jinja2 import Environment as JinjaEnvironment, nodes as jinja_nodes
+    from jinja2.parser import Parser as JinjaParser
+    HAS_JINJA_PARSER = True
+except ImportError:  # pragma: no cover - jinja2 comes with ansible-core
+    HAS_JINJA_PARSER = False
+
+AUTH_OPTIONS = ("tenant_id", "client_id", "client_secret", "client_certificate_path", "client_certificate_password",
+                "access_token", "cloud", "api_url", "authority_host", "validate_certs", "ca_path", "timeout",
+                "token_cache")
+# Options that identify what was read: a cached copy made with other values is not used. No secret here.
+QUERY_OPTIONS = ("api_url", "cloud", "tenant_id", "client_id", "filters", "odata_filter")
+
+FILTER_KEYS = tuple(odata.MACHINE_FILTERS) + ("rbac_group_name",)
+# hostnames entries that name a Machine property.
+HOSTNAME_FIELDS = {
+    "computer_dns_name": "computerDnsName",
+    "id": "id",
+    "last_ip_address": "lastIpAddress",
+    "last_external_ip_address": "lastExternalIpAddress",
+    "aad_device_id": "aadDeviceId",
+}
+# The Machine properties the API documents or was seen returning (digest 4.1); others are converted on first sight.
+MACHINE_PROPERTIES = (
+    "id", "computerDnsName", "firstSeen", "lastSeen", "osPlatform", "onboardingStatus", "osProcessor", "version",
+    "osBuild", "lastIpAddress", "lastExternalIpAddress", "healthStatus", "rbacGroupName", "rbacGroupId", "riskScore",
+    "aadDeviceId", "machineTags", "exposureLevel", "deviceValue", "ipAddresses", "osArchitecture", "isAadJoined",
+    "mergedIntoMachineId", "isPotentialDuplication", "isExcluded", "exclusionReason", "osVersion", "agentVersion",
+    "defenderAvStatus", "managedBy", "managedByStatus", "vmMetadata",
+)
+MAX_DUPLICATE_WARNINGS = 20
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Jinja expressions of compose, groups, keyed_groups and hostnames are evaluated per host. ansible-core compiles an
+# expression again at every evaluation (about 1 ms), which at 100,000 hosts is minutes. An expression built only from
+# the nodes, filters and tests below, over host variables with plain values, gives one result per combination of
+# those values, so it is evaluated once per combination: `mde_os_platform.startswith('Windows')` runs six times, not
+# once per host. Anything else (lookups, other filters, magic variables) is evaluated per host as usual.
+PURE_FILTERS = frozenset((
+    "abs", "b64decode", "b64encode", "basename", "bool", "capitalize", "center", "count", "d", "default", "dict2items",
+    "dirname", "first", "flatten", "float", "format", "from_json", "from_yaml", "hash", "int", "items2dict", "join",
+    "last", "length", "list", "lower", "lstrip", "map", "max", "min", "regex_escape", "regex_findall", "regex_replace",
+    "regex_search", "reject", "rejectattr", "replace", "reverse", "rstrip", "select", "selectattr", "sort", "split",
+    "splitext", "string", "strip", "sum", "ternary", "title", "to_json", "to_yaml", "trim", "truncate", "union",
+    "unique", "upper", "wordcount", "difference", "intersect", "zip", "batch", "slice", "urlsplit",
+))
+PURE_TESTS = frozenset((
+    "boolean", "contains", "defined", "divisibleby", "eq", "equalto", "escaped", "even", "false", "float", "ge", "gt",
+    "in", "integer", "iterable", "le", "lower", "lt", "mapping", "match", "ne", "none", "number", "odd", "regex",
+    "sameas", "search", "sequence", "string", "true", "undefined", "upper", "version", "version_compare", "subset",
+    "superset", "any", "all",
+))
+if HAS_JINJA_PARSER:
+    PURE_NODES = (
+        jinja_nodes.Template, jinja_nodes.Output, jinja_nodes.TemplateData, jinja_nodes.Name, jinja_nodes.Const,
+        jinja_nodes.Getattr, jinja_nodes.Getitem, jinja_nodes.Slice, jinja_nodes.Compare, jinja_nodes.Operand,
+        jinja_nodes.CondExpr, jinja_nodes.And, jinja_nodes.Or, jinja_nodes.Not, jinja_nodes.Neg, jinja_nodes.Pos,
+        jinja_nodes.BinExpr, jinja_nodes.Concat, jinja_nodes.Tuple, jinja_nodes.List, jinja_nodes.Dict,
+        jinja_nodes.Pair, jinja_nodes.Keyword, jinja_nodes.Call, jinja_nodes.Filter, jinja_nodes.Test,
+    )
+MEMO_GIVE_UP = 5000  # stop remembering an expression's results after this many misses with fewer hits
+
+
+def freeze(value):
+    """A hashable stand-in for a plain host variable value; TypeError for anything else."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value).__name__, value)
+    if isinstance(value, (list, tuple)):
+        return ("list",) + tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    raise TypeError(type(value).__name__)
+
+
+def pure_variables(source, expression):
+    """The variable names a pure Jinja expression (or template) reads, or None when it is not pure."""
+    if not HAS_JINJA_PARSER or not isinstance(source, str):
+        return None
+    try:
+        env = JinjaEnvironment()
+        if expression:
+            tree = JinjaParser(env, source, state="variable").parse_expression()
+        else:
+            tree = env.parse(source)
+    except Exception:  # pylint: disable=broad-except
+        return None
+    names = set()
+    for node in [tree] + list(tree.find_all(jinja_nodes.Node)):
+        if not isinstance(node, PURE_NODES):
+            return None
+        if isinstance(node, jinja_nodes.Name):
+            if node.ctx != "load":
+                return None
+            names.add(node.name)
+        elif isinstance(node, jinja_nodes.Call):
+            if not isinstance(node.node, jinja_nodes.Getattr) or node.dyn_args or node.dyn_kwargs:
+                return None  # only method calls such as mde_os_platform.startswith('Windows')
+        elif isinstance(node, jinja_nodes.Filter):
+            if node.name not in PURE_FILTERS:
+                return None
+        elif isinstance(node, jinja_nodes.Test):
+            if node.name not in PURE_TESTS:
+                return None
+    return tuple(sorted(names))
+
+
+class Memo:
+    """Results of pure expressions per combination of the values they read (see PURE_FILTERS)."""
+
+    def __init__(self):
+        self.plans = {}
+        self.results = {}
+        self.stats = {}
+
+    def evaluate(self, source, variables, compute, expression=True):
+        plan = self.plans.get(source, False)
+        if plan is False:
+            plan = self.plans[source] = pure_variables(source, expression)
+        if plan is None or any(name not in variables for name in plan):
+            return compute()
+        try:
+            key = (source, tuple(freeze(variables[name]) for name in plan))
+            hit = self.results.get(key, self)
+        except TypeError:
+            return compute()
+        if hit is not self:
+            self.stats[source][0] += 1
+            return copy.deepcopy(hit) if isinstance(hit, (list, dict)) else hit
+        stats = self.stats.setdefault(source, [0, 0])
+        stats[1] += 1
+        result = compute()  # an exception is not remembered: the next host tries again
+        if stats[1] > MEMO_GIVE_UP and stats[1] > stats[0]:
+            self.plans[source] = None  # mostly distinct values: remembering costs memory and saves nothing
+            for k in [k for k in self.results if k[0] == source]:
+                del self.results[k]
+        else:
+            self.results[key] = copy.deepcopy(result) if isinstance(result, (list, dict)) else result
+        return result
+
+
+_CAMEL_1 = re.compile(r"(.)([A-Z][a-z]+)")
+_CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def snake_case(name):
+    """``computerDnsName`` -> ``computer_dns_name``, ``lastExternalIpAddress`` -> ``last_external_ip_address``."""
+    return _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", name)).lower()
+
+
+def var_name(prop):
+    return "mde_" + snake_case(prop)
+
+
+class HostVarNames(dict):
+    """Machine property -> host variable name, computed once per property."""
+
+    def __missing__(self, prop):
+        value = self[prop] = var_name(prop)
+        return value
+
+
+def hostvars_of(machine, names):
+    """Every Machine property as ``mde_<snake_case>`` (keys such as ``@odata.etag`` are skipped)."""
+    return dict((names[k], v) for k, v in machine.items() if not k.startswith("@"))
+
+
+def time_key(value):
+    """A sortable key for an API time such as ``2026-01-31T08:00:00.1234567Z`` (None sorts first)."""
+    if not value:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    text = str(value).strip()
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$", text)
+    if m:
+        text = m.group(1) + "." + (m.group(2) or "0")[:6].ljust(6, "0") + (
+            "+00:00" if m.group(3) in (None, "Z") else m.group(3))
+    try:
+        return odata.parse_time(text, "lastSeen")
+    except ValueError:
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
+def normalize_filters(filters, option):
+    """Check the keys and enum values of one filter set; return it with every value a list (None kept)."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, dict):
+        raise AnsibleError("%s must be a dictionary of filters, got %s." % (option, type(filters).__name__))
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise AnsibleError("%s: unknown filter %s; the filters are %s." % (
+            option, ", ".join(unknown), ", ".join(FILTER_KEYS)))
+    out = {}
+    for key, value in filters.items():
+        if key == "last_seen_within":
+            if value in (None, ""):
+                out[key] = None
+                continue
+            try:
+                odata.parse_time(value, "%s.last_seen_within" % option)
+            except ValueError as e:
+                raise AnsibleError("%s." % e)
+            out[key] = to_native(value)
+            continue
+        values = [to_native(v) for v in odata.as_list(value)]
+        allowed = odata.MACHINE_ENUMS.get(key)
+        if allowed:
+            for v in values:
+                if v not in allowed:
+                    raise AnsibleError("%s.%s: %r is not one of %s." % (option, key, v, ", ".join(allowed)))
+        out[key] = values if value is not None else None
+    return out
+
+
+def exclusion_matcher(filter_set):
+    """A predicate: does a Machine match every key of this filter set? Strings compare case-insensitively."""
+    tests = []
+    for key, values in filter_set.items():
+        if values is None or values == []:
+            continue
+        if key == "last_seen_within":
+            since = odata.parse_time(values, "exclude_filters.last_seen_within")
+            tests.append(lambda m, since=since: time_key(m.get("lastSeen")) >= since)
+        elif key == "machine_tags":
+            wanted = frozenset(v.lower() for v in values)
+            tests.append(lambda m, wanted=wanted: any((t or "").lower() in wanted for t in (m.get("machineTags") or [])))
+        else:
+            field = "rbacGroupName" if key == "rbac_group_name" else odata.MACHINE_FILTERS[key][0]
+            wanted = frozenset(v.lower() for v in values)
+            tests.append(lambda m, field=field, wanted=wanted: str(m.get(field) or "").lower() in wanted)
+    if not tests:
+        return None
+    return lambda m: all(test(m) for test in tests)
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+
+    NAME = "defender.endpoint.mde_machines"
+
+    def verify_file(self, path):
+        if super(InventoryModule, self).verify_file(path):
+            return path.endswith(("mde.yml", "mde.yaml", "mde_machines.yml", "mde_machines.yaml"))
+        return False
+
+    # -- options ----------------------------------------------------------------------------------------
+    def _templated(self, name):
+        """An option's value, templated when it was written in the configuration file (a vault variable or a
+        lookup for a secret). A value from the environment is used as it is: a secret is never evaluated."""
+        value, origin = self.get_option_and_origin(name)
+        if origin == "Direct" and isinstance(value, (str, list, dict)):
+            self.templar.available_variables = self._vars or {}
+            value = self.templar.template(value)
+        return value
+
+    def _auth_options(self):
+        opts = {}
+        for name in AUTH_OPTIONS:
+            try:
+                value = self._templated(name)
+            except AnsibleError as e:
+                # The error text of a failed lookup must not carry a secret: name the option only.
+                raise AnsibleError("Could not template the option %s: %s" % (name, to_native(e).splitlines()[0]))
+            opts[name] = value
+        return opts
+
+    def _query_fingerprint(self, auth, filters, odata_filter):
+        facts = dict((k, auth.get(k)) for k in QUERY_OPTIONS if k in auth)
+        facts.update(filters=filters, odata_filter=odata_filter)
+        return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def _fetch(self, auth, server_filters, odata_filter):
+        from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+        try:
+            client = create_client(**auth)
+            expression = odata.machine_filter(server_filters, odata_filter)
+            self.display.vvv("mde_machines: GET /api/machines $filter=%s" % expression)
+            return list(client.list("/api/machines", odata_filter=expression, empty_on_404=True))
+        except MDEDependencyError as e:
+            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin (pip install %s)."
+                               % (e, e.library))
+        except MDEError as e:
+            raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
+        except ValueError as e:
+            raise AnsibleError("defender.endpoint.mde_machines: %s." % e)
+
+    def _machines(self, path, cache, auth, filters, odata_filter):
+        """The Machine entities selected by the server-side filters, from the cache or the API."""
+        server_filters = dict((k, v) for k, v in filters.items() if k != "rbac_group_name")
+        fingerprint = self._query_fingerprint(auth, filters, odata_filter)
+        use_cache = self.get_option("cache")
+        cache_key = self.get_cache_key(path)
+        update_cache = False
+        if use_cache and cache:
+            try:
+                cached = self._cache[cache_key]
+            except KeyError:
+                cached = None
+            if isinstance(cached, dict) and cached.get("query") == fingerprint and isinstance(cached.get("machines"), list):
+                self.display.vvv("mde_machines: %d machines from the inventory cache" % len(cached["machines"]))
+                return cached["machines"]
+            update_cache = True
+        elif use_cache:
+            update_cache = True  # --flush-cache or refresh_inventory: read the API, then store
+        machines = self._fetch(auth, server_filters, odata_filter)
+        if update_cache:
+            # Only the entities and a digest of what selected them: never a credential.
+            self._cache[cache_key] = {"query": fingerprint, "machines": machines}
+        return machines
+
+    # -- naming -----------------------------------------------------------------------------------------
+    def _hostname_getters(self, preferences):
+        getters = []
+        for entry in preferences:
+            entry = entry if isinstance(entry, str) else to_native(entry)
+            if entry in HOSTNAME_FIELDS:
+                getters.append((entry, HOSTNAME_FIELDS[entry], None))
+            elif "{{" in entry or "{%" in entry:
+                getters.append((entry, None, entry))
+            else:
+                raise AnsibleError("hostnames: %r is neither one of %s nor a Jinja template." % (
+                    entry, ", ".join(HOSTNAME_FIELDS)))
+        if not getters:
+            raise AnsibleError("hostnames must name at least one way to name a host.")
+        return getters
+
+    def _hostname(self, machine, getters, names):
+        for entry, field, template in getters:
+            if field is not None:
+                value = machine.get(field)
+            else:
+                variables = hostvars_of(machine, names)
+                try:
+                    value = self._memo.evaluate(template, variables,
+                                                lambda: self._template_with(template, variables), expression=False)
+                except Exception as e:  # pylint: disable=broad-except
+                    if self.get_option("strict"):
+                        raise AnsibleError("hostnames: %s failed for machine %s: %s" % (
+                            entry, machine.get("id"), to_native(e)))
+                    value = None
+            if value not in (None, "") and not isinstance(value, (list, dict)):
+                return to_native(value)
+        return None
+
+    def _template_with(self, template, variables):
+        self.templar.available_variables = variables
+        return self.templar.template(template)
+
+    # -- constructed features, with pure expressions evaluated once per distinct input -------------------
+    def _compose(self, template, variables, disable_lookups=...):
+        if disable_lookups is not ... or self.get_option("use_extra_vars"):
+            return super(InventoryModule, self)._compose(template, variables, disable_lookups)
+        if isinstance(template, str) and template in variables and IDENTIFIER.match(template):
+            return variables[template]  # a bare variable name, as in most keyed_groups and compose entries
+        return self._memo.evaluate(template, variables,
+                                   lambda: super(InventoryModule, self)._compose(template, variables))
+
+    def _add_host_to_composed_groups(self, groups, variables, host, strict=False, fetch_hostvars=True):
+        """As Constructable's, with each conditional evaluated once per distinct input."""
+        if not groups or not isinstance(groups, dict):
+            return
+        if fetch_hostvars:
+            variables = dict(variables, **self.inventory.get_host(host).get_vars())
+
+        def evaluate(conditional):
+            self.templar.available_variables = variables
+            return self.templar.evaluate_conditional(conditional)
+
+        for group_name, conditional in groups.items():
+            group_name = self._sanitize_group_name(group_name)
+            try:
+                result = self._memo.evaluate(conditional, variables, lambda: evaluate(conditional))
+            except Exception as e:  # pylint: disable=broad-except
+                if strict:
+                    raise AnsibleParserError("Could not add host %s to group %s: %s" % (host, group_name, to_native(e)))
+                continue
+            if result:
+                self.inventory.add_child(self.inventory.add_group(group_name), host)
+
+    # -- main -------------------------------------------------------------------------------------------
+    def parse(self, inventory, loader, path, cache=True):
+        super(InventoryModule, self).parse(inventory, loader, path, cache=cache)
+        self._memo = Memo()
+        self._read_config_data(path)
+        if self.get_option("cache"):
+            self.load_cache_plugin()
+
+        filters = normalize_filters(self._templated("filters"), "filters")
+        if "onboarding_status" not in filters:
+            filters["onboarding_status"] = ["Onboarded"]
+        exclusions = []
+        for index, entry in enumerate(self._templated("exclude_filters") or []):
+            matcher = exclusion_matcher(normalize_filters(entry, "exclude_filters[%d]" % index))
+            if matcher:
+                exclusions.append(matcher)
+        odata_filter = self._templated("odata_filter")
+        getters = self._hostname_getters(self.get_option("hostnames") or [])
+        auth = self._auth_options()
+
+        machines = self._machines(path, cache, auth, filters, odata_filter)
+        self._populate(machines, filters, exclusions, getters)
+
+    def _populate(self, machines, filters, exclusions, getters):
+        groups = frozenset(g.lower() for g in (filters.get("rbac_group_name") or []))
+        names = HostVarNames((p, var_name(p)) for p in MACHINE_PROPERTIES)
+
+        # Pass 1: pick a name per machine; on a clash the most recently seen machine keeps it.
+        chosen = {}  # host name -> machine
+        left_out = []  # (machine, host name, winner)
+        unnamed = []
+        for machine in machines:
+            if groups and (machine.get("rbacGroupName") or "").lower() not in groups:
+                continue
+            if exclusions and any(match(machine) for match in exclusions):
+                continue
+            name = self._hostname(machine, getters, names)
+            if name is None:
+                unnamed.append(machine)
+                continue
+            other = chosen.get(name)
+            if other is None:
+                chosen[name] = machine
+            elif time_key(machine.get("lastSeen")) > time_key(other.get("lastSeen")):
+                chosen[name] = machine
+                left_out.append((other, name, machine))
+            else:
+                left_out.append((machine, name, other))
+        self._warn_left_out(left_out, unnamed)
+
+        # Pass 2: hosts, variables and constructed groups.
+        compose = self.get_option("compose")
+        composed_groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+        strict = self.get_option("strict")
+        constructed = bool(compose or composed_groups or keyed_groups)
+        inventory = self.inventory
+        for name, machine in chosen.items():
+            hostvars = hostvars_of(machine, names)
+            inventory.add_host(name)
+            for key, value in hostvars.items():
+                inventory.set_variable(name, key, value)
+            if not constructed:
+                continue
+            if compose:
+                self._set_composite_vars(compose, hostvars, name, strict=strict)
+            if not (composed_groups or keyed_groups):
+                continue
+            # The host's variables (with the composed ones) are fetched once, not once per helper.
+            variables = inventory.get_host(name).get_vars()
+            if composed_groups:
+                self._add_host_to_composed_groups(composed_groups, variables, name, strict=strict, fetch_hostvars=False)
+                if keyed_groups:
+                    variables = inventory.get_host(name).get_vars()
+            if keyed_groups:
+                self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+
+    def _warn_left_out(self, left_out, unnamed):
+        for machine, name, winner in left_out[:MAX_DUPLICATE_WARNINGS]:
+            self.display.warning(
+                "mde_machines: machine %s (last seen %s) is left out: its name %s is taken by machine %s, seen more "
+                "recently (%s)." % (machine.get("id"), machine.get("lastSeen"), name, winner.get("id"),
+                                    winner.get("lastSeen")))
+        if len(left_out) > MAX_DUPLICATE_WARNINGS:
+            self.display.warning("mde_machines: %d more machines are left out because a more recently seen machine "
+                                 "has their name." % (len(left_out) - MAX_DUPLICATE_WARNINGS))
+        if unnamed:
+            self.display.warning("mde_machines: %d machines have no value for any of the hostnames preferences and are "
+                                 "left out (first: %s)." % (len(unnamed), ", ".join(
+                                     str(m.get("id")) for m in unnamed[:5])))
