@@ -1,0 +1,532 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Custom indicators (IoCs): validation, normalisation, comparison and planning. Plain Python: no Ansible import.
+
+Used by the mde_indicator and mde_indicator_info modules. Everything here works on plain dicts, so the
+whole plan (what to create, update, delete) is computed and checked before any write.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import ipaddress
+import re
+
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
+
+TYPES = ["FileSha1", "FileSha256", "FileMd5", "CertificateThumbprint", "IpAddress", "DomainName", "Url"]
+ACTIONS = ["Warn", "Block", "Audit", "Alert", "AlertAndBlock", "BlockAndRemediate", "Allowed"]
+SEVERITIES = ["Informational", "Low", "Medium", "High"]
+LEGACY_ACTIONS = ("Alert", "AlertAndBlock")
+
+# Actions each indicator type accepts (digest 7.1, indicators-overview): files Allowed/Audit/Warn/Block/
+# BlockAndRemediate; IP, URL and domain Allowed/Audit/Warn/Block; certificates Allowed/BlockAndRemediate.
+# The legacy Alert and AlertAndBlock (end of support January 2022, still in every API example) are
+# accepted for every type, with a warning.
+ACTIONS_BY_TYPE = {
+    "FileSha1": ("Allowed", "Audit", "Warn", "Block", "BlockAndRemediate"),
+    "FileSha256": ("Allowed", "Audit", "Warn", "Block", "BlockAndRemediate"),
+    "FileMd5": ("Allowed", "Audit", "Warn", "Block", "BlockAndRemediate"),
+    "CertificateThumbprint": ("Allowed", "BlockAndRemediate"),
+    "IpAddress": ("Allowed", "Audit", "Warn", "Block"),
+    "DomainName": ("Allowed", "Audit", "Warn", "Block"),
+    "Url": ("Allowed", "Audit", "Warn", "Block"),
+}
+HEX_LENGTH = {"FileSha1": 40, "FileSha256": 64, "FileMd5": 32, "CertificateThumbprint": 40}
+EDUCATE_URL_ACTIONS = ("Block", "Warn")
+
+# Module option -> API property (camelCase, as POST /api/indicators and import expect it).
+FIELDS = [
+    ("indicator_value", "indicatorValue"),
+    ("indicator_type", "indicatorType"),
+    ("action", "action"),
+    ("title", "title"),
+    ("description", "description"),
+    ("severity", "severity"),
+    ("expiration_time", "expirationTime"),
+    ("recommended_actions", "recommendedActions"),
+    ("rbac_group_names", "rbacGroupNames"),
+    ("generate_alert", "generateAlert"),
+    ("application", "application"),
+    ("educate_url", "educateUrl"),
+]
+API_NAME = dict(FIELDS)
+REQUIRED_PRESENT = ("action", "title", "description")
+# Fields compared with the existing indicator to decide whether to write. ``application`` is honoured
+# only when an indicator is created (digest 7.2), so it is sent but never compared.
+COMPARED = ("action", "title", "description", "severity", "expirationTime", "recommendedActions",
+            "rbacGroupNames", "generateAlert", "educateUrl")
+
+TENANT_LIMIT = 15000
+BATCH_SIZE = 500
+PAGE_SIZE = 10000
+# Lists of at most this many indicators are read with one call filtered on their values; longer lists
+# (and purge) read every visible indicator, which is at most two pages of 10,000.
+SMALL_LIST = 10
+MAX_FILTER_LENGTH = 4000
+
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(%s\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$" % _LABEL)
+_HEX_RE = re.compile(r"^[0-9A-Fa-f]+$")
+_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$")
+
+
+# -- values ---------------------------------------------------------------------------------------------
+def _is_domain(text):
+    return bool(_DOMAIN_RE.match(text))
+
+
+def _ip_error(value):
+    """None if ``value`` is an IPv4 or full (8-group) IPv6 address, else why not."""
+    if "/" in value:
+        return "a single address is expected; CIDR ranges are not supported by Defender indicators"
+    if "*" in value or "-" in value:
+        return "a single address is expected; ranges and wildcards are not supported by Defender indicators"
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return "not a valid IPv4 or IPv6 address"
+    if addr.version == 6:
+        if "%" in value:
+            return "an IPv6 zone index (%...) is not supported"
+        if "::" in value or value.count(":") != 7:
+            return "IPv6 addresses must be written in full, 8 groups (for example 2001:db8:0:0:0:0:0:1)"
+    return None
+
+
+def _url_error(value):
+    if any(c.isspace() for c in value):
+        return "a URL must not contain whitespace"
+    if "*" in value:
+        return "wildcards are not supported by Defender indicators"
+    if len(value) > 2048:
+        return "a URL must be at most 2048 characters"
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            return "only http:// and https:// URLs are supported"
+        text = value
+    else:
+        text = "http://" + value
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        parts.port  # pylint: disable=pointless-statement
+    except ValueError:
+        return "not a valid URL"
+    if not host:
+        return "the URL has no host name"
+    if _is_domain(host):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return "the URL's host %r is neither a domain name nor an IP address" % host
+
+
+def value_error(indicator_type, value):
+    """None if ``value`` is a valid indicator value of ``indicator_type``, else a short reason."""
+    if not isinstance(value, str) or not value:
+        return "the value is empty"
+    if indicator_type in HEX_LENGTH:
+        length = HEX_LENGTH[indicator_type]
+        what = "a SHA-1 thumbprint" if indicator_type == "CertificateThumbprint" else "a %s hash" % indicator_type[4:].upper()
+        if not _HEX_RE.match(value):
+            return "%s is %d hexadecimal characters (0-9, a-f), without separators" % (what, length)
+        if len(value) != length:
+            return "%s is %d hexadecimal characters, got %d" % (what, length, len(value))
+        return None
+    if indicator_type == "IpAddress":
+        return _ip_error(value)
+    if indicator_type == "DomainName":
+        if "*" in value:
+            return "wildcards are not supported; a domain indicator already matches its subdomains"
+        if "://" in value or "/" in value:
+            return "a domain name has no scheme or path (use indicator_type Url for those)"
+        if not _is_domain(value):
+            return "not a valid domain name"
+        return None
+    if indicator_type == "Url":
+        return _url_error(value)
+    return "unknown indicator type %r" % (indicator_type,)
+
+
+def parse_time(value):
+    """An ISO 8601 time (any number of fraction digits, Z or an offset; no zone = UTC) -> aware UTC datetime.
+
+    Raises ValueError.
+    """
+    if isinstance(value, datetime.datetime):
+        dt = value
+    else:
+        m = _TIME_RE.match(str(value).strip())
+        if not m:
+            raise ValueError("not an ISO 8601 time")
+        year, month, day, hour, minute, second, frac, zone = m.groups()
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        tz = datetime.timezone.utc
+        if zone and zone not in ("Z", "z"):
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            tz = datetime.timezone(sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+        dt = datetime.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                               micro, tzinfo=tz)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.astimezone(datetime.timezone.utc)
+
+
+def format_time(dt):
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += (".%06d" % dt.microsecond).rstrip("0")
+    return text + "Z"
+
+
+def match_key(indicator_type, value):
+    """What identifies an indicator: its type and value, the value case-insensitive except for URLs."""
+    value = (value or "").strip()
+    return (indicator_type, value if indicator_type == "Url" else value.lower())
+
+
+def describe(item):
+    return "%s %s" % (item.get("indicatorType"), item.get("indicatorValue"))
+
+
+# -- input ------------------------------------------------------------------------------------------
+def build(spec, state, where, now=None):
+    """Validate one indicator given with module option names; return (api_body, warnings).
+
+    ``where`` names the item in messages (``indicators[3]``). Raises ValueError naming it.
+    """
+    spec = dict(spec or {})
+    warnings = []
+
+    def fail(text):
+        value = spec.get("indicator_value")
+        label = where + (" (%s %s)" % (spec.get("indicator_type"), value) if value else "")
+        raise ValueError("%s: %s." % (label, text))
+
+    itype = spec.get("indicator_type")
+    value = spec.get("indicator_value")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        fail("indicator_value is required")
+    if not itype:
+        fail("indicator_type is required")
+    if itype not in TYPES:
+        fail("indicator_type must be one of %s, got %r" % (", ".join(TYPES), itype))
+    value = str(value).strip()
+    spec["indicator_value"] = value
+    reason = value_error(itype, value)
+    if reason:
+        fail("invalid %s value: %s" % (itype, reason))
+    body = {"indicatorValue": value, "indicatorType": itype}
+    if state == "absent":
+        return body, warnings
+
+    for name in REQUIRED_PRESENT:
+        if spec.get(name) is None or (isinstance(spec.get(name), str) and not spec[name].strip()):
+            fail("%s is required with state=present" % name)
+    action = spec["action"]
+    if action not in ACTIONS:
+        fail("action must be one of %s, got %r" % (", ".join(ACTIONS), action))
+    if action in LEGACY_ACTIONS:
+        warnings.append("%s: action %s is a legacy action (end of support January 2022); Defender documents Audit "
+                        "with generate_alert (for Alert) and BlockAndRemediate (for AlertAndBlock) instead." % (where, action))
+    elif action not in ACTIONS_BY_TYPE[itype]:
+        fail("action %s is not supported for %s indicators; use one of %s" % (action, itype, ", ".join(ACTIONS_BY_TYPE[itype])))
+    generate = spec.get("generate_alert")
+    if generate is not None and not isinstance(generate, bool):
+        fail("generate_alert must be true or false, got %r" % (generate,))
+    if action == "Audit" and generate is not True:
+        fail("action Audit requires generate_alert: true")
+    severity = spec.get("severity")
+    if severity is not None and severity not in SEVERITIES:
+        fail("severity must be one of %s, got %r" % (", ".join(SEVERITIES), severity))
+    for name in ("title", "description", "recommended_actions", "application", "educate_url"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            fail("%s must be a string" % name)
+    groups = spec.get("rbac_group_names")
+    if groups is not None:
+        if isinstance(groups, str):
+            groups = [g.strip() for g in groups.split(",") if g.strip()]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) and g.strip() for g in groups):
+            fail("rbac_group_names must be a list of device group names")
+        groups = [g.strip() for g in groups]
+    educate = spec.get("educate_url")
+    if educate is not None:
+        if action not in EDUCATE_URL_ACTIONS:
+            fail("educate_url is only used with action Block or Warn")
+        if not re.match(r"^https?://\S+$", educate):
+            fail("educate_url must be an http:// or https:// URL")
+    expiration = spec.get("expiration_time")
+    if expiration is not None:
+        try:
+            when = parse_time(expiration)
+        except ValueError:
+            fail("expiration_time must be an ISO 8601 time such as 2026-12-31T00:00:00Z, got %r" % (expiration,))
+        if when <= (now or datetime.datetime.now(datetime.timezone.utc)):
+            fail("expiration_time %s is in the past; Defender lists only active indicators" % format_time(when))
+        expiration = format_time(when)
+
+    body.update({"action": action, "title": spec["title"], "description": spec["description"]})
+    for option, api in (("severity", "severity"), ("recommended_actions", "recommendedActions"),
+                        ("generate_alert", "generateAlert"), ("application", "application"),
+                        ("educate_url", "educateUrl")):
+        if spec.get(option) is not None:
+            body[api] = spec[option]
+    if groups is not None:
+        body["rbacGroupNames"] = groups
+    if expiration is not None:
+        body["expirationTime"] = expiration
+    return body, warnings
+
+
+def build_all(specs, state, now=None):
+    """Validate a list of indicators; return (bodies, warnings). Fails on the first bad item or a duplicate."""
+    bodies, warnings, seen = [], [], {}
+    for index, spec in enumerate(specs or []):
+        where = "indicators[%d]" % index
+        if not isinstance(spec, dict):
+            raise ValueError("%s: each indicator must be a dictionary, got %s." % (where, type(spec).__name__))
+        body, warn = build(spec, state, where, now=now)
+        key = match_key(body["indicatorType"], body["indicatorValue"])
+        if key in seen:
+            raise ValueError("%s: %s is already given as indicators[%d]; each indicator may appear once."
+                             % (where, describe(body), seen[key]))
+        seen[key] = index
+        bodies.append(body)
+        warnings.extend(warn)
+    return bodies, warnings
+
+
+# -- comparison -------------------------------------------------------------------------------------
+def _norm(field, value):
+    if field == "rbacGroupNames":
+        if isinstance(value, str):
+            value = [g.strip() for g in value.split(",")]
+        return sorted(g for g in (value or []) if g)
+    if field == "generateAlert":
+        return bool(value)
+    if field == "expirationTime":
+        if value in (None, ""):
+            return None
+        try:
+            return parse_time(value)
+        except ValueError:
+            return value
+    if field in ("title", "description", "recommendedActions", "educateUrl"):
+        return value or ""
+    return value
+
+
+def differences(body, existing):
+    """The compared fields whose desired value (given in ``body``) differs from ``existing``.
+
+    A field not given is left as it is, so it is not compared. A field the API does not return counts
+    as unset (``generateAlert`` false, strings empty).
+    """
+    changed = []
+    for field in COMPARED:
+        if field not in body:
+            continue
+        if _norm(field, body[field]) != _norm(field, existing.get(field)):
+            changed.append(field)
+    return changed
+
+
+def view(entity, fields):
+    """The given fields of an entity (for diffs)."""
+    if not entity:
+        return {}
+    return dict((f, entity.get(f)) for f in fields if f in entity or f in ("indicatorValue", "indicatorType"))
+
+
+def merged(existing, body):
+    """What an indicator looks like after ``body`` is written over ``existing`` (no re-read)."""
+    result = dict(existing or {})
+    for k, v in body.items():
+        if k == "application" and existing:
+            continue  # honoured only on create
+        if k in ("indicatorValue", "indicatorType") and existing:
+            continue
+        result[k] = v
+    return result
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def quote(value):
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def value_variants(indicator_type, value):
+    """Spellings an existing indicator may have (the API compares strings case-sensitively in $filter)."""
+    if indicator_type == "Url":
+        return [value]
+    out = []
+    for v in (value, value.lower(), value.upper()):
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def value_filter(bodies):
+    """An OData $filter matching any of the given indicators by value (with case variants)."""
+    parts = []
+    for body in bodies:
+        for v in value_variants(body["indicatorType"], body["indicatorValue"]):
+            clause = "indicatorValue eq %s" % quote(v)
+            if clause not in parts:
+                parts.append(clause)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+
+
+def index(existing):
+    """Existing indicators by match key (the first one wins if the API holds duplicates)."""
+    out = {}
+    for entity in existing:
+        key = match_key(entity.get("indicatorType"), entity.get("indicatorValue"))
+        out.setdefault(key, entity)
+    return out
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+class Plan:
+    """What a sync does: creates, updates and deletes (each an item dict), and the unchanged ones."""
+
+    def __init__(self):
+        self.items = []  # every item, in the order of the desired list, then purged ones
+
+    def add(self, result, body, existing=None, changes=None, purged=False):
+        item = {"result": result, "body": body, "existing": existing, "changes": changes or []}
+        if purged:
+            item["purged"] = True
+        self.items.append(item)
+        return item
+
+    def of(self, *results):
+        return [i for i in self.items if i["result"] in results]
+
+    @property
+    def creates(self):
+        return self.of("created")
+
+    @property
+    def updates(self):
+        return self.of("updated")
+
+    @property
+    def deletes(self):
+        return self.of("deleted")
+
+    def counts(self):
+        counts = dict(created=0, updated=0, deleted=0, unchanged=0, failed=0)
+        for item in self.items:
+            if item["result"] in counts:
+                counts[item["result"]] += 1
+        return counts
+
+
+def plan(bodies, existing, state, purge=False, owner=None):
+    """Compare desired ``bodies`` with ``existing`` entities and decide what to write.
+
+    ``purge``: also delete existing indicators whose ``createdBy`` equals ``owner`` (case-insensitive)
+    and that are not in ``bodies``.
+    """
+    by_key = index(existing)
+    result = Plan()
+    wanted = set()
+    for body in bodies:
+        key = match_key(body["indicatorType"], body["indicatorValue"])
+        wanted.add(key)
+        current = by_key.get(key)
+        if state == "absent":
+            result.add("deleted" if current else "unchanged", body, current)
+        elif current is None:
+            result.add("created", body)
+        else:
+            changes = differences(body, current)
+            result.add("updated" if changes else "unchanged", body, current, changes)
+    if purge and state == "present":
+        owner = (owner or "").lower()
+        for key, current in by_key.items():
+            if key in wanted or (current.get("createdBy") or "").lower() != owner:
+                continue
+            body = {"indicatorValue": current.get("indicatorValue"), "indicatorType": current.get("indicatorType")}
+            result.add("deleted", body, current, purged=True)
+    return result
+
+
+def limit_error(visible_total, plan_, limit=TENANT_LIMIT):
+    """A message if the sync would leave more than ``limit`` active indicators, else None."""
+    after = visible_total - len(plan_.deletes) + len(plan_.creates)
+    if after > limit:
+        return ("This sync would leave %d active indicators (%d now, %d created, %d deleted), above Defender's limit "
+                "of %d per tenant, which cannot be raised. Nothing was written." % (
+                    after, visible_total, len(plan_.creates), len(plan_.deletes), limit))
+    return None
+
+
+def chunks(seq, size=BATCH_SIZE):
+    seq = list(seq)
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
+
+
+def batch_delete(client, ids, path="/api/indicators"):
+    """Delete indicator ``ids`` with BatchDelete, 500 per call.
+
+    The API answers 404 when any id is missing, which is also what a retried call gets after a first try
+    that succeeded but whose answer was lost. A 404 is answered by reading the indicators again and deleting
+    only the ids still there. Returns the number of calls made.
+    """
+    calls = 0
+    for chunk in chunks(ids):
+        calls += 1
+        try:
+            client.post(path + "/BatchDelete", json={"IndicatorIds": chunk}, retry_safe=True)
+        except MDEError as e:
+            if e.status != 404:
+                raise
+            still = set(str(i.get("id")) for i in client.list(path, page_size=PAGE_SIZE))
+            remaining = [i for i in chunk if i in still]
+            if remaining:
+                calls += 1
+                client.post(path + "/BatchDelete", json={"IndicatorIds": remaining}, retry_safe=True)
+    return calls
+
+
+def pair_results(chunk, response):
+    """Pair an import call's per-item results with the bodies sent.
+
+    Returns a list of (body, result_dict); the result holds ``id``, ``isFailed`` and ``failureReason``.
+    Results are matched by position, checked against their ``indicator`` value; by value otherwise.
+    """
+    results = list((response or {}).get("value") or [])
+    pairs = []
+    positional = len(results) == len(chunk) and all(
+        (r.get("indicator") or "").lower() == (b["indicatorValue"] or "").lower() for r, b in zip(results, chunk))
+    if positional:
+        return list(zip(chunk, results))
+    by_value = {}
+    for r in results:
+        by_value.setdefault((r.get("indicator") or "").lower(), []).append(r)
+    for body in chunk:
+        found = by_value.get(body["indicatorValue"].lower())
+        if found:
+            pairs.append((body, found.pop(0)))
+        else:
+            pairs.append((body, {"id": None, "isFailed": True,
+                                 "failureReason": "the import response has no result for this indicator"}))
+    return pairs
