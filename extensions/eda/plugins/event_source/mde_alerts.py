@@ -1,0 +1,579 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""mde_alerts: an ansible-rulebook event source of Microsoft Defender for Endpoint alerts.
+
+Polls ``GET /api/alerts`` by ``lastUpdateTime`` through the collection's shared client (token reuse and
+cache, throttling, retries, paging) and puts each new or changed alert on the queue once, as
+``{"mde_alert": <Alert entity, camelCase as the API returns it>}`` (ansible-rulebook adds ``meta``).
+What was emitted is remembered across polls and, through a checkpoint file, across restarts.
+
+See DOCUMENTATION below and docs/eda.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import asyncio
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+
+DOCUMENTATION = r'''
+name: mde_alerts
+short_description: Poll Microsoft Defender for Endpoint alerts for Event-Driven Ansible
+version_added: 0.1.0
+description:
+  - Polls C(GET /api/alerts) every O(interval) seconds for alerts whose C(lastUpdateTime) is at or after the last one
+    seen, with the severity and status filters sent to the API as one OData C($filter), reading all pages.
+  - Each new or changed alert (key alert C(id) + C(lastUpdateTime)) becomes one event C({"mde_alert": <alert>}); the
+    alert is the Alert entity as the API returns it (camelCase). An alert that changes again is emitted again.
+  - What was emitted is kept in a checkpoint file (O(checkpoint_path)), so a restarted rulebook emits nothing twice.
+  - A failed poll is logged as one line and retried at the next interval; bad options fail at start.
+  - Needs the WindowsDefenderATP application permission C(Alert.Read.All) or C(Alert.ReadWrite.All).
+options:
+  tenant_id:
+    description: The Entra ID tenant. Default E(MDE_TENANT_ID), E(AZURE_TENANT_ID) or E(AZURE_TENANT).
+    type: str
+  client_id:
+    description: The application (client) ID. Default E(MDE_CLIENT_ID) or E(AZURE_CLIENT_ID).
+    type: str
+  client_secret:
+    description: A client secret. Default E(MDE_CLIENT_SECRET), E(AZURE_CLIENT_SECRET) or E(AZURE_SECRET).
+    type: str
+  client_certificate_path:
+    description: A PEM file with the app's certificate and key. Default E(MDE_CLIENT_CERTIFICATE_PATH).
+    type: path
+  client_certificate_password:
+    description: The password of its key. Default E(MDE_CLIENT_CERTIFICATE_PASSWORD).
+    type: str
+  access_token:
+    description: A ready bearer token (expires; not refreshed). Default E(MDE_ACCESS_TOKEN).
+    type: str
+  cloud:
+    description: V(global), V(gcc), V(gcc_high) or V(dod). Default E(MDE_CLOUD), else V(global).
+    type: str
+  api_url:
+    description: The API base URL without C(/api). Default E(MDE_API_URL), else the one of O(cloud).
+    type: str
+  authority_host:
+    description: The Entra ID sign-in host. Default E(MDE_AUTHORITY_HOST), else the one of O(cloud).
+    type: str
+  validate_certs:
+    description: Verify TLS certificates. Default E(MDE_VALIDATE_CERTS), else V(true).
+    type: bool
+  ca_path:
+    description: A PEM CA bundle to verify the API and sign-in hosts with. Default E(MDE_CA_PATH).
+    type: path
+  timeout:
+    description: Seconds to wait for each HTTP request. Default E(MDE_TIMEOUT), else 30.
+    type: int
+  token_cache:
+    description: Share access tokens through the file cache of the collection. Default E(MDE_TOKEN_CACHE), else V(true).
+    type: bool
+  severity:
+    description: Only alerts with one of these severities (V(UnSpecified), V(Informational), V(Low), V(Medium), V(High)).
+    type: list
+    elements: str
+  status:
+    description: Only alerts with one of these statuses (V(New), V(InProgress), V(Resolved)).
+    type: list
+    elements: str
+  interval:
+    description: Seconds between polls (a number, or an age such as V(30s) or V(5m)).
+    type: str
+    default: 60
+  initial_lookback:
+    description:
+      - Without a checkpoint, the first poll reads alerts updated within this age (V(1h), V(30m), V(0s)) or since this
+        ISO 8601 time. Ignored when the checkpoint file exists.
+    type: str
+    default: 1h
+  overlap:
+    description:
+      - Each poll also re-reads this far behind the newest C(lastUpdateTime) seen, so an alert that becomes visible in
+        the API a little after a later one is not missed. Alerts already emitted in that window are not emitted again.
+      - V(0s) reads from the newest C(lastUpdateTime) seen (inclusive) only.
+    type: str
+    default: 2m
+  include_evidence:
+    description: Read each alert's C(evidence) too (C($expand=evidence)).
+    type: bool
+    default: false
+  checkpoint_path:
+    description:
+      - The checkpoint file (JSON, written atomically, mode 0600). An empty value means the default.
+      - Default C(<cache>/eda/mde_alerts-<digest>.json) beside the token cache (E(MDE_TOKEN_CACHE_DIR), else
+        C($XDG_CACHE_HOME/defender.endpoint), else C(~/.cache/defender.endpoint)); the digest is of the API URL,
+        tenant, client and filters, so sources with other filters keep their own file.
+    type: path
+'''
+
+EXAMPLES = r'''
+- name: Contain machines on new high-severity alerts
+  hosts: localhost
+  sources:
+    - defender.endpoint.mde_alerts:
+        severity: [High]
+        status: [New]
+        interval: 60
+        checkpoint_path: /var/lib/eda/mde_alerts.json
+  rules:
+    - name: Isolate the machine
+      condition: event.mde_alert.severity == "High" and event.mde_alert.machineId is defined
+      action:
+        run_module:
+          name: defender.endpoint.mde_machine_action
+          module_args:
+            machine_id: "{{ event.mde_alert.machineId }}"
+            action: isolate
+            comment: "Alert {{ event.mde_alert.id }}"
+'''
+
+
+def _import_collection():
+    """Import the shared client by its full collection path.
+
+    ansible-rulebook runs this file with runpy from ``<root>/ansible_collections/defender/endpoint/extensions/eda/
+    plugins/event_source/``, without putting ``<root>`` on sys.path; add it when the plain import fails.
+    """
+    try:
+        from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+    except ImportError:
+        # .../<root>/ansible_collections/defender/endpoint/extensions/eda/plugins/event_source/mde_alerts.py
+        ancestors = [os.path.abspath(globals().get("__file__") or "")]
+        for _level in range(8):
+            ancestors.append(os.path.dirname(ancestors[-1]))
+        if os.path.basename(ancestors[7]) != "ansible_collections":
+            raise
+        root = ancestors[8]
+        if root not in sys.path:
+            sys.path.append(root)
+        from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+    from ansible_collections.defender.endpoint.plugins.module_utils import auth as auth_mod
+    from ansible_collections.defender.endpoint.plugins.module_utils import errors as errors_mod
+    return client_mod, auth_mod, errors_mod
+
+
+try:
+    client_utils, auth_utils, errors = _import_collection()
+    IMPORT_ERROR = None
+except ImportError as e:  # reported by main() as a configuration error
+    client_utils = auth_utils = errors = None
+    IMPORT_ERROR = e
+
+logger = logging.getLogger("defender.endpoint.mde_alerts")
+
+CHECKPOINT_VERSION = 1
+
+# The shared options and their environment fallbacks, as the modules have them (module_utils/module.py).
+AUTH_OPTIONS = {
+    "tenant_id": ("str", None, ["MDE_TENANT_ID", "AZURE_TENANT_ID", "AZURE_TENANT"]),
+    "client_id": ("str", None, ["MDE_CLIENT_ID", "AZURE_CLIENT_ID"]),
+    "client_secret": ("str", None, ["MDE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "AZURE_SECRET"]),
+    "client_certificate_path": ("path", None, ["MDE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH"]),
+    "client_certificate_password": ("str", None, ["MDE_CLIENT_CERTIFICATE_PASSWORD",
+                                                  "AZURE_CLIENT_CERTIFICATE_PASSWORD"]),
+    "access_token": ("str", None, ["MDE_ACCESS_TOKEN"]),
+    "cloud": ("str", "global", ["MDE_CLOUD"]),
+    "api_url": ("str", None, ["MDE_API_URL"]),
+    "authority_host": ("str", None, ["MDE_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST"]),
+    "validate_certs": ("bool", True, ["MDE_VALIDATE_CERTS"]),
+    "ca_path": ("path", None, ["MDE_CA_PATH"]),
+    "timeout": ("int", 30, ["MDE_TIMEOUT"]),
+    "token_cache": ("bool", True, ["MDE_TOKEN_CACHE"]),
+}
+SOURCE_OPTIONS = ("severity", "status", "interval", "initial_lookback", "overlap", "include_evidence",
+                  "checkpoint_path")
+# As module_utils/alerts.py spells them (the API's enum values).
+SEVERITIES = ["UnSpecified", "Informational", "Low", "Medium", "High"]
+STATUSES = ["New", "InProgress", "Resolved"]
+
+
+class ConfigError(ValueError):
+    """A bad option, found before any API call."""
+
+
+# -- times ------------------------------------------------------------------------------------------------
+# Alert times are compared as integer ticks of 100 ns since the epoch (the API writes 7 fractional digits).
+_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$")
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+TICKS = 10 ** 7
+
+
+def time_ticks(value):
+    """An API timestamp (``2026-01-31T08:00:00.1234567Z``, any fraction length or offset) -> 100 ns ticks (UTC).
+
+    Raises ValueError for anything else.
+    """
+    m = _TIME.match(str(value).strip()) if value is not None else None
+    if not m:
+        raise ValueError("not an ISO 8601 time: %r" % (value,))
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
+    dt = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
+                           tzinfo=datetime.timezone.utc)
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        dt -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    delta = dt - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    return seconds * TICKS + int(((fraction or "") + "0000000")[:7])
+
+
+def ticks_text(ticks):
+    """100 ns ticks -> ``YYYY-MM-DDTHH:MM:SS.fffffffZ`` (sortable as text)."""
+    seconds, rest = divmod(int(ticks), TICKS)
+    dt = _EPOCH + datetime.timedelta(seconds=seconds)
+    return "%s.%07dZ" % (dt.strftime("%Y-%m-%dT%H:%M:%S"), rest)
+
+
+def filter_time(ticks):
+    """An OData datetime literal for ``ticks`` floored to the second (never later than ``ticks``)."""
+    dt = _EPOCH + datetime.timedelta(seconds=int(ticks) // TICKS)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_ticks():
+    return time_ticks(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds_of(value, option):
+    """A number of seconds or an age such as ``30s``, ``5m``, ``1h``, ``7d`` -> float seconds (>= 0)."""
+    if isinstance(value, bool):
+        raise ConfigError("%s must be a number of seconds or an age such as 30s, 5m or 1h, got %r." % (option, value))
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _AGE.match(str(value))
+        if not m:
+            raise ConfigError("%s must be a number of seconds or an age such as 30s, 5m or 1h, got %r."
+                              % (option, value))
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds < 0:
+        raise ConfigError("%s must not be negative, got %r." % (option, value))
+    return seconds
+
+
+# -- options ----------------------------------------------------------------------------------------------
+def _as_bool(value, option):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on", "y", "t"):
+        return True
+    if text in ("0", "false", "no", "off", "n", "f"):
+        return False
+    raise ConfigError("%s must be a boolean, got %r." % (option, value))
+
+
+def _as_list(value):
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = str(value).split(",")
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
+
+
+def _enum_list(value, option, choices):
+    values = _as_list(value)
+    for v in values:
+        if v not in choices:
+            raise ConfigError("%s: %r is not one of %s." % (option, v, ", ".join(choices)))
+    return sorted(set(values), key=values.index)
+
+
+def parse_args(args, environ=None, now=None):
+    """Validate the source's arguments (``args`` as the rulebook gives them) before any API call.
+
+    Returns a dict: ``auth`` (keyword arguments of create_client), ``severity``, ``status`` (lists),
+    ``interval``, ``overlap`` (seconds), ``start`` (ticks of the first poll's watermark), ``include_evidence``,
+    ``checkpoint_path`` (None = the default). Raises ConfigError.
+    """
+    environ = os.environ if environ is None else environ
+    args = dict((k, v) for k, v in (args or {}).items() if not str(k).startswith("eda_"))
+    unknown = sorted(set(args) - set(AUTH_OPTIONS) - set(SOURCE_OPTIONS))
+    if unknown:
+        raise ConfigError("Unknown option(s) %s; the options are %s." % (
+            ", ".join(unknown), ", ".join(sorted(set(AUTH_OPTIONS) | set(SOURCE_OPTIONS)))))
+    auth = {}
+    for name, (kind, default, env_names) in AUTH_OPTIONS.items():
+        value = args.get(name)
+        if value is None or value == "":
+            value = next((environ[n] for n in env_names if environ.get(n)), None)
+        if value is None or value == "":
+            value = default
+        if value is not None:
+            if kind == "bool":
+                value = _as_bool(value, name)
+            elif kind == "int":
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise ConfigError("%s must be a whole number, got %r." % (name, value))
+            elif kind == "path":
+                value = os.path.expanduser(str(value))
+            else:
+                value = str(value)
+        auth[name] = value
+    if auth["cloud"] not in ("global", "gcc", "gcc_high", "dod"):
+        raise ConfigError("cloud must be one of global, gcc, gcc_high, dod, got %r." % auth["cloud"])
+    interval = seconds_of(args.get("interval", 60), "interval")
+    if interval <= 0:
+        raise ConfigError("interval must be greater than 0, got %r." % args.get("interval"))
+    overlap = seconds_of(args.get("overlap", "2m"), "overlap")
+    now = now_ticks() if now is None else now
+    lookback = args.get("initial_lookback", "1h")
+    if isinstance(lookback, str) and _TIME.match(lookback.strip()):
+        start = time_ticks(lookback)
+    else:
+        start = now - int(seconds_of(lookback, "initial_lookback") * TICKS)
+    checkpoint_path = args.get("checkpoint_path")
+    checkpoint_path = str(checkpoint_path).strip() if checkpoint_path is not None else ""
+    return dict(
+        auth=auth,
+        severity=_enum_list(args.get("severity"), "severity", SEVERITIES),
+        status=_enum_list(args.get("status"), "status", STATUSES),
+        interval=interval,
+        overlap=overlap,
+        start=start,
+        include_evidence=_as_bool(args.get("include_evidence", False), "include_evidence"),
+        checkpoint_path=os.path.expanduser(checkpoint_path) if checkpoint_path else None,
+    )
+
+
+def _quote(value):
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def _any_of(field, values):
+    parts = ["%s eq %s" % (field, _quote(v)) for v in values]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+
+
+def build_filter(state, overlap, severity=(), status=()):
+    """The ``$filter`` of one poll: alerts updated at or after the watermark less ``overlap`` seconds."""
+    cutoff = state["watermark"] - int(overlap * TICKS)
+    parts = ["lastUpdateTime ge %s" % filter_time(cutoff), _any_of("severity", severity), _any_of("status", status)]
+    return " and ".join(p for p in parts if p)
+
+
+# -- what to emit -----------------------------------------------------------------------------------------
+def initial_state(start):
+    """The state before the first poll: nothing seen, watermark at ``start`` (ticks)."""
+    return {"watermark": int(start), "seen": {}}
+
+
+def select_new(state, alerts, overlap=0.0):
+    """Given the previous state and the alerts of one poll, the alerts to emit (oldest update first) and the new state.
+
+    ``state``: ``{"watermark": ticks, "seen": {alert id: ticks of the lastUpdateTime emitted}}``. An alert is emitted
+    when its ``lastUpdateTime`` is not before ``watermark - overlap`` and this id was not emitted with that (or a
+    later) ``lastUpdateTime``. The new watermark is the newest ``lastUpdateTime`` emitted (never earlier than the
+    old one); ``seen`` keeps the ids whose emitted ``lastUpdateTime`` is within ``overlap`` of it. Pure: the inputs
+    are not changed.
+    """
+    cutoff = state["watermark"] - int(overlap * TICKS)
+    seen = dict(state["seen"])
+    keyed = []
+    for alert in alerts or []:
+        ident = alert.get("id") if isinstance(alert, dict) else None
+        if not ident:
+            continue
+        try:
+            ticks = time_ticks(alert.get("lastUpdateTime"))
+        except ValueError:
+            logger.warning("mde_alerts: ignoring alert %s: its lastUpdateTime %r is not a time.",
+                           ident, alert.get("lastUpdateTime"))
+            continue
+        keyed.append((ticks, str(ident), alert))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    emit = []
+    watermark = state["watermark"]
+    for ticks, ident, alert in keyed:
+        if ticks < cutoff:
+            continue
+        previous = seen.get(ident)
+        if previous is not None and previous >= ticks:
+            continue
+        emit.append(alert)
+        seen[ident] = ticks
+        watermark = max(watermark, ticks)
+    keep_from = watermark - int(overlap * TICKS)
+    seen = dict((ident, ticks) for ident, ticks in seen.items() if ticks >= keep_from)
+    return emit, {"watermark": watermark, "seen": seen}
+
+
+# -- checkpoint -------------------------------------------------------------------------------------------
+def state_to_json(state):
+    return {"version": CHECKPOINT_VERSION, "watermark": ticks_text(state["watermark"]),
+            "seen": dict((ident, ticks_text(t)) for ident, t in sorted(state["seen"].items()))}
+
+
+def state_from_json(data):
+    """The state held in a checkpoint document. Raises ValueError if it is not one."""
+    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+        raise ValueError("not a version %d mde_alerts checkpoint" % CHECKPOINT_VERSION)
+    seen = data.get("seen")
+    if not isinstance(seen, dict):
+        raise ValueError("its seen is not a mapping of alert id to lastUpdateTime")
+    return {"watermark": time_ticks(data.get("watermark")),
+            "seen": dict((str(ident), time_ticks(t)) for ident, t in seen.items())}
+
+
+def load_checkpoint(path):
+    """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file."""
+    try:
+        with open(path, "r") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError("checkpoint file %s cannot be read: %s." % (path, e.strerror or e))
+    try:
+        return state_from_json(json.loads(text))
+    except ValueError as e:
+        raise ConfigError("checkpoint file %s is not usable (%s); move it away to start again from "
+                          "initial_lookback." % (path, e))
+
+
+def save_checkpoint(path, state):
+    """Write the state to ``path`` atomically (temporary file in the same directory, then rename), mode 0600."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".mde_alerts-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(state_to_json(state), f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def default_checkpoint_path(cache_dir, api_url, auth, severity, status):
+    """``<cache_dir>/eda/mde_alerts-<digest>.json``, the digest of what the source reads."""
+    identity = auth.get("client_id") or ("token:" + hashlib.sha256((auth.get("access_token") or "").encode("utf-8"))
+                                         .hexdigest()[:16])
+    key = json.dumps([api_url, auth.get("tenant_id"), identity, sorted(severity), sorted(status)])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(cache_dir, "eda", "mde_alerts-%s.json" % digest)
+
+
+# -- the source -------------------------------------------------------------------------------------------
+def fetch(client, odata_filter, include_evidence=False):
+    """Every alert matching ``odata_filter``, all pages (blocking: run it in a thread)."""
+    params = {"$expand": "evidence"} if include_evidence else None
+    return list(client.list("/api/alerts", odata_filter=odata_filter, params=params))
+
+
+def _one_line(error):
+    text = str(error).strip().splitlines()
+    text = text[0] if text else ""
+    if errors is not None and isinstance(error, errors.MDEError):
+        return text
+    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
+
+
+class AlertPoller:
+    """One source instance: the client, its options, the state and where it is saved."""
+
+    def __init__(self, client, config, checkpoint_path, state):
+        self.client = client
+        self.config = config
+        self.checkpoint_path = checkpoint_path
+        self.state = state
+        self.polls = 0
+        self.failures = 0
+
+    async def poll(self, queue):
+        """One poll: read, put the new alerts on the queue, save the checkpoint. Returns the number emitted.
+
+        Raises whatever the read raised (the caller logs it); the state is then unchanged.
+        """
+        odata_filter = build_filter(self.state, self.config["overlap"], self.config["severity"], self.config["status"])
+        alerts = await asyncio.to_thread(fetch, self.client, odata_filter, self.config["include_evidence"])
+        self.polls += 1
+        emit, new_state = select_new(self.state, alerts, self.config["overlap"])
+        for alert in emit:
+            await queue.put({"mde_alert": alert})
+        changed = new_state != self.state
+        self.state = new_state
+        if changed:
+            try:
+                save_checkpoint(self.checkpoint_path, self.state)
+            except OSError as e:
+                logger.error("mde_alerts: cannot write checkpoint file %s: %s; what was emitted is remembered until "
+                             "the source stops.", self.checkpoint_path, e.strerror or e)
+        logger.info("mde_alerts: %d alert(s) read, %d emitted, watermark %s.", len(alerts), len(emit),
+                    ticks_text(self.state["watermark"]))
+        return len(emit)
+
+    async def run(self, queue):
+        while True:
+            try:
+                await self.poll(queue)
+            except Exception as e:  # pylint: disable=broad-except
+                self.failures += 1
+                logger.error("mde_alerts: poll failed, retrying in %gs: %s", self.config["interval"], _one_line(e))
+            await asyncio.sleep(self.config["interval"])
+
+
+def setup(args, environ=None):
+    """Validate the arguments, build the client and load (or start) the state. Raises ConfigError or MDEError
+    (MDEConfigError, MDEDependencyError) for a configuration that cannot work; makes no API call."""
+    if IMPORT_ERROR is not None:
+        raise ConfigError("defender.endpoint.mde_alerts cannot import the collection's client (%s). Install the "
+                          "defender.endpoint collection and its Python requirements (requests, msal) in the decision "
+                          "environment." % IMPORT_ERROR)
+    config = parse_args(args, environ)
+    client = client_utils.create_client(**config["auth"])
+    path = config["checkpoint_path"] or default_checkpoint_path(
+        auth_utils.default_cache_dir(), client.api_url, config["auth"], config["severity"], config["status"])
+    state = load_checkpoint(path)
+    if state is None:
+        state = initial_state(config["start"])
+        logger.info("mde_alerts: no checkpoint at %s; reading alerts updated since %s.", path,
+                    ticks_text(state["watermark"]))
+    else:
+        logger.info("mde_alerts: resuming from checkpoint %s (watermark %s).", path, ticks_text(state["watermark"]))
+    return AlertPoller(client, config, path, state)
+
+
+async def main(queue, args):
+    """ansible-rulebook entry point: poll until cancelled."""
+    poller = setup(args)
+    await poller.run(queue)
+
+
+if __name__ == "__main__":
+    # Print the events of one poll: python mde_alerts.py '{"severity": ["High"], "initial_lookback": "1d"}'
+
+    class _PrintQueue:
+        async def put(self, event):
+            print(json.dumps(event))
+
+    logging.basicConfig(level=logging.INFO)
+    _poller = setup(json.loads(sys.argv[1]) if len(sys.argv) > 1 else {})
+    asyncio.run(_poller.poll(_PrintQueue()))
