@@ -15,6 +15,9 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
 venv: $(STAMP)
 $(STAMP): tests/requirements-dev.txt
+	@# ansible-rulebook (the Event-Driven Ansible tests) needs a Java 17 runtime.
+	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jre-headless; } || \
+	  { echo "Java 17 is needed for ansible-rulebook: install default-jre-headless" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r tests/requirements-dev.txt
@@ -52,7 +55,7 @@ emulator: venv
 	$(BIN)/python -m tests.emulator --port $${PORT:-8443} --machines $${MACHINES:-200} --state-dir .emulator
 
 bench: collection
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(BUILD) .emulator

@@ -168,6 +168,7 @@ import copy
 import datetime
 import hashlib
 import json
+import os
 import re
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -425,6 +426,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """An option's value, templated when it was written in the configuration file (a vault variable or a
         lookup for a secret). A value from the environment is used as it is: a secret is never evaluated."""
         value, origin = self.get_option_and_origin(name)
+        if isinstance(origin, str) and origin.startswith("env:") and not os.environ.get(origin[4:].strip(), "").strip():
+            # AWX sets every variable of a credential type, the unused ones empty: an empty variable is unset
+            # (a `type: path` option would otherwise turn "" into the current directory).
+            return None
         if origin == "Direct" and isinstance(value, (str, list, dict)):
             self.templar.available_variables = self._vars or {}
             value = self.templar.template(value)

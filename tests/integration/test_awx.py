@@ -152,9 +152,8 @@ def test_injected_environment_alone_authenticates_the_modules(emulator, tmp_path
 
 
 @pytest.mark.parametrize("app", [
-    pytest.param("full", marks=pytest.mark.xfail(strict=True, reason=(
-        "mde_machines (issue 7) takes the empty MDE_CLIENT_CERTIFICATE_PATH that AWX injects for a secret-only "
-        "credential as a path (type: path resolves '' to a directory) and refuses two credentials"))),
+    # A secret-only credential: AWX also injects the unused MDE_CLIENT_CERTIFICATE_PATH, empty.
+    "full",
     "cert_encrypted",
 ])
 def test_injected_environment_alone_authenticates_the_inventory_plugin(emulator, tmp_path, app):
