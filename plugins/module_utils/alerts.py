@@ -174,25 +174,7 @@ def alert_filter(filters, odata_filter=None):
     return odata.and_all(*parts)
 
 
-def unique(values):
-    """Values without repeats, in their first order."""
-    seen = set()
-    out = []
-    for v in values:
-        if v not in seen:
-            seen.add(v)
-            out.append(v)
-    return out
 
-
-def chunks(values, size):
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
-def entity(data):
-    """An entity without the OData annotations of a single-entity response (@odata.context)."""
-    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata."))
 
 
 def read_by_ids(client, ids, expand=False, chunk=ID_CHUNK):
@@ -202,7 +184,7 @@ def read_by_ids(client, ids, expand=False, chunk=ID_CHUNK):
     """
     params = {"$expand": "evidence"} if expand else None
     found = {}
-    for part in chunks(list(ids), chunk):
+    for part in odata.chunks(list(ids), chunk):
         for alert in client.list("/api/alerts", odata_filter=odata.any_of("id", part), params=params):
             found[str(alert.get("id")).lower()] = alert
     return found

@@ -228,7 +228,7 @@ def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, fi
         if remaining <= 0:
             return action, False
         sleep(min(next(delays), remaining))
-        action = entity(client.get("/api/machineactions/%s" % action["id"]))
+        action = odata.entity(client.get("/api/machineactions/%s" % action["id"]))
     return action, True
 
 
@@ -241,12 +241,6 @@ def clean_package_uri(value):
         text = text[:-1]
     return text.strip()
 
-
-def entity(data):
-    """A single-entity response without its OData annotations (``@odata.context``)."""
-    if not isinstance(data, dict):
-        return data
-    return dict((k, v) for k, v in data.items() if not k.startswith("@odata."))
 
 
 def strip_query(url):

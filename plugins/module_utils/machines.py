@@ -26,26 +26,7 @@ ID_CHUNK = 50
 FULL_LISTING_FROM = 500
 
 
-def unique(values, key=None):
-    """Values without repeats (compared through ``key``), in their first order."""
-    seen = set()
-    out = []
-    for v in values:
-        k = key(v) if key else v
-        if k not in seen:
-            seen.add(k)
-            out.append(v)
-    return out
 
-
-def chunks(values, size):
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
-def entity(data):
-    """An entity without the OData annotations of a single-entity response (@odata.context)."""
-    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata."))
 
 
 def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present", purge_tags=False,
@@ -87,11 +68,11 @@ def plan_tags(current, tags, state="present", purge_tags=False):
     Tags are compared exactly (case-sensitively), as the API's own tag lookups do.
     """
     current = list(current or [])
-    wanted = unique(tags or [])
+    wanted = odata.unique(tags or [])
     if state == "absent":
         return [], [t for t in wanted if t in current]
     add = [t for t in wanted if t not in current]
-    remove = unique(t for t in current if t not in wanted) if purge_tags else []
+    remove = odata.unique(t for t in current if t not in wanted) if purge_tags else []
     return add, remove
 
 
@@ -120,7 +101,7 @@ def bulk_calls(plans, tags=None, size=BULK_TAG_MAX):
     order.sort(key=lambda k: (0, 0) if k[0] == "Remove" else (1, rank.get(k[1], len(rank))))  # stable sort
     bodies = []
     for action, tag in order:
-        for part in chunks(groups[(action, tag)], size):
+        for part in odata.chunks(groups[(action, tag)], size):
             bodies.append({"Value": tag, "Action": action, "MachineIds": part})
     return bodies
 
@@ -131,7 +112,7 @@ def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM
     Up to ``full_listing_from`` ids are read ``chunk`` at a time (``$filter=id eq .. or ..``); more are found
     in one listing of every machine, which the client reads 10,000 a page.
     """
-    ordered = unique(str(i).lower() for i in ids)
+    ordered = odata.unique(str(i).lower() for i in ids)
     wanted = set(ordered)
     found = {}
     if len(wanted) >= full_listing_from:
@@ -140,7 +121,7 @@ def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM
             if key in wanted:
                 found[key] = machine
         return found
-    for part in chunks(ordered, chunk):
+    for part in odata.chunks(ordered, chunk):
         for machine in client.list("/api/machines", odata_filter=odata.any_of("id", part), empty_on_404=True):
             found[str(machine.get("id")).lower()] = machine
     return found
@@ -149,7 +130,7 @@ def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM
 def machines_in(response):
     """The machines of a response that is a collection (``value``) or one entity."""
     if isinstance(response, dict) and isinstance(response.get("value"), list):
-        return [entity(m) for m in response["value"] if isinstance(m, dict) and m.get("id")]
+        return [odata.entity(m) for m in response["value"] if isinstance(m, dict) and m.get("id")]
     if isinstance(response, dict) and response.get("id"):
-        return [entity(response)]
+        return [odata.entity(response)]
     return []

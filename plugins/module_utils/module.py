@@ -99,9 +99,7 @@ class MDEModule(AnsibleModule):
         """One Machine entity by id, or by computerDnsName (case-insensitive). Fails clearly otherwise."""
         if machine_id:
             try:
-                machine = self.client.get("/api/machines/%s" % machine_id)
-                machine.pop("@odata.context", None)  # an entity, as list calls return it
-                return machine
+                return odata.entity(self.client.get("/api/machines/%s" % machine_id))
             except MDEError as e:
                 if e.status == 404:
                     self.fail_json(msg="No machine with id %s in Defender for Endpoint." % machine_id,

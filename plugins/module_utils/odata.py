@@ -123,3 +123,27 @@ def machine_filter(filters, odata_filter=None):
     if odata_filter:
         parts.append("(%s)" % odata_filter)
     return and_all(*parts)
+
+
+def entity(data):
+    """A single-entity response without its OData annotations (``@odata.context``), as list calls return entities."""
+    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata."))
+
+
+def unique(values, key=None):
+    """Values without repeats (compared through ``key``), in their first order."""
+    seen = set()
+    out = []
+    for v in values:
+        k = key(v) if key else v
+        if k not in seen:
+            seen.add(k)
+            out.append(v)
+    return out
+
+
+def chunks(values, size):
+    """Consecutive slices of at most ``size`` items (batch endpoints take at most 500 ids a call)."""
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]

@@ -144,6 +144,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import alerts as alerts_utils
 
@@ -154,7 +155,7 @@ def read_current(module, ids, single):
     """The current Alert entities of ``ids`` (in that order); fails naming ids the API does not know."""
     if single:
         try:
-            return [alerts_utils.entity(module.client.get("/api/alerts/%s" % quote(ids[0], safe="")))]
+            return [odata.entity(module.client.get("/api/alerts/%s" % quote(ids[0], safe="")))]
         except MDEError as e:
             if e.status == 404:
                 module.fail_json(msg="No alert with id %s in Defender for Endpoint; nothing was changed." % ids[0],
@@ -171,7 +172,7 @@ def read_current(module, ids, single):
 def run(module):
     p = module.params
     single = p["alert_id"] is not None
-    ids = [p["alert_id"]] if single else alerts_utils.unique(p["alert_ids"])
+    ids = [p["alert_id"]] if single else odata.unique(p["alert_ids"])
     desired = alerts_utils.desired_fields(p["status"], p["assigned_to"], p["classification"], p["determination"])
     comment = p["comment"]
 
@@ -204,11 +205,11 @@ def run(module):
         if comment:
             body["comment"] = comment
         # Without a comment, repeating the PATCH cannot do anything twice.
-        entities = [alerts_utils.entity(module.client.patch("/api/alerts/%s" % quote(ids[0], safe=""), json=body,
+        entities = [odata.entity(module.client.patch("/api/alerts/%s" % quote(ids[0], safe=""), json=body,
                                                             retry_safe=not comment))]
     else:
         for changes, group in alerts_utils.batch_groups(plans):
-            for part in alerts_utils.chunks(group, alerts_utils.BATCH_CHUNK):
+            for part in odata.chunks(group, alerts_utils.BATCH_CHUNK):
                 body = {"alertIds": part}
                 body.update(changes)
                 if comment:

@@ -170,6 +170,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import alerts as alerts_utils
 
@@ -179,7 +180,7 @@ FILTER_OPTIONS = tuple(option for option, _field, _kind in alerts_utils.ALERT_FI
 def read_one(module, alert_id, expand):
     params = {"$expand": "evidence"} if expand else None
     try:
-        return alerts_utils.entity(module.client.get("/api/alerts/%s" % quote(alert_id, safe=""), params=params))
+        return odata.entity(module.client.get("/api/alerts/%s" % quote(alert_id, safe=""), params=params))
     except MDEError as e:
         if e.status == 404:
             module.fail_json(msg="No alert with id %s in Defender for Endpoint." % alert_id, **e.to_dict())

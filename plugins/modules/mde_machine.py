@@ -153,6 +153,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
@@ -164,7 +165,7 @@ def read_current(module, single):
     if single:
         return [module.find_machine(machine_id=quote(p["machine_id"].strip(), safe="") if p["machine_id"] else None,
                                     machine_name=p["machine_name"])]
-    ids = mu.unique([i.strip().lower() for i in p["machine_ids"]])
+    ids = odata.unique([i.strip().lower() for i in p["machine_ids"]])
     found = mu.read_by_ids(module.client, ids)
     missing = [i for i in ids if i not in found]
     if missing:

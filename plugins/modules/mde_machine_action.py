@@ -213,6 +213,7 @@ except ImportError:  # pragma: no cover
 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 
 
@@ -271,7 +272,7 @@ def run(module):
     body = ma.build_body(action, p["comment"], p["isolation_type"], p["scan_type"], p["sha1"])
     try:
         # Not retry_safe: a repeated POST after an ambiguous failure could request a second action.
-        result["machine_action"] = ma.entity(module.client.post(ma.action_path(action, machine_id), json=body))
+        result["machine_action"] = odata.entity(module.client.post(ma.action_path(action, machine_id), json=body))
     except MDEError as e:
         if not ma.is_already_pending(e):
             raise

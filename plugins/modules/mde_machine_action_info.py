@@ -271,7 +271,7 @@ def package(module, action):
 def run(module):
     p = module.params
     if p["action_id"]:
-        action = ma.entity(module.client.get("/api/machineactions/%s" % quote(p["action_id"].strip(), safe="")))
+        action = odata.entity(module.client.get("/api/machineactions/%s" % quote(p["action_id"].strip(), safe="")))
         result = dict(changed=False, machine_actions=[action], filter=None)
         if p["package_uri"] or p["dest"]:
             result.update(package(module, action))

@@ -95,9 +95,9 @@ def test_batch_groups_by_exact_changes():
 
 
 def test_unique_chunks_entity():
-    assert alerts.unique(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
-    assert list(alerts.chunks(list(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
-    assert alerts.entity({"@odata.context": "x", "id": "a"}) == {"id": "a"}
+    assert odata.unique(["b", "a", "b", "c", "a"]) == ["b", "a", "c"]
+    assert list(odata.chunks(list(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert odata.entity({"@odata.context": "x", "id": "a"}) == {"id": "a"}
 
 
 # -- filters ---------------------------------------------------------------------------------------
