@@ -23,7 +23,7 @@ description:
     HashiCorp Vault. Without a value in the file, they are read from the environment variables listed below,
     which is how AWX passes a credential to an inventory source.
 author:
-  - defender.endpoint contributors
+  - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth.inventory
   - constructed
@@ -108,10 +108,41 @@ options:
     type: list
     elements: str
     default: [computer_dns_name, id]
+  vulnerabilities:
+    description:
+      - What Defender Vulnerability Management knows about each machine, read from the tenant-wide software
+        vulnerabilities export (C(GET /api/machines/SoftwareVulnerabilitiesByMachine)), O(vulnerabilities.page_size)
+        records a call, following C(@odata.nextLink) - never a call per machine.
+      - Adds the host variables C(mde_missing_kbs) (the KB numbers the machine misses, digits only as the API spells
+        them, for example V(5031356)) and C(mde_vulnerabilities) (one dict per CVE, with C(cve), C(severity),
+        C(cvss_score), C(exploitability) as the API spells C(exploitabilityLevel) - V(NoExploit), V(ExploitIsPublic),
+        V(ExploitIsVerified), V(ExploitIsInKit) - C(software) and the fixing C(kb) or null). A machine the export does
+        not list gets empty lists.
+      - Adds the groups C(mde_missing_kb_KB<n>) (one per missing KB, for example C(mde_missing_kb_KB5031356)) and
+        C(mde_critical_exploitable) (a Critical CVE with a known exploit - public, verified or in a kit).
+      - Needs the application permission C(Vulnerability.Read.All). The API allows 30 export calls a minute and
+        1,000 an hour; Microsoft recommends this JSON export for tenants of up to 100,000 devices.
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: Read the export and add the variables and groups.
+        type: bool
+        default: false
+      page_size:
+        description: Records per call (the API's C(pageSize)), at most 200,000. Each record is about 1 KB.
+        type: int
+        default: 200000
+      groups:
+        description: Add the C(mde_missing_kb_KB<n>) and C(mde_critical_exploitable) groups.
+        type: bool
+        default: true
 notes:
-  - The plugin only reads; it makes only C(GET /api/machines) requests, 10,000 machines per page.
+  - The plugin only reads; it makes only C(GET /api/machines) requests, 10,000 machines per page (and, with
+    O(vulnerabilities.enabled), C(GET /api/machines/SoftwareVulnerabilitiesByMachine) requests).
   - With O(cache) on, the machines read are stored in the cache plugin and a run within O(cache_timeout) makes no
-    request at all, not even for a token. The cache holds the Machine entities only, never a credential.
+    request at all, not even for a token. The cache holds the Machine entities (and, with O(vulnerabilities.enabled),
+    the per-machine KBs and CVEs) only, never a credential.
     Changing O(filters), O(odata_filter), O(api_url) or O(tenant_id) makes the cached copy unused.
   - Use C(ansible-inventory --flush-cache) or the C(meta) task C(refresh_inventory) to read the API again.
 seealso:
@@ -147,6 +178,14 @@ groups:
   windows: mde_os_platform.startswith('Windows')
   high_risk: mde_risk_score == 'High'
 
+# mde.yml -- patch by missing KB: groups mde_missing_kb_KB<n> and mde_critical_exploitable, from the export
+plugin: defender.endpoint.mde_machines
+vulnerabilities:
+  enabled: true
+keyed_groups:
+  - key: mde_os_platform
+    prefix: os
+
 # mde.yml -- servers only, secret from HashiCorp Vault, cached for an hour
 plugin: defender.endpoint.mde_machines
 tenant_id: 11111111-2222-3333-4444-555555555555
@@ -173,10 +212,12 @@ import re
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
 
 try:
     from jinja2 import Environment as JinjaEnvironment, nodes as jinja_nodes
@@ -209,6 +250,7 @@ MACHINE_PROPERTIES = (
     "defenderAvStatus", "managedBy", "managedByStatus", "vmMetadata",
 )
 MAX_DUPLICATE_WARNINGS = 20
+VULNERABILITY_OPTIONS = {"enabled": False, "page_size": tvm.EXPORT_MAX_PAGE_SIZE, "groups": True}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Jinja expressions of compose, groups, keyed_groups and hostnames are evaluated per host. ansible-core compiles an
@@ -467,6 +509,58 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except ValueError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s." % e)
 
+    def _vulnerability_options(self):
+        """The vulnerabilities option, checked before any request."""
+        raw = self._templated("vulnerabilities") or {}
+        if not isinstance(raw, dict):
+            raise AnsibleError("vulnerabilities must be a dictionary such as {enabled: true}, got %r." % (raw,))
+        unknown = sorted(set(raw) - set(VULNERABILITY_OPTIONS))
+        if unknown:
+            raise AnsibleError("vulnerabilities: unknown key(s) %s; known: %s." % (
+                ", ".join(unknown), ", ".join(sorted(VULNERABILITY_OPTIONS))))
+        opts = dict(VULNERABILITY_OPTIONS)
+        opts.update((k, v) for k, v in raw.items() if v is not None)
+        for key in ("enabled", "groups"):
+            try:
+                opts[key] = boolean(opts[key], strict=True)
+            except TypeError:
+                raise AnsibleError("vulnerabilities.%s must be a boolean, got %r." % (key, opts[key]))
+        try:
+            opts["page_size"] = int(opts["page_size"])
+        except (TypeError, ValueError):
+            opts["page_size"] = -1
+        if not 1 <= opts["page_size"] <= tvm.EXPORT_MAX_PAGE_SIZE:
+            raise AnsibleError("vulnerabilities.page_size must be from 1 to %d, got %r." % (
+                tvm.EXPORT_MAX_PAGE_SIZE, raw.get("page_size")))
+        return opts
+
+    def _vulnerabilities(self, path, cache, auth, page_size):
+        """{machine id: {"missing_kbs", "vulnerabilities"}} from the export, from the cache or the API."""
+        fingerprint = self._query_fingerprint(auth, {"vulnerabilities": True}, None)
+        use_cache = self.get_option("cache")
+        cache_key = self.get_cache_key(path) + "_vulnerabilities"
+        if use_cache and cache:
+            try:
+                cached = self._cache[cache_key]
+            except KeyError:
+                cached = None
+            if isinstance(cached, dict) and cached.get("query") == fingerprint and isinstance(cached.get("machines"), dict):
+                return cached["machines"]
+        from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+        try:
+            client = create_client(**auth)
+            self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))
+            found = tvm.per_machine(record for page in tvm.export_pages(client, page_size) for record in page)
+        except MDEDependencyError as e:
+            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin (pip install %s)."
+                               % (e, e.library))
+        except MDEError as e:
+            raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
+        found = dict((k.lower(), v) for k, v in found.items())
+        if use_cache:
+            self._cache[cache_key] = {"query": fingerprint, "machines": found}
+        return found
+
     def _machines(self, path, cache, auth, filters, odata_filter):
         """The Machine entities selected by the server-side filters, from the cache or the API."""
         server_filters = dict((k, v) for k, v in filters.items() if k != "rbac_group_name")
@@ -579,11 +673,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         odata_filter = self._templated("odata_filter")
         getters = self._hostname_getters(self.get_option("hostnames") or [])
         auth = self._auth_options()
+        vuln_options = self._vulnerability_options()
 
         machines = self._machines(path, cache, auth, filters, odata_filter)
-        self._populate(machines, filters, exclusions, getters)
+        found = None
+        if vuln_options["enabled"]:
+            found = self._vulnerabilities(path, cache, auth, vuln_options["page_size"])
+        self._populate(machines, filters, exclusions, getters, found, vuln_options["groups"])
 
-    def _populate(self, machines, filters, exclusions, getters):
+    def _populate(self, machines, filters, exclusions, getters, vulnerabilities=None, vulnerability_groups=True):
         groups = frozenset(g.lower() for g in (filters.get("rbac_group_name") or []))
         names = HostVarNames((p, var_name(p)) for p in MACHINE_PROPERTIES)
 
@@ -620,6 +718,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for name, machine in chosen.items():
             hostvars = hostvars_of(machine, names)
             inventory.add_host(name)
+            if vulnerabilities is not None:
+                self._add_vulnerabilities(name, hostvars, vulnerabilities.get((machine.get("id") or "").lower()) or {},
+                                          vulnerability_groups)
             for key, value in hostvars.items():
                 inventory.set_variable(name, key, value)
             if not constructed:
@@ -636,6 +737,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     variables = inventory.get_host(name).get_vars()
             if keyed_groups:
                 self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+
+    def _add_vulnerabilities(self, name, hostvars, found, groups):
+        """mde_missing_kbs and mde_vulnerabilities for one host, and its mde_missing_kb_KB<n> / critical groups."""
+        hostvars["mde_missing_kbs"] = list(found.get("missing_kbs") or [])
+        hostvars["mde_vulnerabilities"] = [dict(v) for v in found.get("vulnerabilities") or []]
+        if not groups:
+            return
+        for kb in hostvars["mde_missing_kbs"]:
+            group = self._sanitize_group_name("mde_missing_kb_KB%s" % kb)
+            self.inventory.add_child(self.inventory.add_group(group), name)
+        if any(v.get("severity") == "Critical" and tvm.is_exploitable(v.get("exploitability"))
+               for v in hostvars["mde_vulnerabilities"]):
+            self.inventory.add_child(self.inventory.add_group("mde_critical_exploitable"), name)
 
     def _warn_left_out(self, left_out, unnamed):
         for machine, name, winner in left_out[:MAX_DUPLICATE_WARNINGS]:

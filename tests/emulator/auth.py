@@ -25,6 +25,7 @@ ALL_ROLES = (
     "Machine.CollectForensics", "Machine.Offboard", "Machine.StopAndQuarantine", "Machine.LiveResponse",
     "Alert.Read.All", "Alert.ReadWrite.All", "Ti.ReadWrite", "Ti.ReadWrite.All", "AdvancedQuery.Read.All",
     "File.Read.All", "Ip.Read.All", "URL.Read.All", "User.Read.All",
+    "Vulnerability.Read.All", "SecurityRecommendation.Read.All", "Software.Read.All",
 )
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

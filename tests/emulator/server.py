@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
-from . import api_actions, api_alerts, api_indicators, api_machines, hunting
+from . import api_actions, api_alerts, api_indicators, api_machines, api_tvm, hunting
 from .auth import AadError
 from .common import ApiError, Ctx, error_response
 from .odata import ODataError
@@ -39,7 +39,8 @@ class Route:
         self.family = family
 
 
-ROUTES = [Route(*r) for module in (api_machines, api_actions, api_indicators, api_alerts, hunting) for r in module.ROUTES]
+# api_tvm first: its /machines/SoftwareVulnerabilitiesByMachine must win over /machines/{id}.
+ROUTES = [Route(*r) for module in (api_tvm, api_machines, api_actions, api_indicators, api_alerts, hunting) for r in module.ROUTES]
 
 
 def _family(path):

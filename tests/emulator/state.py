@@ -22,6 +22,8 @@ RATE_LIMITS = {
     "batchDelete": [(30, 60), (1500, 3600)],
     "hunting": [(45, 60), (1500, 3600)],
     "liveResponse": [(10, 60)],
+    "tvmExport": [(30, 60), (1000, 3600)],
+    "tvmMachineVulnerabilities": [(50, 60), (1500, 3600)],
 }
 
 
@@ -80,6 +82,7 @@ class State:
             self.actions_by_id = {}
             self.action_outcomes = {}
             self._process_events = None
+            self.tvm = None  # api_tvm.TvmData, derived from the machines on first use
             self.log = []
             self.counters = {"token_requests": 0, "calls": {}}
             self.faults = []
