@@ -44,11 +44,17 @@ LIMITS = {
     ("POST", "/api/indicators/import"): (30, 1500),
     ("POST", "/api/indicators/BatchDelete"): (30, 1500),
     ("POST", "/api/advancedqueries/run"): (45, 1500),
+    # Vulnerability management (tests/emulator/README.md, "Vulnerability management").
+    ("GET", "/api/machines/SoftwareVulnerabilitiesByMachine"): (30, 1000),
+    ("GET", "/api/machines/{id}/vulnerabilities"): (50, 1500),
 }
 
-_COLLECTIONS = ("machines", "machineactions", "alerts", "indicators", "files", "ips", "domains", "users")
+_COLLECTIONS = ("machines", "machineactions", "alerts", "indicators", "files", "ips", "domains", "users",
+                "vulnerabilities", "recommendations", "software")
 _NOT_IDS = frozenset(["findbytag", "AddOrRemoveTagForMultipleMachines", "import", "BatchDelete", "batchUpdate",
-                      "CreateAlertByReference", "run", "$count"])
+                      "CreateAlertByReference", "run", "$count", "SoftwareVulnerabilitiesByMachine",
+                      "SoftwareVulnerabilitiesExport", "SecureConfigurationsAssessmentByMachine",
+                      "machinesVulnerabilities"])
 
 
 def family(method, path):

@@ -15,6 +15,8 @@ from ansible_collections.defender.endpoint.plugins.module_utils.throttle import 
     ("GET", "/api/machines/findbyip(ip='10.0.0.1',timestamp=2026-01-01T00:00:00Z)", "GET /api/machines/findbyip(...)"),
     ("POST", "/api/indicators/import", "POST /api/indicators/import"),
     ("GET", "/api/machineactions/7c8f/GetPackageUri", "GET /api/machineactions/{id}/getPackageUri"),
+    ("GET", "/api/machines/SoftwareVulnerabilitiesByMachine", "GET /api/machines/SoftwareVulnerabilitiesByMachine"),
+    ("GET", "/api/vulnerabilities/machinesVulnerabilities", "GET /api/vulnerabilities/machinesVulnerabilities"),
 ])
 def test_family(method, path, expected):
     assert family(method, path) == expected
@@ -26,6 +28,8 @@ def test_documented_limits():
     assert limits_for("POST /api/alerts/batchUpdate") == (10, 500)
     assert limits_for("GET /api/machineactions/{id}/getPackageUri") == (2, 120)
     assert limits_for("POST /api/advancedqueries/run") == (45, 1500)
+    assert limits_for("GET /api/machines/SoftwareVulnerabilitiesByMachine") == (30, 1000)
+    assert limits_for("GET /api/machines/{id}/vulnerabilities") == (50, 1500)
 
 
 class Clock:
