@@ -150,7 +150,7 @@ def _load_certificate(path, password):
         with open(path, "rb") as f:
             data = f.read()
     except (IOError, OSError) as e:
-        raise MDEConfigError("client_certificate_path %s cannot be read: %s" % (path, e.strerror or e))
+        raise MDEConfigError("client_certificate_path %s cannot be read: %s." % (path, e.strerror or e))
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
@@ -160,21 +160,21 @@ def _load_certificate(path, password):
         cert = x509.load_pem_x509_certificate(data)
     except ValueError:
         raise MDEConfigError("client_certificate_path %s holds no PEM certificate (-----BEGIN CERTIFICATE-----); "
-                             "it must hold the certificate and its private key in PEM" % path)
+                             "it must hold the certificate and its private key in PEM." % path)
     pwd = password.encode("utf-8") if password else None
     try:
         key = serialization.load_pem_private_key(data, password=pwd)
     except TypeError as e:
         if "encrypted" in str(e) and pwd is None:
             raise MDEConfigError("The private key in client_certificate_path %s is encrypted: "
-                                 "set client_certificate_password" % path)
+                                 "set client_certificate_password." % path)
         raise MDEConfigError("The private key in client_certificate_path %s is not encrypted: "
-                             "remove client_certificate_password" % path)
+                             "remove client_certificate_password." % path)
     except ValueError:
         if pwd is not None:
             raise MDEConfigError("client_certificate_password does not decrypt the private key in "
-                                 "client_certificate_path %s" % path)
-        raise MDEConfigError("client_certificate_path %s holds no usable PEM private key" % path)
+                                 "client_certificate_path %s." % path)
+        raise MDEConfigError("client_certificate_path %s holds no usable PEM private key." % path)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode("ascii")

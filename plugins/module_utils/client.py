@@ -120,13 +120,24 @@ def _error_body(resp):
     return None, None
 
 
-def _transport_text(exc):
+# Said of a request that failed ambiguously and is not repeated (a POST that is not retry_safe).
+NOT_REPEATED = "; it was not repeated, as the API may have carried it out"
+
+
+def _transport_text(exc, timeout=None):
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError):
         return ("TLS certificate verification failed (%s). Set ca_path to the CA bundle that signs the server's "
                 "certificate, or validate_certs: false (unsafe)" % text)
     if isinstance(exc, requests.exceptions.Timeout):
+        if timeout is not None:
+            return "no answer within the timeout of %g seconds" % timeout
         return "no answer within the timeout (%s)" % text
+    if re.search(r"Connection aborted|RemoteDisconnected|Connection reset", text):
+        return "connection failed: the server closed it without an answer"
+    reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if reason:
+        return "connection failed (%s)" % reason.group(1).strip()
     return "connection failed (%s)" % text
 
 
@@ -220,7 +231,10 @@ class MDEClient:
                         e, requests.exceptions.SSLError):
                     self._wait(attempt)
                     continue
-                raise MDEError("%s %s failed: %s." % (method, path, _transport_text(e)), method=method, path=path)
+                raise MDEError("%s %s failed: %s%s." % (
+                    method, path, _transport_text(e, getattr(self.session, "default_timeout", None)),
+                    "" if retry_safe or never_sent or isinstance(e, requests.exceptions.SSLError) else NOT_REPEATED),
+                    method=method, path=path)
             status = resp.status_code
             if status == 429 and attempt < self.max_attempts:
                 retry_after = self._retry_after(resp)
@@ -241,7 +255,10 @@ class MDEClient:
                 self._wait(attempt, self._retry_after(resp))
                 continue
             if status >= 400 and not (ok_statuses and status in ok_statuses):
-                raise self._error(method, path, resp)
+                error = self._error(method, path, resp)
+                if status >= 500 and not retry_safe:
+                    error.message = error.message[:-1] + NOT_REPEATED + "."
+                raise error
             if status == 204 or not resp.content:
                 return None
             try:
@@ -250,8 +267,9 @@ class MDEClient:
                 if retry_safe and attempt < self.max_attempts:
                     self._wait(attempt)
                     continue
-                raise MDEError("%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)."
-                               % (method, path, status, len(resp.content), resp.headers.get("Content-Type")),
+                raise MDEError("%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)%s."
+                               % (method, path, status, len(resp.content), resp.headers.get("Content-Type"),
+                                  "" if retry_safe else NOT_REPEATED),
                                status=status, method=method, path=path)
 
     def get(self, path, params=None, **kwargs):
@@ -331,10 +349,17 @@ class MDEClient:
         return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
-def _check_url(name, url):
+def _check_url(name, url, allow_http=False):
     parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
+    if parts.scheme not in (("https", "http") if allow_http else ("https",)) or not parts.hostname:
         raise MDEConfigError("%s must be an https:// URL, got %r." % (name, url))
+
+
+def allow_http():
+    """``MDE_ALLOW_HTTP=true``: accept an ``http://`` api_url (a test server on a trusted host; the token then
+    travels unencrypted). Off by default. authority_host stays https-only: MSAL only speaks https to it."""
+    import os
+    return (os.environ.get("MDE_ALLOW_HTTP") or "").strip().lower() in ("true", "yes", "1", "on")
 
 
 def rate_limit_scale():
@@ -354,7 +379,11 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
                   client_certificate_password=None, access_token=None, cloud="global", api_url=None,
                   authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
                   **kwargs):
-    """Validate the shared options and build an MDEClient. Raises MDEConfigError before any network call."""
+    """Validate the shared options and build an MDEClient. Raises MDEConfigError before any network call.
+
+    api_url and authority_host must be https:// URLs; the environment variable MDE_ALLOW_HTTP=true (see
+    allow_http()) explicitly allows an http:// api_url, for a test server.
+    """
     if not HAS_REQUESTS:
         from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError
         raise MDEDependencyError("requests")
@@ -362,7 +391,7 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
         api_url, authority_host, scope = clouds.resolve(cloud, api_url, authority_host)
     except ValueError as e:
         raise MDEConfigError(str(e) + ".")
-    _check_url("api_url", api_url)
+    _check_url("api_url", api_url, allow_http=allow_http())
     _check_url("authority_host", authority_host)
     given = [name for name, value in (("client_secret", client_secret),
                                       ("client_certificate_path", client_certificate_path),
