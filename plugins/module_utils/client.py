@@ -64,6 +64,12 @@ PERMISSIONS = [
     ("PATCH", r"^/api/machines/", "Machine.ReadWrite.All"),
     ("GET", r"^/api/machines/[^/]+/alerts$", "Alert.Read.All or Alert.ReadWrite.All"),
     ("GET", r"^/api/machines/[^/]+/logonusers$", "User.Read.All"),
+    ("GET", r"^/api/machines/[^/]+/getmissingkbs$", "Software.Read.All"),
+    ("GET", r"^/api/machines/[^/]+/recommendations$", "SecurityRecommendation.Read.All"),
+    ("GET", r"^/api/machines/SoftwareVulnerabilitiesByMachine$", "Vulnerability.Read.All"),
+    ("GET", r"^/api/machines/[^/]+/vulnerabilities$", "Vulnerability.Read.All"),
+    ("GET", r"^/api/vulnerabilities", "Vulnerability.Read.All"),
+    ("GET", r"^/api/recommendations", "SecurityRecommendation.Read.All"),
     ("GET", r"^/api/machines", "Machine.Read.All or Machine.ReadWrite.All"),
     ("GET", r"^/api/alerts/[^/]+/machine$", "Machine.Read.All or Machine.ReadWrite.All"),
     ("GET", r"^/api/alerts", "Alert.Read.All or Alert.ReadWrite.All"),
@@ -198,11 +204,14 @@ class MDEClient:
         except ValueError:
             return None
 
-    def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None):
+    def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None,
+                retry_timeouts=True):
         """Send one API request and return the parsed JSON body (None when there is none).
 
         ``retry_safe``: whether repeating the request after an ambiguous failure (5xx, a dropped
         connection, a read timeout) cannot do anything twice. Defaults to true for GET and DELETE.
+        ``retry_timeouts=False``: a read timeout is not repeated even so (an advanced hunting query that
+        ran out of time would only spend the tenant's CPU budget again).
         429 and a 401 on a cached token are always retried: the API did nothing with those.
         """
         method = method.upper()
@@ -227,7 +236,8 @@ class MDEClient:
                 never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
                     isinstance(e, requests.exceptions.ConnectionError)
                     and "NewConnectionError" in repr(e) and not isinstance(e, requests.exceptions.SSLError))
-                if (retry_safe or never_sent) and attempt < self.max_attempts and not isinstance(
+                repeatable = retry_safe and (retry_timeouts or not isinstance(e, requests.exceptions.ReadTimeout))
+                if (repeatable or never_sent) and attempt < self.max_attempts and not isinstance(
                         e, requests.exceptions.SSLError):
                     self._wait(attempt)
                     continue

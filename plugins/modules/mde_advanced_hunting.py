@@ -122,7 +122,8 @@ MAX_TIMEOUT = 210
 
 def run(module):
     # A query only reads, so repeating it after an ambiguous failure cannot do anything twice.
-    answer = module.client.post(PATH, json={"Query": module.params["query"]}, retry_safe=True) or {}
+    answer = module.client.post(PATH, json={"Query": module.params["query"]}, retry_safe=True,
+                                retry_timeouts=False) or {}
     schema = answer.get("Schema") or []
     results = answer.get("Results") or []
     if len(results) >= MAX_ROWS:

@@ -158,6 +158,16 @@ def test_read_timeout_message():
     assert "no answer within the timeout" in str(e.value)
 
 
+def test_read_timeout_not_repeated_when_asked():
+    t = make(requests.exceptions.ReadTimeout("Read timed out."), FakeResponse(200, {}))
+    with pytest.raises(MDEError):
+        t.client.post("/api/advancedqueries/run", json={"Query": "x"}, retry_safe=True, retry_timeouts=False)
+    assert len(t.session.calls) == 1
+    t = make(requests.exceptions.ConnectionError("Connection aborted."), FakeResponse(200, {}))
+    t.client.post("/api/advancedqueries/run", json={"Query": "x"}, retry_safe=True, retry_timeouts=False)
+    assert len(t.session.calls) == 2  # a dropped connection is still repeated
+
+
 def test_tls_error_points_at_ca_path_and_is_not_retried():
     t = make(requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED"))
     with pytest.raises(MDEError) as e:
@@ -274,6 +284,8 @@ def test_list_machines_404_means_no_recent_machines():
     ("POST", "/api/alerts/batchUpdate", "Alert.ReadWrite.All"),
     ("GET", "/api/v1.0/alerts", "Alert.Read.All or Alert.ReadWrite.All"),
     ("POST", "/api/advancedqueries/run", "AdvancedQuery.Read.All"),
+    ("GET", "/api/machines/SoftwareVulnerabilitiesByMachine", "Vulnerability.Read.All"),
+    ("GET", "/api/machines/abc/getmissingkbs", "Software.Read.All"),
 ])
 def test_required_permission(method, path, permission):
     assert required_permission(method, path) == permission
