@@ -256,14 +256,17 @@ def test_ansible_builder_creates_a_context_with_the_collection_requirements(tmp_
     assert "ansible-galaxy collection install" in containerfile and "introspect" in containerfile
 
     # What that build's introspection step finds in the installed collection: msal and requests, and bindep.txt.
+    # As in a container build, without the ANSIBLE_COLLECTIONS_* variables that `make test` exports (with them,
+    # introspection looks at those paths instead of the one it is given).
+    clean_env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_COLLECTIONS"))
     collections = tmp_path / "collections"
     subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), ROOT],
-                   capture_output=True, text=True, check=True)
+                   capture_output=True, text=True, check=True, env=clean_env)
     tarball = next(p for p in os.listdir(str(tmp_path)) if p.endswith(".tar.gz"))
     subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(collections),
-                    str(tmp_path / tarball)], capture_output=True, text=True, check=True)
+                    str(tmp_path / tarball)], capture_output=True, text=True, check=True, env=clean_env)
     intro = subprocess.run([builder, "introspect", "--sanitize", str(collections)], capture_output=True, text=True,
-                           check=False)
+                           check=False, env=clean_env)
     assert intro.returncode == 0, intro.stderr
     found = yaml.safe_load(intro.stdout)
     python = " ".join(found["python"])
