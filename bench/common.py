@@ -6,7 +6,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 BIN = os.path.join(ROOT, ".venv", "bin")
-COLLECTIONS = os.path.abspath(os.environ.get("MDE_TEST_COLLECTIONS") or os.path.join(ROOT, ".build", "collections"))
+def collections_path():
+    """The live source, linked as tests/conftest.py does, unless MDE_TEST_COLLECTIONS names another path."""
+    given = os.environ.get("MDE_TEST_COLLECTIONS")
+    if given:
+        return given
+    src = os.path.join(ROOT, ".build", "src")
+    link = os.path.join(src, "ansible_collections", "defender", "endpoint")
+    if not os.path.islink(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(ROOT, link)
+    return src
 
 
 def ansible_env(emulator, cache_dir, app="full", **extra):
@@ -14,7 +24,7 @@ def ansible_env(emulator, cache_dir, app="full", **extra):
     creds = emulator.apps[app]
     env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("MDE_", "AZURE_")))
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
         "ANSIBLE_LOCALHOST_WARNING": "false",
         "ANSIBLE_HOST_KEY_CHECKING": "false",

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import collections_path  # noqa: E402  pylint: disable=wrong-import-position
 from tests.emulator import Emulator  # noqa: E402  pylint: disable=wrong-import-position
 from tests.integration.harness import Ansible  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -32,18 +33,6 @@ from tests.integration.harness import Ansible  # noqa: E402  pylint: disable=wro
 LIMITS = {"post": [(100, 60), (1500, 3600)], "import": [(30, 60)], "batchdelete": [(30, 60), (1500, 3600)],
           "list": [(100, 60), (1500, 3600)]}
 
-
-def collections_path():
-    """The live source, linked as tests/conftest.py does, unless MDE_TEST_COLLECTIONS names another path."""
-    given = os.environ.get("MDE_TEST_COLLECTIONS")
-    if given:
-        return given
-    src = ROOT / ".build" / "src"
-    link = src / "ansible_collections" / "defender" / "endpoint"
-    if not link.is_symlink():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(ROOT)
-    return str(src)
 
 
 def feed(count):

@@ -72,11 +72,18 @@ class MDEModule(AnsibleModule):
         facts.update(result)
         self.fail_json(msg=str(error), **facts)
 
-    def run(self, main):
-        """Call ``main(self)``, which returns the result dict; exit with it, or fail with a clear message."""
+    def run(self, main, permission=None):
+        """Call ``main(self)``, which returns the result dict; exit with it, or fail with a clear message.
+
+        ``permission``: the application permission the module as a whole needs. A 403 on a call that a weaker
+        permission allows (a read before the write) then names that one too, not only the read's.
+        """
         try:
             result = main(self)
         except MDEError as e:
+            if permission and e.status == 403 and e.permission != permission:
+                e.message = "%s %s needs the application permission %s." % (e, self._name, permission)
+                e.permission = permission
             self.fail_error(e)
         except ValueError as e:
             self.fail_json(msg=str(e))

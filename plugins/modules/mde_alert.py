@@ -225,16 +225,6 @@ def run(module):
     return result
 
 
-def run_guarded(module):
-    try:
-        return run(module)
-    except MDEError as e:
-        if e.status == 403 and e.permission != PERMISSION:
-            facts = e.to_dict()
-            facts["permission"] = PERMISSION
-            module.fail_json(msg="%s mde_alert needs the application permission %s." % (e, PERMISSION), **facts)
-        raise
-
 
 def main():
     module = MDEModule(
@@ -261,7 +251,7 @@ def main():
                                      p["determination"], p["comment"])
     except ValueError as e:
         module.fail_json(msg=str(e) + ".")
-    module.run(run_guarded)
+    module.run(run, permission=PERMISSION)
 
 
 if __name__ == "__main__":

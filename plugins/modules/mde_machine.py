@@ -154,7 +154,6 @@ except ImportError:  # pragma: no cover
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
 PERMISSION = "Machine.ReadWrite.All"
@@ -270,16 +269,6 @@ def run(module):
     return result
 
 
-def run_guarded(module):
-    try:
-        return run(module)
-    except MDEError as e:
-        if e.status == 403 and e.permission != PERMISSION:
-            facts = e.to_dict()
-            facts["permission"] = PERMISSION
-            module.fail_json(msg="%s mde_machine needs the application permission %s." % (e, PERMISSION), **facts)
-        raise
-
 
 def main():
     module = MDEModule(
@@ -302,7 +291,7 @@ def main():
                     p["device_value"])
     except ValueError as e:
         module.fail_json(msg=str(e) + ".")
-    module.run(run_guarded)
+    module.run(run, permission=PERMISSION)
 
 
 if __name__ == "__main__":
