@@ -9,7 +9,7 @@ from bench import indicators, inventory, throttle
 BENCHMARKS = [("throttle", throttle.main), ("indicators", indicators.main), ("inventory", inventory.main)]
 
 if __name__ == "__main__":
-    wanted = sys.argv[1:] or [name for name, _ in BENCHMARKS]
+    wanted = sys.argv[1:] or [name for name, _rest in BENCHMARKS]
     for name, main in BENCHMARKS:
         if name in wanted:
             print("\n### bench.%s" % name, flush=True)

@@ -6,6 +6,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 BIN = os.path.join(ROOT, ".venv", "bin")
+
+
 def collections_path():
     """The live source, linked as tests/conftest.py does, unless MDE_TEST_COLLECTIONS names another path."""
     given = os.environ.get("MDE_TEST_COLLECTIONS")

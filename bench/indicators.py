@@ -34,7 +34,6 @@ LIMITS = {"post": [(100, 60), (1500, 3600)], "import": [(30, 60)], "batchdelete"
           "list": [(100, 60), (1500, 3600)]}
 
 
-
 def feed(count):
     items = []
     for i in range(count):

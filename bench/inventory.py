@@ -44,7 +44,6 @@ RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[
                "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
 
 
-
 def plain(value):
     """ansible-inventory marks strings that came from a plugin as {"__ansible_unsafe": ...}; a static file has
     plain values."""
@@ -158,7 +157,7 @@ class Bench:
 
     def compare(self, env, cfg, static_path, tag):
         results = {"plugin": [], "static": []}
-        for _ in range(self.repeat):
+        for _i in range(self.repeat):
             for name, source in (("static", static_path), ("plugin", cfg)):
                 results[name].append(self.run(name, source, env, self.work / ("%s-%s.json" % (name, tag))))
         same = normalized(self.work / ("plugin-%s.json" % tag)) == normalized(self.work / ("static-%s.json" % tag))
@@ -172,7 +171,7 @@ def report(results, same, hosts, groups):
     print("%-8s %10s %16s   %s" % ("source", "wall (s)", "peak RSS (MiB)", "all runs"))
     best = {}
     for name in ("static", "plugin"):
-        best[name] = (min(w for w, _ in results[name]), min(r for _, r in results[name]))
+        best[name] = (min(w for w, _rest in results[name]), min(r for _first, r in results[name]))
         print("%-8s %10.2f %16.1f   %s" % (name, best[name][0], best[name][1], ", ".join(
             "%.2f s / %.0f MiB" % run for run in results[name])))
     time_ratio = best["plugin"][0] / best["static"][0]
@@ -230,16 +229,16 @@ def main(argv=None):
 
         # Too big for the static baseline here: the plugin alone at full size, then both at a size that fits.
         del listing
-        plugin_runs = [warm] + [bench.run("plugin", cfg, env, work / "plugin-full.json") for _ in range(opts.repeat)]
+        plugin_runs = [warm] + [bench.run("plugin", cfg, env, work / "plugin-full.json") for _i in range(opts.repeat)]
         print("")
         print("plugin alone, %d hosts: best %.2f s, %.0f MiB (runs: %s)" % (
-            hosts, min(w for w, _ in plugin_runs), min(r for _, r in plugin_runs),
+            hosts, min(w for w, _rest in plugin_runs), min(r for _first, r in plugin_runs),
             ", ".join("%.2f s / %.0f MiB" % run for run in plugin_runs)))
         print("the static YAML baseline of %d hosts would not fit in memory here; comparing at %d machines" % (
             hosts, int(fits / 0.95)))
         emu.stop()
         emu, env = bench.start(int(fits / 0.95))
-        cfg, small, _ = bench.plugin_listing(env, "small")
+        cfg, small, _unused = bench.plugin_listing(env, "small")
         static_path = bench.write_static(small, "small")
         hosts = len(small["_meta"]["hostvars"])
         del small

@@ -174,9 +174,6 @@ def alert_filter(filters, odata_filter=None):
     return odata.and_all(*parts)
 
 
-
-
-
 def read_by_ids(client, ids, expand=False, chunk=ID_CHUNK):
     """Alert entities by id, ``ID_CHUNK`` ids per ``GET /api/alerts?$filter=id eq .. or ..`` call.
 

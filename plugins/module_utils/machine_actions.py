@@ -242,7 +242,6 @@ def clean_package_uri(value):
     return text.strip()
 
 
-
 def strip_query(url):
     """A URL without its query string (a SAS URL's query is its credential)."""
     return url.split("?", 1)[0]

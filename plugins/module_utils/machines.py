@@ -26,9 +26,6 @@ ID_CHUNK = 50
 FULL_LISTING_FROM = 500
 
 
-
-
-
 def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present", purge_tags=False,
              device_value=None):
     """Raise ValueError for input the API would refuse or that says nothing to do. Makes no call."""

@@ -206,7 +206,7 @@ def run(module):
             body["comment"] = comment
         # Without a comment, repeating the PATCH cannot do anything twice.
         entities = [odata.entity(module.client.patch("/api/alerts/%s" % quote(ids[0], safe=""), json=body,
-                                                            retry_safe=not comment))]
+                                                     retry_safe=not comment))]
     else:
         for changes, group in alerts_utils.batch_groups(plans):
             for part in odata.chunks(group, alerts_utils.BATCH_CHUNK):
@@ -223,7 +223,6 @@ def run(module):
     else:
         result["alerts"] = entities
     return result
-
 
 
 def main():

@@ -269,7 +269,6 @@ def run(module):
     return result
 
 
-
 def main():
     module = MDEModule(
         argument_spec=dict(

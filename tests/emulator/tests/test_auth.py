@@ -116,7 +116,7 @@ def test_429_with_retry_after(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_path)
         client = Api(emu, emu.token_for("full"))
-        statuses = [client.get("/api/machineactions/%s/getPackageUri" % "6b9a5f0e-0000-4000-8000-000000000000").status_code for _ in range(3)]
+        statuses = [client.get("/api/machineactions/%s/getPackageUri" % "6b9a5f0e-0000-4000-8000-000000000000").status_code for _i in range(3)]
         assert statuses[:2] == [404, 404] and statuses[2] == 429
         resp = client.get("/api/machineactions/6b9a5f0e-0000-4000-8000-000000000000/getPackageUri")
         assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 2  # 60 s * 0.02 = 1.2 s window

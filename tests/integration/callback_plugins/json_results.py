@@ -72,4 +72,4 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         summary = dict((h, stats.summarize(h)) for h in sorted(stats.processed))
         self._display.display(json.dumps({"plays": self.results, "stats": summary}, cls=AnsibleJSONEncoder,
-                                          indent=1, sort_keys=True))
+                                         indent=1, sort_keys=True))

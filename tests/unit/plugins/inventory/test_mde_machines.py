@@ -394,6 +394,6 @@ def test_memo_evaluates_once_per_distinct_input():
     assert memo.evaluate("mde_os_platform | lower | list", v, lambda: compute(v)) == ["windows11"]
     # an impure expression is evaluated every time
     n = []
-    for _ in range(3):
+    for _i in range(3):
         memo.evaluate("lookup('env', 'X')", {}, lambda: n.append(1))
     assert len(n) == 3

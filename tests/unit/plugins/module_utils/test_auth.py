@@ -40,7 +40,7 @@ def fetches(counter):
 def test_parallel_processes_share_one_token(tmp_path):
     cache, counter = str(tmp_path / "cache"), str(tmp_path / "count")
     queue = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_fork_get, args=(cache, counter, queue)) for _ in range(8)]
+    procs = [multiprocessing.Process(target=_fork_get, args=(cache, counter, queue)) for _i in range(8)]
     for p in procs:
         p.start()
     for p in procs:

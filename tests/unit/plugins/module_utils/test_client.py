@@ -83,7 +83,7 @@ def test_get_sends_bearer_token_and_returns_json():
 
 def test_429_waits_for_retry_after_then_succeeds():
     t = make(err(429, "TooManyRequests", "slow down", {"Retry-After": "7"}),
-                                      FakeResponse(201, {"id": "a"}))
+             FakeResponse(201, {"id": "a"}))
     assert t.client.post("/api/machines/m1/isolate", json={"Comment": "x"}) == {"id": "a"}
     assert len(t.session.calls) == 2
     assert 7 <= t.sleeps[0] <= 7.5
@@ -91,14 +91,14 @@ def test_429_waits_for_retry_after_then_succeeds():
 
 def test_429_without_retry_after_backs_off_exponentially():
     t = make(err(429, "TooManyRequests", "x"), err(429, "TooManyRequests", "x"),
-                                FakeResponse(200, {}), backoff=1.0)
+             FakeResponse(200, {}), backoff=1.0)
     t.client.get("/api/alerts")
     assert 0.5 <= t.sleeps[0] <= 1.0 and 1.0 <= t.sleeps[1] <= 2.0
 
 
 def test_retry_after_is_bounded():
     t = make(err(429, "TooManyRequests", "x", {"Retry-After": "3600"}), FakeResponse(200, {}),
-                                max_retry_after=60)
+             max_retry_after=60)
     t.client.get("/api/alerts")
     assert t.sleeps[0] <= 60.5
 

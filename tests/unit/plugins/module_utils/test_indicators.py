@@ -72,12 +72,12 @@ def test_build_single_body_camel_case():
 
 
 def test_build_strips_value_and_omits_unset_fields():
-    body, _ = ti.build(spec(indicator_value="  %s " % SHA256), "present", "indicator", now=NOW)
+    body, _unused = ti.build(spec(indicator_value="  %s " % SHA256), "present", "indicator", now=NOW)
     assert body == {"indicatorValue": SHA256, "indicatorType": "FileSha256", "action": "Block", "title": "t", "description": "d"}
 
 
 def test_absent_needs_only_value_and_type():
-    body, _ = ti.build(dict(indicator_value="contoso.com", indicator_type="DomainName"), "absent", "x", now=NOW)
+    body, _unused = ti.build(dict(indicator_value="contoso.com", indicator_type="DomainName"), "absent", "x", now=NOW)
     assert body == {"indicatorValue": "contoso.com", "indicatorType": "DomainName"}
 
 
@@ -120,8 +120,8 @@ def test_build_all_rejects_duplicates_case_insensitively():
         ti.build_all([spec(), spec(indicator_value=SHA256.upper())], "present", now=NOW)
     assert "indicators[1]" in str(err.value) and "indicators[0]" in str(err.value)
     # URLs are case-sensitive: two spellings are two indicators
-    bodies, _ = ti.build_all([dict(indicator_value="http://a.com/X", indicator_type="Url"),
-                              dict(indicator_value="http://a.com/x", indicator_type="Url")], "absent", now=NOW)
+    bodies, _unused = ti.build_all([dict(indicator_value="http://a.com/X", indicator_type="Url"),
+                                    dict(indicator_value="http://a.com/x", indicator_type="Url")], "absent", now=NOW)
     assert len(bodies) == 2
     with pytest.raises(ValueError) as err:
         ti.build_all([spec(), "oops"], "present", now=NOW)
@@ -163,8 +163,8 @@ def test_differences_only_compare_given_fields_and_normalise():
 
 
 def test_plan_present_absent_and_purge():
-    bodies, _ = ti.build_all([spec(), spec(indicator_value=SHA1, indicator_type="FileSha1", title="new title"),
-                              spec(indicator_value=MD5, indicator_type="FileMd5")], "present", now=NOW)
+    bodies, _unused = ti.build_all([spec(), spec(indicator_value=SHA1, indicator_type="FileSha1", title="new title"),
+                                    spec(indicator_value=MD5, indicator_type="FileMd5")], "present", now=NOW)
     current = [existing(indicatorValue=SHA256.upper()), existing(id="6", indicatorValue=SHA1, indicatorType="FileSha1"),
                existing(id="7", indicatorValue="1.2.3.4", indicatorType="IpAddress", createdBy="app-id"),
                existing(id="8", indicatorValue="5.6.7.8", indicatorType="IpAddress", createdBy="someone@contoso.com")]
@@ -180,7 +180,7 @@ def test_plan_present_absent_and_purge():
 
 
 def test_limit_error():
-    bodies, _ = ti.build_all([spec(), spec(indicator_value=SHA1, indicator_type="FileSha1")], "present", now=NOW)
+    bodies, _unused = ti.build_all([spec(), spec(indicator_value=SHA1, indicator_type="FileSha1")], "present", now=NOW)
     plan = ti.plan(bodies, [], "present")
     assert ti.limit_error(14998, plan) is None
     message = ti.limit_error(14999, plan)

@@ -49,7 +49,7 @@ def test_waits_for_the_oldest_slot_of_the_minute(tmp_path):
     clock = Clock()
     budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
     fam = "POST /api/indicators/import"  # 30 a minute
-    for _ in range(30):
+    for _i in range(30):
         budget.acquire("k", fam)
         clock.now += 1
     assert clock.slept == []
@@ -61,7 +61,7 @@ def test_hour_limit(tmp_path):
     clock = Clock()
     budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
     fam = "POST /api/alerts/batchUpdate"  # 10 a minute, 500 an hour
-    for _ in range(500):
+    for _i in range(500):
         budget.acquire("k", fam)
         clock.now += 6.01
     start = clock.now
@@ -83,7 +83,7 @@ def test_a_429_blocks_the_family_for_everyone(tmp_path):
 def test_scale_shortens_the_windows(tmp_path):
     clock = Clock()
     budget = RateBudget(str(tmp_path), scale=0.01, sleep=clock.sleep, clock=clock.time)
-    for _ in range(3):
+    for _i in range(3):
         budget.acquire("k", "GET /api/machineactions/{id}/getPackageUri")  # 2 a minute
     assert 0.59 <= sum(clock.slept) <= 0.66
 
@@ -91,7 +91,7 @@ def test_scale_shortens_the_windows(tmp_path):
 def _burst(directory, n, out):
     budget = RateBudget(directory, scale=0.02)  # a minute lasts 1.2 s
     stamps = []
-    for _ in range(n):
+    for _i in range(n):
         budget.acquire("tenant/app", "POST /api/indicators/import")  # 30 a "minute"
         stamps.append(time.time())
     out.put(stamps)
@@ -99,10 +99,10 @@ def _burst(directory, n, out):
 
 def test_processes_share_one_budget(tmp_path):
     out = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_burst, args=(str(tmp_path), 15, out)) for _ in range(4)]
+    procs = [multiprocessing.Process(target=_burst, args=(str(tmp_path), 15, out)) for _i in range(4)]
     for p in procs:
         p.start()
-    stamps = sorted(t for _ in procs for t in out.get(timeout=60))
+    stamps = sorted(t for _i in procs for t in out.get(timeout=60))
     for p in procs:
         p.join(10)
     # 60 calls at 30 a 1.2 s window: at no time more than 30 in any window, so it took at least one window.
