@@ -152,7 +152,7 @@ seealso:
 EXAMPLES = r'''
 # mde.yml -- every onboarded machine, credentials from MDE_* environment variables
 plugin: defender.endpoint.mde_machines
-
+---
 # mde.yml -- ready for patching: connection by OS, groups by platform, tag, exposure and device group
 plugin: defender.endpoint.mde_machines
 filters:
@@ -177,7 +177,7 @@ keyed_groups:
 groups:
   windows: mde_os_platform.startswith('Windows')
   high_risk: mde_risk_score == 'High'
-
+---
 # mde.yml -- patch by missing KB: groups mde_missing_kb_KB<n> and mde_critical_exploitable, from the export
 plugin: defender.endpoint.mde_machines
 vulnerabilities:
@@ -185,7 +185,7 @@ vulnerabilities:
 keyed_groups:
   - key: mde_os_platform
     prefix: os
-
+---
 # mde.yml -- servers only, secret from HashiCorp Vault, cached for an hour
 plugin: defender.endpoint.mde_machines
 tenant_id: 11111111-2222-3333-4444-555555555555
