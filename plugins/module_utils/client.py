@@ -227,9 +227,10 @@ class MDEClient:
         fam = family(method, path)
         while True:
             attempt += 1
-            if self.budget is not None:
-                self.budget.acquire(self.budget_key, fam)
+            # The token first (it may wait for another fork fetching one), then the slot, then at once the call:
+            # the budget's clock and the API's then agree on when the call was made.
             headers = {"Authorization": "Bearer " + self.token_provider.get_token(), "Accept": "application/json"}
+            slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=headers)
             except requests.exceptions.RequestException as e:
@@ -252,7 +253,7 @@ class MDEClient:
                     # Every fork waits for this Retry-After, not only this one; acquire() does the waiting.
                     if retry_after is None:
                         retry_after = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
-                    self.budget.blocked(self.budget_key, fam, min(retry_after, self.max_retry_after))
+                    self.budget.blocked(self.budget_key, fam, min(retry_after, self.max_retry_after), slot=slot)
                     self.retries += 1
                 else:
                     self._wait(attempt, retry_after)

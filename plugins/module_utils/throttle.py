@@ -148,33 +148,42 @@ class RateBudget:
             recent.append(now)
             start = repr(now - (now % bucket_width))
             buckets[start] = buckets.get(start, 0) + 1
-            return 0.0
+            return -now  # taken: the slot's time (negative, so that it reads as "no wait")
 
         return self._locked(update)
 
     def acquire(self, key, fam):
-        """Block until the family's budget has a slot for one call, then take it."""
+        """Block until the family's budget has a slot for one call, then take it; return the slot's time."""
         per_minute, per_hour = limits_for(fam)
         deadline = self.clock() + self.max_wait
         while True:
             wait = self._try_take("%s|%s" % (key, fam), per_minute, per_hour)
             if wait <= 0:
-                return
+                return -wait
             if self.clock() + wait > deadline:
                 wait = max(0.0, deadline - self.clock())
                 if wait <= 0:
-                    return  # waited long enough: let the API decide (429 is retried anyway)
+                    return None  # waited long enough: let the API decide (429 is retried anyway)
             # A little jitter, so the forks that waited for the same slot do not all wake at once.
             pause = wait + random.uniform(0, min(1.0, 0.05 * 60.0 * self.scale + 0.01))
             self.waited += pause
             self.sleep(pause)
 
-    def blocked(self, key, fam, seconds):
-        """Record a 429's Retry-After for every process using this family."""
+    def blocked(self, key, fam, seconds, slot=None):
+        """Record a 429's Retry-After for every process using this family.
+
+        ``slot``: the time of the slot the refused call took. The API did not count that call, so neither
+        does the budget: a phantom slot would push the family's last call of a burst into the next window.
+        """
         until = self.clock() + float(seconds)
 
         def update(state):
             entry = state.setdefault("%s|%s" % (key, fam), {"recent": [], "hour": {}, "blocked_until": 0})
             entry["blocked_until"] = max(entry.get("blocked_until", 0), until)
+            if slot is not None and slot in entry.get("recent", []):
+                entry["recent"].remove(slot)
+                start = repr(slot - (slot % (60.0 * self.scale)))
+                if entry.get("hour", {}).get(start):
+                    entry["hour"][start] -= 1
 
         self._locked(update)

@@ -111,3 +111,18 @@ def test_processes_share_one_budget(tmp_path):
     for i in range(len(stamps) - 30):
         assert stamps[i + 30] - stamps[i] >= 1.2 - 0.01
     assert oct((tmp_path / "ratelimit.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_refused_call_gives_its_slot_back(tmp_path):
+    """The API did not count a call it answered 429: the budget must not either, or the last call of a burst
+    waits a whole window longer."""
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    fam = "POST /api/indicators/import"  # 30 a minute
+    slots = []
+    for _i in range(30):
+        slots.append(budget.acquire("k", fam))
+        clock.now += 1
+    budget.blocked("k", fam, 2, slot=slots[-1])  # the 30th was refused with Retry-After: 2
+    budget.acquire("k", fam)  # its retry: after the Retry-After, not after a minute
+    assert clock.now - 1030 <= 3.1
