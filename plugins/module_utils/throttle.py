@@ -140,7 +140,8 @@ class RateBudget:
             if entry.get("blocked_until", 0) > now:
                 wait = entry["blocked_until"] - now
             elif len(recent) >= per_minute:
-                wait = recent[len(recent) - per_minute] + minute - now
+                # A little past the minute: the API counts a call from when it arrives, a moment after the slot.
+                wait = recent[len(recent) - per_minute] + minute + min(1.0, 0.01 * minute) - now
             elif sum(buckets.values()) >= per_hour:
                 wait = min(float(b) for b in buckets) + hour - now
             if wait > 0:
