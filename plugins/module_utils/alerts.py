@@ -179,12 +179,7 @@ def read_by_ids(client, ids, expand=False, chunk=ID_CHUNK):
 
     Returns a dict of lower-cased id -> entity; ids the API does not know are absent.
     """
-    params = {"$expand": "evidence"} if expand else None
-    found = {}
-    for part in odata.chunks(list(ids), chunk):
-        for alert in client.list("/api/alerts", odata_filter=odata.any_of("id", part), params=params):
-            found[str(alert.get("id")).lower()] = alert
-    return found
+    return odata.read_by_ids(client, "/api/alerts", ids, chunk=chunk, params={"$expand": "evidence"} if expand else None)
 
 
 def batch_groups(plans):

@@ -118,10 +118,7 @@ def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM
             if key in wanted:
                 found[key] = machine
         return found
-    for part in odata.chunks(ordered, chunk):
-        for machine in client.list("/api/machines", odata_filter=odata.any_of("id", part), empty_on_404=True):
-            found[str(machine.get("id")).lower()] = machine
-    return found
+    return odata.read_by_ids(client, "/api/machines", ordered, chunk=chunk, empty_on_404=True)
 
 
 def machines_in(response):

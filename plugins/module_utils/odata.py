@@ -147,3 +147,13 @@ def chunks(values, size):
     values = list(values)
     for i in range(0, len(values), size):
         yield values[i:i + size]
+
+
+def read_by_ids(client, path, ids, chunk=50, params=None, empty_on_404=False):
+    """Entities of a collection by id: ``chunk`` ids per ``$filter=id eq .. or ..`` list call through the client,
+    never one GET per id. Returns a dict of lower-cased id -> entity; ids the API does not know are absent."""
+    found = {}
+    for part in chunks(unique(str(i).lower() for i in ids), chunk):
+        for item in client.list(path, odata_filter=any_of("id", part), params=params, empty_on_404=empty_on_404):
+            found[str(item.get("id")).lower()] = item
+    return found
