@@ -204,6 +204,10 @@ class MDEClient:
         except ValueError:
             return None
 
+    def _settle(self, fam, slot):
+        if self.budget is not None and slot is not None:
+            self.budget.settle(self.budget_key, fam, slot)
+
     def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None,
                 retry_timeouts=True):
         """Send one API request and return the parsed JSON body (None when there is none).
@@ -227,13 +231,14 @@ class MDEClient:
         fam = family(method, path)
         while True:
             attempt += 1
-            # The token first (it may wait for another fork fetching one), then the slot, then at once the call:
-            # the budget's clock and the API's then agree on when the call was made.
+            # The token first (it may wait for another fork fetching one), then the slot, then at once the call;
+            # its answer settles the slot (throttle.RateBudget.settle), a 429 gives it back.
             headers = {"Authorization": "Bearer " + self.token_provider.get_token(), "Accept": "application/json"}
             slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=headers)
             except requests.exceptions.RequestException as e:
+                self._settle(fam, slot)
                 never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
                     isinstance(e, requests.exceptions.ConnectionError)
                     and "NewConnectionError" in repr(e) and not isinstance(e, requests.exceptions.SSLError))
@@ -247,17 +252,21 @@ class MDEClient:
                     "" if retry_safe or never_sent or isinstance(e, requests.exceptions.SSLError) else NOT_REPEATED),
                     method=method, path=path)
             status = resp.status_code
-            if status == 429 and attempt < self.max_attempts:
+            if status != 429:
+                self._settle(fam, slot)
+            if status == 429:
                 retry_after = self._retry_after(resp)
                 if self.budget is not None:
                     # Every fork waits for this Retry-After, not only this one; acquire() does the waiting.
                     if retry_after is None:
                         retry_after = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
                     self.budget.blocked(self.budget_key, fam, min(retry_after, self.max_retry_after), slot=slot)
-                    self.retries += 1
-                else:
-                    self._wait(attempt, retry_after)
-                continue
+                if attempt < self.max_attempts:
+                    if self.budget is not None:
+                        self.retries += 1
+                    else:
+                        self._wait(attempt, retry_after)
+                    continue
             if status == 401 and self.token_provider.refreshable and not refreshed:
                 refreshed = True
                 self.token_provider.get_token(force_refresh=True)

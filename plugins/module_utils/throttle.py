@@ -133,15 +133,16 @@ class RateBudget:
             for k in [k for k, v in state.items() if k != key and max(v.get("recent") or [0]) < now - hour
                       and v.get("blocked_until", 0) < now]:
                 del state[k]
-            recent = [t for t in entry.get("recent", []) if t > now - minute]
+            recent = sorted(t for t in entry.get("recent", []) if t > now - minute)
             buckets = dict((b, n) for b, n in entry.get("hour", {}).items() if float(b) > now - hour)
             entry["recent"], entry["hour"] = recent, buckets
             wait = 0.0
             if entry.get("blocked_until", 0) > now:
                 wait = entry["blocked_until"] - now
             elif len(recent) >= per_minute:
-                # A little past the minute: the API counts a call from when it arrives, a moment after the slot.
-                wait = recent[len(recent) - per_minute] + minute + min(1.0, 0.01 * minute) - now
+                # A settled slot's time is when its answer came, so the API counted the call before it: a minute
+                # after it, the call has left the API's window. A hair more for clocks that tick coarsely.
+                wait = recent[len(recent) - per_minute] + minute + min(0.1, 0.002 * minute) - now
             elif sum(buckets.values()) >= per_hour:
                 wait = min(float(b) for b in buckets) + hour - now
             if wait > 0:
@@ -166,9 +167,27 @@ class RateBudget:
                 if wait <= 0:
                     return None  # waited long enough: let the API decide (429 is retried anyway)
             # A little jitter, so the forks that waited for the same slot do not all wake at once.
-            pause = wait + random.uniform(0, min(1.0, 0.05 * 60.0 * self.scale + 0.01))
+            pause = wait + random.uniform(0, min(0.1, 0.002 * 60.0 * self.scale + 0.005))
             self.waited += pause
             self.sleep(pause)
+
+    def settle(self, key, fam, slot):
+        """The call that took ``slot`` has its answer: move the slot to now.
+
+        The API counts a call when it arrives, which is after the slot was taken (a new TLS connection, a
+        fork that lost the CPU) and before its answer came. Counting from the answer, the budget never
+        frees a slot before the API does, so the next window's first call needs no guessed margin.
+        """
+        if slot is None:
+            return
+        now = self.clock()
+
+        def update(state):
+            entry = state.get("%s|%s" % (key, fam))
+            if entry and slot in entry.get("recent", []):
+                entry["recent"][entry["recent"].index(slot)] = max(slot, now)
+
+        self._locked(update)
 
     def blocked(self, key, fam, seconds, slot=None):
         """Record a 429's Retry-After for every process using this family.

@@ -307,3 +307,24 @@ def test_429_with_a_shared_budget_waits_once_through_the_budget(tmp_path):
     assert t.sleeps == []  # the client did not sleep on its own ...
     assert 7 <= sum(budget_sleeps) <= 8.1  # ... the budget made it wait, as it makes every other fork
     assert t.client.retries == 1
+
+
+def test_each_call_settles_its_slot_at_the_answer(tmp_path):
+    """A call that took 3 s to answer holds its slot until a minute after the answer; a refused one gives it back."""
+    from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget
+    now = [100.0]
+    budget = RateBudget(str(tmp_path), sleep=lambda s: None, clock=lambda: now[0])
+    t = make(FakeResponse(200, {"id": "m1"}), err(429, "TooManyRequests", "x", {"Retry-After": "1"}),
+             budget=budget, budget_key="host|app", max_attempts=1)
+    slow = t.session.request
+
+    def request(*args, **kwargs):
+        now[0] += 3
+        return slow(*args, **kwargs)
+
+    t.session.request = request
+    t.client.get("/api/machines/m1")
+    with pytest.raises(MDEError):
+        t.client.get("/api/machines/m2")
+    state = json.loads((tmp_path / "ratelimit.json").read_text())
+    assert state["host|app|GET /api/machines/{id}"]["recent"] == [103.0]
