@@ -92,6 +92,14 @@ class MDEModule(AnsibleModule):
         self.exit_json(**result)
 
     # -- helpers shared by several modules -------------------------------------------------------------
+    def fail_partway(self, error, done, total, noun, rerun=None):
+        """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does."""
+        text = str(error)
+        rerun = rerun or "re-running the task is safe: it reads the current state and changes only what still differs"
+        self.fail_json(msg="%s%s %d of the %d %s to change had been changed before this call (updated_ids lists "
+                           "them); %s." % (text, "" if text.endswith(".") else ".", len(done), total, noun, rerun),
+                       changed=bool(done), updated_ids=list(done), **error.to_dict())
+
     def machines_named(self, machine_name):
         """Machines whose computerDnsName is ``machine_name`` (case-insensitive), or whose first DNS label is,
         when ``machine_name`` has no dot. One filtered list call (startswith on the first label)."""

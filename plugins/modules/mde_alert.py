@@ -131,7 +131,10 @@ alerts:
   type: list
   elements: dict
 updated_ids:
-  description: The ids of the alerts that were (in check mode, would be) updated.
+  description:
+    - The ids of the alerts that were (in check mode, would be) updated.
+    - When a write call for a list fails part way, the task fails and this lists the alerts that the calls before
+      it had already updated.
   returned: always
   type: list
   elements: str
@@ -208,13 +211,19 @@ def run(module):
         entities = [odata.entity(module.client.patch("/api/alerts/%s" % quote(ids[0], safe=""), json=body,
                                                      retry_safe=not comment))]
     else:
+        done = []
         for changes, group in alerts_utils.batch_groups(plans):
             for part in odata.chunks(group, alerts_utils.BATCH_CHUNK):
                 body = {"alertIds": part}
                 body.update(changes)
                 if comment:
                     body["comment"] = comment
-                module.client.post("/api/alerts/batchUpdate", json=body, retry_safe=not comment)
+                try:
+                    module.client.post("/api/alerts/batchUpdate", json=body, retry_safe=not comment)
+                except MDEError as e:
+                    module.fail_partway(e, done, len(updated_ids), "alerts", rerun=(
+                        "a re-run adds the comment again to those, and changes the others" if comment else None))
+                done.extend(part)
         # batchUpdate answers 200 with an empty body: read the updated alerts again to return them.
         fresh = alerts_utils.read_by_ids(module.client, updated_ids)
         entities = [fresh.get(a["id"].lower(), a) for a in current]

@@ -140,7 +140,10 @@ machines:
   type: list
   elements: dict
 updated_ids:
-  description: The ids of the machines that were (in check mode, would be) changed.
+  description:
+    - The ids of the machines that were (in check mode, would be) changed.
+    - When a write call for a list fails part way, the task fails and this lists the machines that the calls before
+      it had already changed.
   returned: always
   type: list
   elements: str
@@ -152,6 +155,7 @@ try:
 except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
@@ -223,16 +227,27 @@ def write_single(module, machine, add, remove, value):
 def write_many(module, plans):
     """Bulk tag calls and per-machine setDeviceValue calls; returns {lower id: machine as the API answered}."""
     answered = {}
+    touched = []  # ids of machines a finished call changed, in the order first changed
+
+    def changed(ids):
+        known = set(i.lower() for i in touched)
+        touched.extend(i for i in ids if i.lower() not in known)
+
     tag_plans = [(m["id"], add, remove) for m, add, remove, _value in plans if add or remove]
-    for body in mu.bulk_calls(tag_plans, module.params["tags"]):
-        for machine in mu.machines_in(module.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
-                                                         json=body, retry_safe=True)):
-            answered[machine["id"].lower()] = machine
-    for machine, _add, _remove, value in plans:
-        if value:
-            path = "/api/machines/%s/setDeviceValue" % quote(machine["id"], safe="")
-            for fresh in mu.machines_in(module.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
-                answered[fresh["id"].lower()] = fresh
+    try:
+        for body in mu.bulk_calls(tag_plans, module.params["tags"]):
+            for machine in mu.machines_in(module.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
+                                                             json=body, retry_safe=True)):
+                answered[machine["id"].lower()] = machine
+            changed(body["MachineIds"])
+        for machine, _add, _remove, value in plans:
+            if value:
+                path = "/api/machines/%s/setDeviceValue" % quote(machine["id"], safe="")
+                for fresh in mu.machines_in(module.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
+                    answered[fresh["id"].lower()] = fresh
+                changed([machine["id"]])
+    except MDEError as e:
+        module.fail_partway(e, touched, len(plans), "machines")
     return answered
 
 

@@ -136,8 +136,9 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
     def writes(self):
         return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith("/api")]
 
-    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1):
-        self.state.add_fault(path_regex, kind, count=count, status=status, delay=delay, method=method, retry_after=retry_after)
+    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0):
+        self.state.add_fault(path_regex, kind, count=count, status=status, delay=delay, method=method, retry_after=retry_after,
+                             skip=skip)
 
     def expire_tokens(self):
         self.tokens.expire_all()

@@ -168,13 +168,13 @@ class State:
         calls[key] = calls.get(key, 0) + 1
 
     # ---- faults -------------------------------------------------------------------------------------
-    def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1):
+    def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0):
         if kind not in ("status", "drop", "delay", "invalid_json"):
             raise ValueError("fault kind must be one of status, drop, delay, invalid_json")
         with self.lock:
             self.faults.append({"regex": re.compile(path_regex), "pattern": path_regex, "kind": kind, "remaining": int(count),
                                 "status": int(status), "delay": float(delay), "method": method.upper() if method else None,
-                                "retry_after": retry_after})
+                                "retry_after": retry_after, "skip": int(skip)})
 
     def take_fault(self, method, path):
         with self.lock:
@@ -184,6 +184,9 @@ class State:
                 if fault["method"] and fault["method"] != method:
                     continue
                 if fault["regex"].search(path):
+                    if fault["skip"] > 0:  # let this many matching requests through first
+                        fault["skip"] -= 1
+                        continue
                     fault["remaining"] -= 1
                     return dict(fault)
         return None

@@ -269,6 +269,30 @@ def test_update_a_list_with_batch_update(ansible, emulator):
         assert (live["status"], live["assignedTo"]) == ("InProgress", "secop1@contoso.com")
 
 
+def test_a_list_that_fails_part_way_names_what_was_updated_and_the_rerun_finishes(ansible, emulator):
+    alerts = emulator.alerts
+    new = [a["id"] for a in alerts if a["status"] == "New"][:3]
+    other = [a["id"] for a in alerts if a["status"] == "InProgress" and a["assignedTo"] != "secop1@contoso.com"][:2]
+    # two batch updates (New ones: status and owner; InProgress ones: owner only); the second is refused
+    emulator.inject_fault("/api/alerts/batchUpdate", "status", status=400, skip=1)
+    task = {"alert_ids": new + other, "status": "InProgress", "assigned_to": "secop1@contoso.com"}
+    result = ansible.playbook(tasks=[
+        {"name": "apply", ALERT: task, "ignore_errors": True},
+        {"name": "again", ALERT: task},
+    ])
+    res = result.task("apply")
+    assert res["failed"] is True and res["changed"] is True
+    assert res["updated_ids"] == new and res["status"] == 400
+    assert "3 of the 5 alerts to change had been changed before this call" in res["msg"]
+    assert "re-running the task is safe" in res["msg"]
+    again = result.task("again")
+    assert again["changed"] is True and again["updated_ids"] == other
+    assert [(w["body"]["alertIds"], w["status"]) for w in emulator.writes()] == [(new, 200), (other, 400), (other, 200)]
+    for ident in new + other:
+        live = emulator.state.alerts_by_id[ident]
+        assert (live["status"], live["assignedTo"]) == ("InProgress", "secop1@contoso.com")
+
+
 def test_invalid_input_fails_before_any_call(ansible, emulator):
     some = emulator.alerts[0]["id"]
     cases = {

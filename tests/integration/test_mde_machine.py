@@ -182,6 +182,34 @@ def test_list_with_an_unknown_id_changes_nothing(ansible, emulator):
     assert writes(emulator) == []
 
 
+def test_a_list_that_fails_part_way_names_what_was_changed_and_the_rerun_finishes(ansible, emulator):
+    machines = onboarded(emulator, 6)
+    ids = [m["id"] for m in machines]
+    before = dict((m["id"], list(m["machineTags"])) for m in machines)
+    lacking = [i for i in ids if "Finance" not in before[i]]
+    assert lacking and len(lacking) < len(ids)
+    # the second bulk call (Wave-3 for all six) is refused; the first (Finance for those lacking it) went through
+    emulator.inject_fault("AddOrRemoveTagForMultipleMachines", "status", status=400, skip=1)
+    args = dict(machine_ids=ids, tags=["Finance", "Wave-3"])
+    result = ansible.playbook(tasks=[failing("apply", **args), task("again", **args)])
+    res = result.task("apply")
+    assert res["failed"] is True and res["changed"] is True
+    assert res["updated_ids"] == lacking
+    assert res["status"] == 400 and res["path"] == BULK
+    assert ("%d of the 6 machines to change had been changed before this call" % len(lacking)) in res["msg"]
+    assert "re-running the task is safe" in res["msg"] and "Traceback" not in res["msg"]
+    again = result.task("again")
+    assert again["changed"] is True and again["updated_ids"] == ids   # only Wave-3 was left to add
+    assert writes(emulator) == [
+        (BULK, {"Value": "Finance", "Action": "Add", "MachineIds": lacking}),
+        (BULK, {"Value": "Wave-3", "Action": "Add", "MachineIds": ids}),   # refused
+        (BULK, {"Value": "Wave-3", "Action": "Add", "MachineIds": ids}),   # the re-run: Finance is not sent again
+    ]
+    assert [e["status"] for e in emulator.writes()] == [200, 400, 200]
+    for i in ids:
+        assert {"Finance", "Wave-3"} <= set(by_id(emulator, i)["machineTags"])
+
+
 def test_purge_on_a_list_removes_other_tags_per_machine(ansible, emulator):
     machines = onboarded(emulator, 8)
     ids = [m["id"] for m in machines]
