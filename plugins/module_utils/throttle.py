@@ -142,7 +142,7 @@ class RateBudget:
             elif len(recent) >= per_minute:
                 # A settled slot's time is when its answer came, so the API counted the call before it: a minute
                 # after it, the call has left the API's window. A hair more for clocks that tick coarsely.
-                wait = recent[len(recent) - per_minute] + minute + min(0.1, 0.002 * minute) - now
+                wait = recent[len(recent) - per_minute] + minute + min(0.02, 0.002 * minute) - now
             elif sum(buckets.values()) >= per_hour:
                 wait = min(float(b) for b in buckets) + hour - now
             if wait > 0:
@@ -167,7 +167,7 @@ class RateBudget:
                 if wait <= 0:
                     return None  # waited long enough: let the API decide (429 is retried anyway)
             # A little jitter, so the forks that waited for the same slot do not all wake at once.
-            pause = wait + random.uniform(0, min(0.1, 0.002 * 60.0 * self.scale + 0.005))
+            pause = wait + random.uniform(0, min(0.02, 0.002 * 60.0 * self.scale + 0.005))
             self.waited += pause
             self.sleep(pause)
 
