@@ -57,6 +57,21 @@ class MDEModule(AnsibleModule):
             self.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
         self._client = None
 
+    def fail_json(self, msg=None, **kwargs):
+        # ansible-core reports only the first validation error. For a list of dictionaries given a string, that
+        # one is "dictionary requested, could not parse JSON or key=value", which names no option; the errors
+        # after it do. Until the module is built (no _client yet), prefer the errors that name an option.
+        checked = getattr(self, "validation_result", None)
+        if checked is not None and not hasattr(self, "_client") and checked.error_messages and \
+                msg == checked.errors.msg and "option" not in (msg or ""):
+            named = []
+            for text in checked.error_messages:
+                if "option" in text and text not in named:
+                    named.append(text)
+            if named:
+                msg = "; ".join(named)
+        super(MDEModule, self).fail_json(msg=msg, **kwargs)
+
     @property
     def client(self):
         if self._client is None:
