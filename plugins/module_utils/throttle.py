@@ -183,9 +183,12 @@ class RateBudget:
         now = self.clock()
 
         def update(state):
-            entry = state.get("%s|%s" % (key, fam))
-            if entry and slot in entry.get("recent", []):
-                entry["recent"][entry["recent"].index(slot)] = max(slot, now)
+            entry = state.setdefault("%s|%s" % (key, fam), {"recent": [], "hour": {}, "blocked_until": 0})
+            recent = entry.setdefault("recent", [])
+            if slot in recent:
+                recent[recent.index(slot)] = max(slot, now)
+            else:  # a call slower than the window: its slot was already forgotten, but the API still counts it
+                recent.append(now)
 
         self._locked(update)
 

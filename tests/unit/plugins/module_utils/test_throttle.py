@@ -142,3 +142,15 @@ def test_a_refused_call_gives_its_slot_back(tmp_path):
     budget.blocked("k", fam, 2, slot=slots[-1])  # the 30th was refused with Retry-After: 2
     budget.acquire("k", fam)  # its retry: after the Retry-After, not after a minute
     assert clock.now - 1030 <= 3.1
+
+
+def test_a_call_slower_than_the_window_still_counts_from_its_answer(tmp_path):
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    fam = "GET /api/machineactions/{id}/getPackageUri"  # 2 a minute
+    slow = budget.acquire("k", fam)
+    clock.now += 90                       # the answer came after 90 s: the API counted the call within them
+    budget.acquire("k", fam)              # the slot of the slow call was forgotten meanwhile ...
+    budget.settle("k", fam, slow)         # ... so its answer counts it again, from now
+    budget.acquire("k", fam)              # the third waits a minute from the slow call's answer
+    assert 1150.0 < clock.now <= 1150.3
