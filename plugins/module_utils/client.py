@@ -252,8 +252,6 @@ class MDEClient:
                     "" if retry_safe or never_sent or isinstance(e, requests.exceptions.SSLError) else NOT_REPEATED),
                     method=method, path=path)
             status = resp.status_code
-            if status != 429:
-                self._settle(fam, slot)
             if status == 429:
                 retry_after = self._retry_after(resp)
                 if self.budget is not None:
@@ -267,6 +265,8 @@ class MDEClient:
                     else:
                         self._wait(attempt, retry_after)
                     continue
+            else:
+                self._settle(fam, slot)
             if status == 401 and self.token_provider.refreshable and not refreshed:
                 refreshed = True
                 self.token_provider.get_token(force_refresh=True)
