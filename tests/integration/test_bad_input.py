@@ -251,14 +251,8 @@ def outcome(emulator_session, tmp_path_factory):
     return results
 
 
-# Cases a known defect keeps from passing, as strict xfails: none at present. (The last one: ansible-core reports
-# only the first validation error, which for a string given as a list of dictionaries names no option;
-# MDEModule.fail_json now prefers the errors that do.)
-KNOWN_DEFECTS = {}
 CASES = [(c[0], c[3]) for c in MODULE_CASES] + [(c[0], c[2]) for c in INVENTORY_CASES]
-PARAMS = [pytest.param(case_id, fragments, id=case_id,
-                       marks=[pytest.mark.xfail(strict=True, reason=KNOWN_DEFECTS[case_id])] if case_id in KNOWN_DEFECTS else [])
-          for case_id, fragments in CASES]
+PARAMS = [pytest.param(case_id, fragments, id=case_id) for case_id, fragments in CASES]
 
 
 def test_table_size():
