@@ -17,7 +17,8 @@ description:
     C(description), C(severity), C(expiration_time), C(recommended_actions), C(rbac_group_names), C(generate_alert),
     C(application), C(educate_url)); header names are stripped of blanks and lower-cased.
   - Cells are stripped of surrounding blanks; an empty cell leaves its key out. Lines that are empty or start with
-    C(#) are skipped.
+    C(#) are skipped, except inside a quoted cell, which may span several lines (kept, with LF line ends).
+  - A UTF-8 byte order mark at the start (Excel's C(CSV UTF-8) format) is ignored.
   - C(rbac_group_names) is split on C(;) into a list. C(generate_alert) is read as a boolean (V(true), V(yes), V(1) or
     V(false), V(no), V(0)).
   - Keys are not checked here; M(defender.endpoint.mde_indicator) validates every item before any API call.
@@ -58,15 +59,39 @@ TRUE = ("true", "yes", "1", "on")
 FALSE = ("false", "no", "0", "off")
 
 
+def _records(text):
+    """The CSV records of ``text``: lists of cells. Blank lines and lines starting with ``#`` between records are
+    skipped; inside a quoted cell, every line is kept, blank or not (a cell may span lines)."""
+    state = dict(start=True)
+
+    def lines():
+        # newline="": lines end at \n, \r\n or \r and keep their ending, as the csv module wants them
+        for line in io.StringIO(text, newline=""):
+            if state["start"] and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            state["start"] = False
+            yield line
+
+    for row in csv.reader(lines()):
+        state["start"] = True   # the reader asks for the next line only to start the next record
+        yield [cell.replace("\r\n", "\n").replace("\r", "\n") for cell in row]
+
+
 def indicators_from_csv(text):
     """CSV text with a header row -> list of indicator dicts (empty cells dropped)."""
     if not isinstance(text, (str, bytes)):
         raise AnsibleFilterError("indicators_from_csv expects CSV text, got %s" % type(text).__name__)
-    lines = [line for line in to_text(text).splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
+    text = to_text(text)
+    # Excel's "CSV UTF-8" starts the file with a byte order mark, which would otherwise become part of the first
+    # column's name.
+    if text.startswith(u"\ufeff"):
+        text = text[1:]
+    try:
+        rows = list(_records(text))
+    except csv.Error as e:
+        raise AnsibleFilterError("indicators_from_csv: the CSV text cannot be read: %s" % e)
+    if not rows:
         return []
-    reader = csv.reader(io.StringIO("\n".join(lines)))
-    rows = list(reader)
     header = [h.strip().lower() for h in rows[0]]
     if "" in header or len(set(header)) != len(header):
         raise AnsibleFilterError("indicators_from_csv: the header row must name every column once, got %s" % rows[0])

@@ -82,6 +82,24 @@ def combination_error(classification, determination):
         determination, classification, classification, ", ".join(allowed))
 
 
+def check_alert_id(value, option="alert_id"):
+    """An alert id, stripped, safe as one URL path segment; ValueError naming ``option`` otherwise.
+
+    Microsoft documents alert ids only by example (``da637472900382838869_1364969609``, older ones without ``da``:
+    https://learn.microsoft.com/en-us/defender-endpoint/api/alerts), and alerts from other Defender products use other
+    prefixes, so only what cannot be an id in a URL path is refused: blanks, control characters, ``/ \\ ? # %``
+    and ``.``/``..``.
+    """
+    return odata.check_id(value, option)
+
+
+def check_alert_ids(values, option="alert_ids"):
+    """``check_alert_id`` for every item; one error naming the first few bad items and their count."""
+    if values is not None and not values:
+        raise ValueError("%s must hold at least one alert id" % option)
+    return odata.check_ids(values, option)
+
+
 def validate_update(alert_ids=None, status=None, assigned_to=None, classification=None, determination=None,
                     comment=None):
     """Check an update request before any API call. Raises ValueError with a message naming the option."""

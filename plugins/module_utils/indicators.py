@@ -16,6 +16,7 @@ import ipaddress
 import re
 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 try:
     from urllib.parse import urlsplit
@@ -137,6 +138,8 @@ def value_error(indicator_type, value):
     """None if ``value`` is a valid indicator value of ``indicator_type``, else a short reason."""
     if not isinstance(value, str) or not value:
         return "the value is empty"
+    if odata.CONTROL_RE.search(value):
+        return "the value must not contain control characters such as CR, LF or NUL"
     if indicator_type in HEX_LENGTH:
         length = HEX_LENGTH[indicator_type]
         what = "a SHA-1 thumbprint" if indicator_type == "CertificateThumbprint" else "a %s hash" % indicator_type[4:].upper()
@@ -213,6 +216,8 @@ def build(spec, state, where, now=None):
 
     def fail(text):
         value = spec.get("indicator_value")
+        if value is not None and (len(str(value)) > 100 or odata.CONTROL_RE.search(str(value))):
+            value = odata.shown(value, 100)   # a message of one line and a readable length
         label = where + (" (%s %s)" % (spec.get("indicator_type"), value) if value else "")
         raise ValueError("%s: %s." % (label, text))
 

@@ -61,6 +61,13 @@ ACTIONS = {
 }
 
 
+def check_action_id(value, option="action_id"):
+    """A machine action id (a GUID: https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction), stripped;
+    ValueError naming ``option`` otherwise."""
+    return odata.check_id(value, option, GUID_RE, "a machine action id, a GUID such as "
+                                                  "5382f7ea-7557-4ab7-9782-d50480024a4e")
+
+
 def validate(action, comment=None, isolation_type="Full", scan_type="Quick", sha1=None, wait_timeout=600):
     """Check the module input before any API call. Raises ValueError with a message naming the option."""
     if action not in ACTIONS:
@@ -98,7 +105,7 @@ def build_body(action, comment=None, isolation_type="Full", scan_type="Quick", s
 
 
 def action_path(action, machine_id):
-    return "/api/machines/%s/%s" % (machine_id, ACTIONS[action]["segment"])
+    return "/api/machines/%s/%s" % (odata.path_segment(machine_id), ACTIONS[action]["segment"])
 
 
 def parse_time(value):
@@ -204,7 +211,7 @@ def failure_text(action):
         why = action.get("cancellationComment")
         if who or why:
             parts.append("cancelled by %s%s" % (who or "unknown", ": %s" % why if why else ""))
-    return "; ".join(parts)
+    return odata.summary(parts, show=str, sep="; ")
 
 
 def poll_delays(first=2.0, factor=1.5, maximum=15.0):
@@ -228,7 +235,7 @@ def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, fi
         if remaining <= 0:
             return action, False
         sleep(min(next(delays), remaining))
-        action = odata.entity(client.get("/api/machineactions/%s" % action["id"]))
+        action = odata.entity(client.get("/api/machineactions/%s" % odata.path_segment(action["id"])))
     return action, True
 
 

@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 DEVICE_VALUES = ("Normal", "Low", "High")
@@ -24,25 +26,76 @@ ID_CHUNK = 50
 # From this many ids on, one listing of every machine (10,000 a page) costs no more calls than reading them
 # 50 at a time would for a tenant of up to 100,000 machines (10 calls either way), and fewer for smaller tenants.
 FULL_LISTING_FROM = 500
+# A machine id is the 40-hexadecimal-character device id (the Machine entity's ``id``:
+# https://learn.microsoft.com/en-us/defender-endpoint/api/machine and the examples of
+# https://learn.microsoft.com/en-us/defender-endpoint/api/get-machine-by-id).
+MACHINE_ID_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+MACHINE_ID_FORM = "a Defender device id, 40 hexadecimal characters such as 1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+# The tags endpoints document a tag only as a string
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-machine-tags) and no length; a tag is a label
+# typed in the portal, and this collection refuses one longer than this before it reaches the API.
+TAG_MAX_LENGTH = 200
+
+
+def check_machine_id(value, option="machine_id"):
+    """The machine id given in ``option``, stripped and lower-cased; ValueError naming the option unless it is a
+    Defender device id (so nothing but 40 hexadecimal characters ever reaches a URL path)."""
+    return odata.check_id(value, option, MACHINE_ID_RE, MACHINE_ID_FORM).lower()
+
+
+def check_machine_ids(values, option="machine_ids"):
+    """``check_machine_id`` for every item of a list; one error naming the first few bad items and their count."""
+    if values is not None and not values:
+        raise ValueError("%s must list at least one machine id" % option)
+    checked = odata.check_ids(values, option, MACHINE_ID_RE, MACHINE_ID_FORM)
+    return None if checked is None else [i.lower() for i in checked]
+
+
+def check_machine_name(value, option="machine_name"):
+    """A computer DNS name given in ``option``, stripped; ValueError when empty or holding control characters."""
+    if value is None or not str(value).strip():
+        raise ValueError("%s must not be empty" % option)
+    if odata.CONTROL_RE.search(str(value)):
+        raise ValueError("%s must not contain control characters such as CR, LF or NUL, got %s"
+                         % (option, odata.shown(value)))
+    return str(value).strip()
+
+
+def check_tags(tags, option="tags"):
+    """ValueError naming ``option`` for an empty tag, one with control characters, or one longer than
+    TAG_MAX_LENGTH characters; the first few such items and their count."""
+    empty, control, long_ = [], [], []
+    for n, tag in enumerate(tags or [], start=1):
+        if tag is None or not str(tag).strip():
+            empty.append(n)
+        elif odata.CONTROL_RE.search(str(tag)):
+            control.append((n, tag))
+        elif len(str(tag)) > TAG_MAX_LENGTH:
+            long_.append((n, tag))
+    if empty:
+        raise ValueError("%s must not contain an empty tag (item %s)" % (option, odata.summary(empty, show=str)))
+    if control:
+        raise ValueError("%s must not contain control characters such as CR, LF or NUL: %s" % (
+            option, odata.summary(control, show=lambda t: "item %d %s" % (t[0], odata.shown(t[1])))))
+    if long_:
+        raise ValueError("%s must be at most %d characters long: %s" % (option, TAG_MAX_LENGTH, odata.summary(
+            long_, show=lambda t: "item %d has %d" % (t[0], len(t[1])))))
 
 
 def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present", purge_tags=False,
              device_value=None):
     """Raise ValueError for input the API would refuse or that says nothing to do. Makes no call."""
-    for name, value in (("machine_id", machine_id), ("machine_name", machine_name)):
-        if value is not None and not value.strip():
-            raise ValueError("%s must not be empty" % name)
+    if machine_id is not None:
+        check_machine_id(machine_id)
+    if machine_name is not None:
+        check_machine_name(machine_name)
     given = [n for n, v in (("machine_id", machine_id), ("machine_name", machine_name),
                             ("machine_ids", machine_ids)) if v is not None]
     if len(given) != 1:
         raise ValueError("exactly one of machine_id, machine_name and machine_ids is required, got %s"
                          % (" and ".join(given) or "none"))
     if machine_ids is not None:
-        if not machine_ids:
-            raise ValueError("machine_ids must list at least one machine id")
-        empty = [i for i, v in enumerate(machine_ids) if v is None or not str(v).strip()]
-        if empty:
-            raise ValueError("machine_ids must not contain empty ids (item %s)" % ", ".join(str(i + 1) for i in empty))
+        check_machine_ids(machine_ids)
     if state not in STATES:
         raise ValueError("state must be one of %s, got %r" % (", ".join(STATES), state))
     if device_value is not None and device_value not in DEVICE_VALUES:
@@ -54,9 +107,7 @@ def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, st
         raise ValueError("purge_tags needs tags (tags: [] with purge_tags: true removes every tag)")
     if purge_tags and state == "absent":
         raise ValueError("purge_tags is only used with state: present")
-    for i, tag in enumerate(tags or []):
-        if tag is None or not str(tag).strip():
-            raise ValueError("tags must not contain an empty tag (item %d)" % (i + 1))
+    check_tags(tags)
 
 
 def plan_tags(current, tags, state="present", purge_tags=False):

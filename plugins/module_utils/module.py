@@ -22,6 +22,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.client import (
 )
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import machines as machines_utils
 
 AUTH_ARGUMENT_SPEC = dict(
     tenant_id=dict(type="str", fallback=(env_fallback, ["MDE_TENANT_ID", "AZURE_TENANT_ID", "AZURE_TENANT"])),
@@ -107,6 +108,16 @@ class MDEModule(AnsibleModule):
         self.exit_json(**result)
 
     # -- helpers shared by several modules -------------------------------------------------------------
+    def checked(self, check, *args, **kwargs):
+        """``check(*args, **kwargs)``'s result; its ValueError (a sentence naming the option) fails the task.
+
+        For validation in ``main()``, before ``run``: a failure here makes no API call at all."""
+        try:
+            return check(*args, **kwargs)
+        except ValueError as e:
+            text = str(e)
+            self.fail_json(msg=text if text.endswith(".") else text + ".")
+
     def fail_partway(self, error, done, total, noun, rerun=None):
         """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does."""
         text = str(error)
@@ -118,7 +129,7 @@ class MDEModule(AnsibleModule):
     def machines_named(self, machine_name):
         """Machines whose computerDnsName is ``machine_name`` (case-insensitive), or whose first DNS label is,
         when ``machine_name`` has no dot. One filtered list call (startswith on the first label)."""
-        name = machine_name.strip().lower()
+        name = machines_utils.check_machine_name(machine_name).lower()
         first_label = name.split(".")[0]
         found = self.client.list("/api/machines", empty_on_404=True,
                                  odata_filter="startswith(computerDnsName,%s)" % odata.quote(first_label))
@@ -126,10 +137,15 @@ class MDEModule(AnsibleModule):
                 or ("." not in name and name == (m.get("computerDnsName") or "").lower().split(".")[0])]
 
     def find_machine(self, machine_id=None, machine_name=None, onboarded_only=True):
-        """One Machine entity by id, or by computerDnsName (case-insensitive). Fails clearly otherwise."""
+        """One Machine entity by id, or by computerDnsName (case-insensitive). Fails clearly otherwise.
+
+        ``machine_id`` is checked to be a device id (40 hexadecimal characters) before any call, so that no other
+        text (``.``, ``..``, a path or a query) can reach the URL.
+        """
         if machine_id:
+            machine_id = self.checked(machines_utils.check_machine_id, machine_id)
             try:
-                return odata.entity(self.client.get("/api/machines/%s" % machine_id))
+                return odata.entity(self.client.get("/api/machines/%s" % odata.path_segment(machine_id)))
             except MDEError as e:
                 if e.status == 404:
                     self.fail_json(msg="No machine with id %s in Defender for Endpoint." % machine_id,
@@ -143,12 +159,13 @@ class MDEModule(AnsibleModule):
         if not onboarded:
             extra = ""
             if candidates:
-                extra = " (%d not onboarded: %s)" % (len(candidates), ", ".join(
-                    "%s [%s]" % (m.get("id"), m.get("onboardingStatus")) for m in candidates))
+                extra = " (%d not onboarded: %s)" % (len(candidates), odata.summary(
+                    candidates, show=lambda m: "%s [%s]" % (m.get("id"), m.get("onboardingStatus"))))
             self.fail_json(msg="No onboarded machine named %s in Defender for Endpoint%s." % (machine_name, extra))
         if len(onboarded) > 1:
             self.fail_json(msg="%d onboarded machines are named %s; use machine_id to pick one: %s." % (
-                len(onboarded), machine_name, "; ".join(
-                    "%s (%s, last seen %s)" % (m.get("id"), m.get("computerDnsName"), m.get("lastSeen"))
-                    for m in onboarded)), candidates=[m.get("id") for m in onboarded])
+                len(onboarded), machine_name, odata.summary(
+                    onboarded, show=lambda m: "%s (%s, last seen %s)" % (m.get("id"), m.get("computerDnsName"),
+                                                                          m.get("lastSeen")), sep="; ")),
+                candidates=[m.get("id") for m in onboarded])
         return onboarded[0]

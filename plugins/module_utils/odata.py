@@ -10,6 +10,11 @@ __metaclass__ = type
 import datetime
 import re
 
+try:
+    from urllib.parse import quote as _url_quote
+except ImportError:  # pragma: no cover
+    from urllib import quote as _url_quote  # type: ignore
+
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -32,6 +37,96 @@ MACHINE_ENUMS = {
     "exposure_level": ["None", "Low", "Medium", "High"],
     "risk_score": ["None", "Informational", "Low", "Medium", "High"],
 }
+
+
+# -- ids in URL paths and values in messages ------------------------------------------------------------
+# Control characters: C0, DEL, C1, and the Unicode line and paragraph separators (which some tools read as line
+# breaks). None of them belongs in an id, a tag or a name.
+CONTROL_RE = re.compile(u"[\u0000-\u001f\u007f-\u009f\u2028\u2029]")
+# Characters that would change which resource a URL path names ("/", "\\", "?", "#") or be decoded a second time
+# by a proxy ("%"), and whitespace. No id the API documents holds any of them (digest of
+# https://learn.microsoft.com/en-us/defender-endpoint/api/machine, .../api/alerts, .../api/machineaction).
+_NOT_IN_PATH_ID = re.compile(r"[/\\?#%\s]")
+# How many values a message names before it gives only the count of the others.
+SHOWN = 5
+# How many characters of one value a message shows.
+SHOWN_WIDTH = 60
+
+
+def shown(value, width=SHOWN_WIDTH):
+    """A value for a message: its repr (so CR, LF and NUL show as escapes), cut to about ``width`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > width:
+        return "%r... (%d characters)" % (text[:width], len(text))
+    return repr(text)
+
+
+def summary(values, limit=SHOWN, width=SHOWN_WIDTH, show=None, sep=", "):
+    """The first ``limit`` values, then how many more: ``a, b, c, d, e and 9995 more``.
+
+    ``show`` formats one value (default: as it is, cut to ``width`` characters).
+    """
+    values = list(values)
+    if show is None:
+        def show(v):
+            text = v if isinstance(v, str) else str(v)
+            return text if len(text) <= width and not CONTROL_RE.search(text) else shown(text, width)
+    head = sep.join(show(v) for v in values[:limit])
+    if len(values) > limit:
+        head += " and %d more" % (len(values) - limit)
+    return head
+
+
+def check_id(value, option, pattern=None, form=None):
+    """An id given in ``option``, checked to be safe as one URL path segment; returned without surrounding blanks.
+
+    Refuses empty ids, control characters, whitespace inside, ``/ \\ ? # %`` and ``.``/``..``; with ``pattern``,
+    also ids that do not match it (``form`` says what the option takes). Raises ValueError naming ``option``.
+    """
+    if value is None or not str(value).strip():
+        raise ValueError("%s must not be empty" % option)
+    text = value if isinstance(value, str) else str(value)
+    if CONTROL_RE.search(text):
+        raise ValueError("%s must not contain control characters such as CR, LF or NUL, got %s" % (option, shown(text)))
+    text = text.strip()
+    if pattern is not None:
+        if not pattern.match(text):
+            raise ValueError("%s must be %s, got %s" % (option, form, shown(text)))
+        return text
+    if text in (".", ".."):
+        raise ValueError("%s must be an id, not %r" % (option, text))
+    bad = _NOT_IN_PATH_ID.search(text)
+    if bad:
+        raise ValueError("%s must not contain whitespace or any of / \\ ? # %%, got %s" % (option, shown(text)))
+    return text
+
+
+def check_ids(values, option, pattern=None, form=None):
+    """``check_id`` for every item of a list option; one error naming the first few bad items and their count."""
+    if values is None:
+        return None
+    if not values:
+        raise ValueError("%s must list at least one id" % option)
+    good, bad = [], []
+    for n, value in enumerate(values, start=1):
+        try:
+            good.append(check_id(value, option, pattern, form))
+        except ValueError:
+            bad.append((n, value))
+    if bad:
+        if all(v is None or not str(v).strip() for _n, v in bad):
+            raise ValueError("%s must not contain empty ids (item %s)" % (option, summary(
+                [n for n, _v in bad], show=str)))
+        what = ("be %s" % form) if form else "be ids without whitespace, control characters or / \\ ? # %"
+        raise ValueError("%s must %s; %d of the %d items are not: %s" % (
+            option, what, len(bad), len(values), summary(bad, show=lambda b: "item %d %s" % (
+                b[0], shown(b[1]) if b[1] is not None else "(empty)"))))
+    return good
+
+
+def path_segment(value):
+    """``value`` percent-encoded as one URL path segment (nothing left unencoded but letters, digits and ``_.-~``)."""
+    return _url_quote(str(value), safe="")
 
 
 def quote(value):

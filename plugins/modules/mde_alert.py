@@ -141,11 +141,6 @@ updated_ids:
   sample: [da637472900382838869_1364969609]
 '''
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
-
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
@@ -158,7 +153,7 @@ def read_current(module, ids, single):
     """The current Alert entities of ``ids`` (in that order); fails naming ids the API does not know."""
     if single:
         try:
-            return [odata.entity(module.client.get("/api/alerts/%s" % quote(ids[0], safe="")))]
+            return [odata.entity(module.client.get("/api/alerts/%s" % odata.path_segment(ids[0])))]
         except MDEError as e:
             if e.status == 404:
                 module.fail_json(msg="No alert with id %s in Defender for Endpoint; nothing was changed." % ids[0],
@@ -167,15 +162,17 @@ def read_current(module, ids, single):
     found = alerts_utils.read_by_ids(module.client, ids)
     missing = [i for i in ids if i.lower() not in found]
     if missing:
-        module.fail_json(msg="%d of the %d alert ids are not in Defender for Endpoint; nothing was changed: %s." % (
-            len(missing), len(ids), ", ".join(missing)), missing_ids=missing)
+        module.fail_json(msg="%d of the %d alert ids are not in Defender for Endpoint; nothing was changed: %s "
+                             "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
+                         missing_ids=missing)
     return [found[i.lower()] for i in ids]
 
 
 def run(module):
     p = module.params
     single = p["alert_id"] is not None
-    ids = [p["alert_id"]] if single else odata.unique(p["alert_ids"])
+    ids = [alerts_utils.check_alert_id(p["alert_id"])] if single else \
+        odata.unique(alerts_utils.check_alert_ids(p["alert_ids"]))
     desired = alerts_utils.desired_fields(p["status"], p["assigned_to"], p["classification"], p["determination"])
     comment = p["comment"]
 
@@ -196,7 +193,8 @@ def run(module):
         diff["after"][alert["id"]] = dict(changes, **({"comment": comment} if comment else {}))
     if invalid:
         module.fail_json(msg="Nothing was changed: set determination too, because the current determination of %d "
-                             "alert(s) does not go with the new classification: %s." % (len(invalid), "; ".join(invalid)))
+                             "alert(s) does not go with the new classification: %s." % (len(invalid), odata.summary(
+                                 invalid, show=str, sep="; ")))
 
     updated_ids = [ident for ident, _changes in plans]
     result = dict(changed=bool(plans), updated_ids=updated_ids, diff=diff)
@@ -208,7 +206,7 @@ def run(module):
         if comment:
             body["comment"] = comment
         # Without a comment, repeating the PATCH cannot do anything twice.
-        entities = [odata.entity(module.client.patch("/api/alerts/%s" % quote(ids[0], safe=""), json=body,
+        entities = [odata.entity(module.client.patch("/api/alerts/%s" % odata.path_segment(ids[0]), json=body,
                                                      retry_safe=not comment))]
     else:
         done = []
@@ -252,8 +250,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["alert_id"] is not None and not p["alert_id"].strip():
-        module.fail_json(msg="alert_id must not be empty.")
+    if p["alert_id"] is not None:
+        module.checked(alerts_utils.check_alert_id, p["alert_id"])
+    if p["alert_ids"] is not None:
+        module.checked(alerts_utils.check_alert_ids, p["alert_ids"])
     try:
         alerts_utils.validate_update(p["alert_ids"], p["status"], p["assigned_to"], p["classification"],
                                      p["determination"], p["comment"])

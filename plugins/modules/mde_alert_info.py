@@ -49,7 +49,7 @@ options:
     elements: str
   machine_id:
     description:
-      - Only alerts of this machine (its Defender device id).
+      - Only alerts of this machine (its Defender device id, 40 hexadecimal characters).
       - The alerts endpoint cannot filter on C(machineId), so the alerts are read from the machine's own
         alerts collection, C(/api/machines/{id}/alerts), with the other filters as its C($filter).
       - With O(include_evidence), the evidence is read afterwards from C(/api/alerts) by alert id, 50 alerts per
@@ -164,15 +164,11 @@ filter:
   sample: "(status eq 'New' or status eq 'InProgress') and severity eq 'High' and alertCreationTime ge 2026-01-31T08:00:00Z"
 '''
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
-
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import alerts as alerts_utils
+from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
 FILTER_OPTIONS = tuple(option for option, _field, _kind in alerts_utils.ALERT_FILTERS)
 
@@ -180,7 +176,7 @@ FILTER_OPTIONS = tuple(option for option, _field, _kind in alerts_utils.ALERT_FI
 def read_one(module, alert_id, expand):
     params = {"$expand": "evidence"} if expand else None
     try:
-        return odata.entity(module.client.get("/api/alerts/%s" % quote(alert_id, safe=""), params=params))
+        return odata.entity(module.client.get("/api/alerts/%s" % odata.path_segment(alert_id), params=params))
     except MDEError as e:
         if e.status == 404:
             module.fail_json(msg="No alert with id %s in Defender for Endpoint." % alert_id, **e.to_dict())
@@ -188,7 +184,7 @@ def read_one(module, alert_id, expand):
 
 
 def read_machine_alerts(module, machine_id, odata_filter, limit, expand):
-    path = "/api/machines/%s/alerts" % quote(machine_id, safe="")
+    path = "/api/machines/%s/alerts" % odata.path_segment(machine_id)
     try:
         found = list(module.client.list(path, odata_filter=odata_filter, limit=limit))
     except MDEError as e:
@@ -204,10 +200,12 @@ def read_machine_alerts(module, machine_id, odata_filter, limit, expand):
 def run(module):
     p = module.params
     if p["alert_id"]:
-        return dict(changed=False, alerts=[read_one(module, p["alert_id"], p["include_evidence"])], filter=None)
+        alert_id = alerts_utils.check_alert_id(p["alert_id"])
+        return dict(changed=False, alerts=[read_one(module, alert_id, p["include_evidence"])], filter=None)
     odata_filter = alerts_utils.alert_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     if p["machine_id"]:
-        found = read_machine_alerts(module, p["machine_id"], odata_filter, p["limit"], p["include_evidence"])
+        found = read_machine_alerts(module, mu.check_machine_id(p["machine_id"]), odata_filter, p["limit"],
+                                    p["include_evidence"])
     else:
         params = {"$expand": "evidence"} if p["include_evidence"] else None
         found = list(module.client.list("/api/alerts", odata_filter=odata_filter, params=params, limit=p["limit"]))
@@ -237,10 +235,10 @@ def main():
     p = module.params
     if p["limit"] is not None and p["limit"] < 1:
         module.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
-    if p["alert_id"] is not None and not p["alert_id"].strip():
-        module.fail_json(msg="alert_id must not be empty.")
-    if p["machine_id"] is not None and not p["machine_id"].strip():
-        module.fail_json(msg="machine_id must not be empty.")
+    if p["alert_id"] is not None:
+        module.checked(alerts_utils.check_alert_id, p["alert_id"])
+    if p["machine_id"] is not None:
+        module.checked(mu.check_machine_id, p["machine_id"])
     try:
         alerts_utils.alert_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     except ValueError as e:

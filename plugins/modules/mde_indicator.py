@@ -310,6 +310,7 @@ counts:
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import indicators as ti
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 PATH = "/api/indicators"
 SINGLE_OPTIONS = [option for option, _api in ti.FIELDS]
@@ -412,7 +413,7 @@ def run(module):
         if changed and not module.check_mode:
             if item["result"] == "deleted":
                 try:
-                    module.client.delete("%s/%s" % (PATH, item["existing"]["id"]))
+                    module.client.delete("%s/%s" % (PATH, odata.path_segment(item["existing"]["id"])))
                 except MDEError as e:
                     if e.status != 404:  # already gone: a retried DELETE whose first try succeeded
                         raise

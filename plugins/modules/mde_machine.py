@@ -23,6 +23,8 @@ description:
     per tag and action, with only the machines that need it, at most 500 machine ids a call (the API's limit); and one
     C(setDeviceValue) call per machine whose device value differs."
   - All input is validated before the first API call. A machine id the API does not know fails the task before any write.
+  - When a write fails after an earlier one went through, the task fails with C(changed=true) and the machines already
+    changed in RV(updated_ids), for one machine as for a list.
   - Needs the WindowsDefenderATP application permission C(Machine.ReadWrite.All).
 author:
   - defender.endpoint maintainers (@defender-endpoint)
@@ -50,8 +52,8 @@ options:
     type: str
   machine_ids:
     description:
-      - The device ids of several machines to change the same way. Repeated ids are changed once; ids are compared
-        case-insensitively.
+      - The device ids (40 hexadecimal characters each) of several machines to change the same way. Repeated ids are
+        changed once; ids are compared case-insensitively.
     type: list
     elements: str
   tags:
@@ -59,6 +61,8 @@ options:
       - Machine tags to add (O(state=present)) or remove (O(state=absent)).
       - Tags are compared exactly (case-sensitively), as the API's own tag lookups are.
       - With O(purge_tags=true), the machines end up with exactly these tags; V([]) then removes every tag.
+      - A tag that is empty, holds a control character (such as CR, LF or NUL) or is longer than 200 characters fails
+        the task before any API call.
     type: list
     elements: str
   state:
@@ -150,11 +154,6 @@ updated_ids:
   sample: [1e5bc9d7e413ddd7902c2932e418702b84d0cc07]
 '''
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
-
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
@@ -166,14 +165,14 @@ PERMISSION = "Machine.ReadWrite.All"
 def read_current(module, single):
     p = module.params
     if single:
-        return [module.find_machine(machine_id=quote(p["machine_id"].strip(), safe="") if p["machine_id"] else None,
-                                    machine_name=p["machine_name"])]
-    ids = odata.unique([i.strip().lower() for i in p["machine_ids"]])
+        return [module.find_machine(machine_id=p["machine_id"], machine_name=p["machine_name"])]
+    ids = odata.unique(mu.check_machine_ids(p["machine_ids"]))
     found = mu.read_by_ids(module.client, ids)
     missing = [i for i in ids if i not in found]
     if missing:
-        module.fail_json(msg="%d of the %d machine ids are not in Defender for Endpoint; nothing was changed: %s." % (
-            len(missing), len(ids), ", ".join(missing)), missing_ids=missing)
+        module.fail_json(msg="%d of the %d machine ids are not in Defender for Endpoint; nothing was changed: %s "
+                             "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
+                         missing_ids=missing)
     return [found[i] for i in ids]
 
 
@@ -208,19 +207,28 @@ def managed_fields(module, machine):
 
 
 def write_single(module, machine, add, remove, value):
-    """The /tags and setDeviceValue calls for one machine; returns the machine as the last answer shows it."""
-    path = "/api/machines/%s" % quote(machine["id"], safe="")
+    """The /tags and setDeviceValue calls for one machine; returns the machine as the last answer shows it.
+
+    A call that fails after an earlier one changed the machine fails the task as the list form does
+    (``fail_partway``): changed, with the machine in ``updated_ids``.
+    """
+    path = "/api/machines/%s" % odata.path_segment(machine["id"])
     latest = machine
+    done = []
     # Adding or removing a tag, or setting a value, twice has the effect of doing it once: safe to repeat.
-    for action, tags in (("Remove", remove), ("Add", add)):
-        for tag in tags:
-            answer = mu.machines_in(module.client.post(path + "/tags", json={"Value": tag, "Action": action},
+    try:
+        for action, tags in (("Remove", remove), ("Add", add)):
+            for tag in tags:
+                answer = mu.machines_in(module.client.post(path + "/tags", json={"Value": tag, "Action": action},
+                                                           retry_safe=True))
+                latest = answer[0] if answer else latest
+                done[:] = [machine["id"]]
+        if value:
+            answer = mu.machines_in(module.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
                                                        retry_safe=True))
             latest = answer[0] if answer else latest
-    if value:
-        answer = mu.machines_in(module.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
-                                                   retry_safe=True))
-        latest = answer[0] if answer else latest
+    except MDEError as e:
+        module.fail_partway(e, done, 1, "machines")
     return latest
 
 
@@ -242,7 +250,7 @@ def write_many(module, plans):
             changed(body["MachineIds"])
         for machine, _add, _remove, value in plans:
             if value:
-                path = "/api/machines/%s/setDeviceValue" % quote(machine["id"], safe="")
+                path = "/api/machines/%s/setDeviceValue" % odata.path_segment(machine["id"])
                 for fresh in mu.machines_in(module.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
                     answered[fresh["id"].lower()] = fresh
                 changed([machine["id"]])

@@ -206,15 +206,11 @@ machine_action:
     relatedFileInfo: null
 '''
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
-
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
+from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
 
 def read_actions(module, machine_id, types, statuses=None):
@@ -243,8 +239,7 @@ def run(module):
     p = module.params
     action = p["action"]
     spec = ma.ACTIONS[action]
-    machine = module.find_machine(machine_id=quote(p["machine_id"], safe="") if p["machine_id"] else None,
-                                  machine_name=p["machine_name"])
+    machine = module.find_machine(machine_id=p["machine_id"], machine_name=p["machine_name"])
     machine_id = machine["id"]
     result = dict(changed=False, machine_action=None)
 
@@ -315,9 +310,10 @@ def main():
         ma.validate(p["action"], p["comment"], p["isolation_type"], p["scan_type"], p["sha1"], p["wait_timeout"])
     except ValueError as e:
         module.fail_json(msg=str(e))
-    for option in ("machine_id", "machine_name"):
-        if p[option] is not None and not p[option].strip():
-            module.fail_json(msg="%s must not be empty." % option)
+    if p["machine_id"] is not None:
+        module.checked(mu.check_machine_id, p["machine_id"])
+    if p["machine_name"] is not None:
+        module.checked(mu.check_machine_name, p["machine_name"])
     module.run(run)
 
 

@@ -36,7 +36,7 @@ options:
       - Mutually exclusive with the filters.
     type: str
   machine_id:
-    description: Only actions on this machine (its Defender device id).
+    description: Only actions on this machine (its Defender device id, 40 hexadecimal characters).
     type: str
   type:
     description: Only actions of these types, as the API names them.
@@ -160,14 +160,14 @@ import os
 import tempfile
 
 try:
-    from urllib.parse import quote, urlsplit
+    from urllib.parse import urlsplit
 except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
     from urlparse import urlsplit  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
+from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 FILTER_OPTIONS = ("machine_id", "type", "status", "requestor", "created_after")
@@ -178,7 +178,7 @@ def build_filter(p):
     if p["created_after"]:
         created = "creationDateTimeUtc ge %s" % odata.format_time(odata.parse_time(p["created_after"], "created_after"))
     return odata.and_all(
-        "machineId eq %s" % odata.quote(p["machine_id"]) if p["machine_id"] else None,
+        "machineId eq %s" % odata.quote(p["machine_id"].strip()) if p["machine_id"] else None,
         odata.any_of("type", p["type"]),
         odata.any_of("status", p["status"]),
         "requestor eq %s" % odata.quote(p["requestor"]) if p["requestor"] else None,
@@ -251,7 +251,7 @@ def package(module, action):
     fetch = bool(dest) and (p["force"] or not os.path.exists(dest))
     uri = None
     if p["package_uri"] or (fetch and not module.check_mode):
-        data = module.client.get("/api/machineactions/%s/GetPackageUri" % action["id"])
+        data = module.client.get("/api/machineactions/%s/GetPackageUri" % odata.path_segment(action["id"]))
         uri = ma.clean_package_uri((data or {}).get("value"))
         if not uri:
             raise MDEError("GET /api/machineactions/%s/GetPackageUri returned no URI." % action["id"])
@@ -271,7 +271,8 @@ def package(module, action):
 def run(module):
     p = module.params
     if p["action_id"]:
-        action = odata.entity(module.client.get("/api/machineactions/%s" % quote(p["action_id"].strip(), safe="")))
+        action = odata.entity(module.client.get("/api/machineactions/%s" % odata.path_segment(
+            ma.check_action_id(p["action_id"]))))
         result = dict(changed=False, machine_actions=[action], filter=None)
         if p["package_uri"] or p["dest"]:
             result.update(package(module, action))
@@ -299,9 +300,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["action_id"] is not None and not ma.GUID_RE.match(p["action_id"].strip()):
-        module.fail_json(msg="action_id must be a machine action id (a GUID such as "
-                             "5382f7ea-7557-4ab7-9782-d50480024a4e), got %r." % p["action_id"])
+    if p["action_id"] is not None:
+        module.checked(ma.check_action_id, p["action_id"])
+    if p["machine_id"] is not None:
+        module.checked(mu.check_machine_id, p["machine_id"])
     if (p["package_uri"] or p["dest"]) and not p["action_id"]:
         module.fail_json(msg="package_uri and dest need action_id (a CollectInvestigationPackage action).")
     if p["force"] and not p["dest"]:

@@ -154,13 +154,9 @@ filter:
   sample: "(osPlatform eq 'WindowsServer2019' or osPlatform eq 'WindowsServer2022') and exposureLevel eq 'High'"
 '''
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote  # type: ignore
-
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
 FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure_level", "risk_score",
                   "machine_tags", "last_seen_within")
@@ -169,7 +165,7 @@ FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure
 def run(module):
     p = module.params
     if p["machine_id"]:
-        machine = module.find_machine(machine_id=quote(p["machine_id"], safe=""))
+        machine = module.find_machine(machine_id=p["machine_id"])
         return dict(changed=False, machines=[machine], filter=None)
     if p["machine_name"]:
         return dict(changed=False, machines=module.machines_named(p["machine_name"])[:p["limit"]], filter=None)
@@ -208,6 +204,10 @@ def main():
             for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
         supports_check_mode=True,
     )
+    if module.params["machine_id"] is not None:
+        module.checked(mu.check_machine_id, module.params["machine_id"])
+    if module.params["machine_name"] is not None:
+        module.checked(mu.check_machine_name, module.params["machine_name"])
     if module.params["limit"] is not None and module.params["limit"] < 1:
         module.fail_json(msg="limit must be at least 1, got %d." % module.params["limit"])
     if module.params["last_seen_within"]:

@@ -126,6 +126,36 @@ MODULE_CASES = [
     ("hunting empty query", HUNTING, dict(query="  "), ["query", "empty"]),
     ("vulnerability_info include", VULNERABILITIES, dict(machine_id=MID, include=["patches"]), ["include", "patches"]),
     ("vulnerability_info no machine", VULNERABILITIES, dict(), ["machine_id", "machine_name"]),
+    # -- ids put into URL paths, tags, names (security review: input hardening) ----------------------------
+    ("info machine_id dot", INFO, dict(machine_id="."), ["machine_id", "40 hexadecimal characters", "got '.'"]),
+    ("info machine_id dot dot", INFO, dict(machine_id=".."), ["machine_id", "40 hexadecimal characters", "got '..'"]),
+    ("action machine_id a path", ACTION, dict(machine_id="../machineactions", action="isolate"),
+     ["machine_id", "40 hexadecimal characters", "'../machineactions'"]),
+    ("action machine_id with a query", ACTION, dict(machine_id=MID + "?$top=1", action="isolate"),
+     ["machine_id", "40 hexadecimal characters"]),
+    ("action machine_name with LF", ACTION, dict(machine_name="ws-00000\nx", action="isolate"),
+     ["machine_name", "control characters", "'ws-00000\\nx'"]),
+    ("action_info machine_id an OData expression", ACTION_INFO, dict(machine_id="x' or machineId ne 'y"),
+     ["machine_id", "40 hexadecimal characters"]),
+    ("machine machine_id dot", MACHINE, dict(machine_id=".", tags=["x"]), ["machine_id", "40 hexadecimal characters"]),
+    ("machine machine_ids bad items", MACHINE, dict(machine_ids=[MID, ".", "a/b"], tags=["x"]),
+     ["machine_ids", "2 of the 3 items are not: item 2 '.', item 3 'a/b'"]),
+    ("machine many bad machine_ids", MACHINE, dict(machine_ids=["m%d" % i for i in range(2000)], tags=["x"]),
+     ["machine_ids", "2000 of the 2000 items", "and 1995 more"]),
+    ("machine tag with CR LF", MACHINE, dict(machine_id=MID, tags=["ok", "bad\r\nX-Injected: 1"]),
+     ["tags", "control characters", "item 2 'bad\\r\\nX-Injected: 1'"]),
+    ("machine tag with NUL", MACHINE, dict(machine_ids=[MID], tags=["nul\x00"]), ["tags", "control characters"]),
+    ("machine tag too long", MACHINE, dict(machine_id=MID, tags=["x" * 201]), ["tags", "at most 200", "201"]),
+    ("vulnerability_info machine_id dot", VULNERABILITIES, dict(machine_id="."), ["machine_id", "40 hexadecimal"]),
+    ("alert_info machine_id not hex", ALERT_INFO, dict(machine_id="ws-00000"), ["machine_id", "40 hexadecimal"]),
+    ("alert_info alert_id dot dot", ALERT_INFO, dict(alert_id=".."), ["alert_id", "'..'"]),
+    ("alert_info alert_id with a query", ALERT_INFO, dict(alert_id="da1?$expand=evidence"),
+     ["alert_id", "?", "'da1?$expand=evidence'"]),
+    ("alert alert_id a path", ALERT, dict(alert_id="da1/../../machines", status="Resolved"), ["alert_id", "/"]),
+    ("alert alert_ids bad items", ALERT, dict(alert_ids=["da1_2", "da 3", "#x"], status="Resolved"),
+     ["alert_ids", "2 of the 3 items are not: item 2 'da 3', item 3 '#x'"]),
+    ("indicator Url with NUL", INDICATOR, ind("Url", "http://evil.example.net/a\x00b"),
+     ["invalid Url value", "control characters"]),
     # -- credentials and connection options -------------------------------------------------------------
     ("no credential", INFO, dict(client_secret=""), ["client_secret", "client_certificate_path", "access_token"]),
     ("two credentials", INFO, dict(access_token="ey.not.used"), ["client_secret", "access_token", "one credential"]),
@@ -165,6 +195,12 @@ MODULE_CASES = [
     ("api: machine unknown machine_id", MACHINE, dict(machine_id=UNKNOWN_MID, tags=["x"]), ["machine", UNKNOWN_MID]),
     ("api: vulnerability_info unknown machine_id", VULNERABILITIES, dict(machine_id=UNKNOWN_MID),
      ["machine", UNKNOWN_MID]),
+    ("api: machine 3000 unknown machine_ids", MACHINE, dict(machine_ids=["%040x" % (i + 1) for i in range(3000)],
+                                                             tags=["x"]),
+     ["3000 of the 3000 machine ids are not in Defender for Endpoint", "%040x, " % 1, "and 2995 more"]),
+    ("api: alert unknown alert_ids", ALERT, dict(alert_ids=["da%018d_%d" % (i, i) for i in range(1, 601)],
+                                                 status="Resolved"),
+     ["600 of the 600 alert ids are not in Defender for Endpoint", "da000000000000000001_1, ", "and 595 more"]),
     ("api: alert unknown alert_id", ALERT, dict(alert_id="da000000000000000000_1", status="Resolved"),
      ["da000000000000000000_1"]),
 ]
@@ -273,6 +309,7 @@ def test_bad_input(outcome, case_id, fragments):
     for fragment in fragments:
         assert fragment in msg, (fragment, msg)
     assert "Unexpected error" not in msg, msg
+    assert len(msg) < 2000, "a message of %d characters" % len(msg)
     assert got["writes"] == []
     if not case_id.startswith("api:"):
         assert got["log"] == [], "validation made requests: %s" % [(e["method"], e["path"]) for e in got["log"]]

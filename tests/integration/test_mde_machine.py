@@ -210,6 +210,40 @@ def test_a_list_that_fails_part_way_names_what_was_changed_and_the_rerun_finishe
         assert {"Finance", "Wave-3"} <= set(by_id(emulator, i)["machineTags"])
 
 
+def test_one_machine_that_fails_part_way_reports_what_was_changed_and_the_rerun_finishes(ansible, emulator):
+    machine = next(m for m in onboarded(emulator, 20) if "First" not in m["machineTags"])
+    mid, tags0 = machine["id"], list(machine["machineTags"])
+    tag_path = "/api/machines/%s/tags" % mid
+    # the second /tags call (Second) is refused; the first (First) went through
+    emulator.inject_fault("/machines/%s/tags" % mid, "status", status=400, skip=1)
+    args = dict(machine_id=mid, tags=["First", "Second"])
+    result = ansible.playbook(tasks=[failing("apply", **args), task("again", **args)])
+    res = result.task("apply")
+    assert res["failed"] is True and res["changed"] is True and res["updated_ids"] == [mid]
+    assert res["status"] == 400 and res["path"] == tag_path
+    assert "1 of the 1 machines to change had been changed before this call" in res["msg"]
+    assert "re-running the task is safe" in res["msg"]
+    again = result.task("again")
+    assert again["changed"] is True and again["machine"]["machineTags"] == tags0 + ["First", "Second"]
+    assert writes(emulator) == [
+        (tag_path, {"Value": "First", "Action": "Add"}),
+        (tag_path, {"Value": "Second", "Action": "Add"}),     # refused
+        (tag_path, {"Value": "Second", "Action": "Add"}),     # the re-run: First is not sent again
+    ]
+    assert [e["status"] for e in emulator.writes()] == [200, 400, 200]
+
+
+def test_10000_unknown_machine_ids_make_a_short_message(ansible, emulator):
+    known = [m["id"] for m in onboarded(emulator, 2)]
+    unknown = ["%040x" % (i + 1) for i in range(10000)]
+    result = ansible.playbook(tasks=[failing("unknown", machine_ids=known + unknown, tags=["X"])])
+    res = result.task("unknown")
+    assert res["failed"] is True and res["missing_ids"] == unknown
+    assert res["msg"] == ("10000 of the 10002 machine ids are not in Defender for Endpoint; nothing was changed: "
+                          "%s and 9995 more (missing_ids lists them all)." % ", ".join(unknown[:5]))
+    assert writes(emulator) == []
+
+
 def test_purge_on_a_list_removes_other_tags_per_machine(ansible, emulator):
     machines = onboarded(emulator, 8)
     ids = [m["id"] for m in machines]
@@ -241,6 +275,15 @@ def test_bad_input_fails_before_any_call(ansible, emulator):
         "nothing to do": (dict(machine_id=mid), "set tags or device_value"),
         "purge with absent": (dict(machine_id=mid, tags=["x"], state="absent", purge_tags=True), "purge_tags"),
         "empty id in list": (dict(machine_ids=[mid, " "], tags=["x"]), "empty ids"),
+        # security review: ids must be device ids, tags must be safe to send, before any call
+        "dot as id": (dict(machine_id=".", tags=["x"]), "machine_id must be a Defender device id"),
+        "path as id": (dict(machine_id="../alerts", device_value="Low"), "machine_id must be a Defender device id"),
+        "bad id in list": (dict(machine_ids=[mid, ".."], tags=["x"]), "1 of the 2 items are not: item 2 '..'"),
+        "tag with CR LF after a good one": (dict(machine_id=mid, tags=["Good", "bad\r\nX-Injected: 1"]),
+                                            "tags must not contain control characters"),
+        "tag with NUL": (dict(machine_id=mid, tags=["nul\x00"]), "tags must not contain control characters"),
+        "tag too long": (dict(machine_id=mid, tags=["x" * 201]), "tags must be at most 200 characters long"),
+        "name with LF": (dict(machine_name="ws-00000\nx", tags=["x"]), "machine_name must not contain control"),
     }
     result = ansible.playbook(tasks=[failing(name, **args) for name, (args, _words) in cases.items()])
     for name, (_args, words) in cases.items():

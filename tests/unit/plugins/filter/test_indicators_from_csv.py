@@ -45,3 +45,35 @@ def test_not_text_fails():
 
 def test_registered_under_its_name():
     assert FilterModule().filters()["indicators_from_csv"] is indicators_from_csv
+
+
+def test_a_utf8_byte_order_mark_does_not_become_part_of_the_first_column_name():
+    # Excel's "CSV UTF-8" format starts the file with U+FEFF, as text or as the bytes EF BB BF.
+    text = u"\ufeffindicator_value,indicator_type\r\nevil.example.net,DomainName\r\n"
+    expected = [{"indicator_value": "evil.example.net", "indicator_type": "DomainName"}]
+    assert indicators_from_csv(text) == expected
+    assert indicators_from_csv(text.encode("utf-8")) == expected
+
+
+def test_a_quoted_cell_keeps_all_its_lines_even_blank_or_starting_with_a_hash():
+    text = (
+        "indicator_value,indicator_type,description,title\r\n"
+        "evil.example.net,DomainName,\"first line\r\n"
+        "\r\n"
+        "# not a comment, a line of the description\r\n"
+        "last line\",Phishing\r\n"
+        "# a comment between rows\r\n"
+        "\r\n"
+        "198.51.100.7,IpAddress,\"one\ntwo\",C2\n"
+    )
+    assert indicators_from_csv(text) == [
+        {"indicator_value": "evil.example.net", "indicator_type": "DomainName", "title": "Phishing",
+         "description": "first line\n\n# not a comment, a line of the description\nlast line"},
+        {"indicator_value": "198.51.100.7", "indicator_type": "IpAddress", "description": "one\ntwo", "title": "C2"},
+    ]
+
+
+def test_row_numbers_count_records_not_lines():
+    text = "indicator_value,generate_alert\n\"a\nb\",yes\nc,maybe\n"
+    with pytest.raises(AnsibleFilterError, match="data row 3: generate_alert"):
+        indicators_from_csv(text)

@@ -155,3 +155,41 @@ def test_read_by_ids_chunks_the_or_filter():
     assert client.calls[0][1].count(" or ") == alerts.ID_CHUNK - 1
     assert client.calls[2][1] == "(%s)" % " or ".join("id eq '%s'" % i for i in ids[100:])
     assert sorted(found) == sorted(i.lower() for i in ids[:-1])
+
+
+# -- alert ids put into URL paths ------------------------------------------------------------------------
+@pytest.mark.parametrize("value,message", [
+    (".", "alert_id must be an id, not '.'"),
+    ("..", "alert_id must be an id, not '..'"),
+    ("da1/../../machines", "alert_id must not contain whitespace or any of / \\ ? # %, got 'da1/../../machines'"),
+    ("da1?$expand=evidence", "got 'da1?$expand=evidence'"),
+    ("da1#x", "got 'da1#x'"),
+    ("da1%2F..", "got 'da1%2F..'"),
+    ("da1\\x", "alert_id must not contain whitespace"),
+    ("da 1", "alert_id must not contain whitespace"),
+    ("da1\r\nX: y", "alert_id must not contain control characters such as CR, LF or NUL, got 'da1\\r\\nX: y'"),
+    ("  ", "alert_id must not be empty"),
+])
+def test_check_alert_id_refuses_what_cannot_be_one_path_segment(value, message):
+    with pytest.raises(ValueError) as err:
+        alerts.check_alert_id(value)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["da637472900382838869_1364969609", "637472900382838869_-136", "ed1234abc",
+                                   " da1_2 "])
+def test_check_alert_id_accepts_the_documented_forms(value):
+    assert alerts.check_alert_id(value) == value.strip()
+    assert odata.path_segment(alerts.check_alert_id(value)) == value.strip()
+
+
+def test_check_alert_ids_names_the_first_bad_items_and_the_count():
+    with pytest.raises(ValueError) as err:
+        alerts.check_alert_ids(["da1_2"] + ["x/%d" % i for i in range(5000)])
+    text = str(err.value)
+    assert text.startswith("alert_ids must be ids without whitespace, control characters or / \\ ? # %; 5000 of the "
+                           "5001 items are not: item 2 'x/0', item 3 'x/1'")
+    assert text.endswith("and 4995 more") and len(text) < 300
+    with pytest.raises(ValueError, match="at least one alert id"):
+        alerts.check_alert_ids([])
+    assert alerts.check_alert_ids([" da1_2", "da3_4 "]) == ["da1_2", "da3_4"]

@@ -269,3 +269,24 @@ def test_batch_delete_other_errors_raise():
     client = FakeClient(["1"], [403])
     with pytest.raises(MDEError):
         ti.batch_delete(client, ["1"])
+
+
+@pytest.mark.parametrize("itype,value", [
+    ("Url", "http://evil.example.net/a\x00b"),
+    ("Url", "http://evil.example.net/a\u2028b"),
+    ("DomainName", "evil\x07.example.net"),
+])
+def test_values_with_control_characters_are_refused_and_shown_escaped(itype, value):
+    with pytest.raises(ValueError) as err:
+        ti.build(spec(indicator_type=itype, indicator_value=value, action="Block"), "present", "indicators[2]", now=NOW)
+    text = str(err.value)
+    assert "control characters" in text and repr(value) in text
+    assert not any(c in text for c in "\x00\x07\u2028")
+
+
+def test_a_long_bad_value_is_shown_cut_in_the_message():
+    value = "g" * 100000
+    with pytest.raises(ValueError) as err:
+        ti.build(spec(indicator_value=value), "present", "indicators[0]", now=NOW)
+    text = str(err.value)
+    assert "(100000 characters)" in text and "invalid FileSha256 value" in text and len(text) < 400

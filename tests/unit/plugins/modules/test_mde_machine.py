@@ -1,22 +1,13 @@
 """mde_machine and module_utils/machines: validation, tag planning, bulk chunking (<= 500 ids), reading by id."""
-import json
-import os
-
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine as module_file
+from tests.unit.fixtures import sample
 
-SAMPLES = "/work/shared/mde-api/samples"
 MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
-
-
-def sample(name):
-    path = os.path.join(SAMPLES, name)
-    if not os.path.exists(path):
-        pytest.skip("API samples not available")
-    with open(path) as f:
-        return json.load(f)
 
 
 def machine_id(i):
@@ -235,3 +226,92 @@ def test_bulk_answer_without_machines_is_followed_by_one_read():
     result = module_file.run(FakeModule(client, machine_ids=ids, tags=["new"]))
     assert len(client.calls) == 2                        # the first read, then one read of the changed machines
     assert all("new" in m["machineTags"] for m in result["machines"])
+
+
+# -- input hardening: ids, tags and the size of messages ---------------------------------------------------
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(machine_id=".", tags=["a"]), "machine_id must be a Defender device id, 40 hexadecimal characters"),
+    (dict(machine_id="..", tags=["a"]), "got '..'"),
+    (dict(machine_id="../machineactions", tags=["a"]), "machine_id must be a Defender device id"),
+    (dict(machine_id=MID + "?$top=1", tags=["a"]), "machine_id must be a Defender device id"),
+    (dict(machine_id=MID[:-1], tags=["a"]), "machine_id must be a Defender device id"),
+    (dict(machine_id=MID + "0", tags=["a"]), "machine_id must be a Defender device id"),
+    (dict(machine_id="g" * 40, tags=["a"]), "machine_id must be a Defender device id"),
+    (dict(machine_id=MID + "\n", tags=["a"]), "machine_id must not contain control characters"),
+    (dict(machine_name="ws1\r\nx", tags=["a"]), "machine_name must not contain control characters"),
+    (dict(machine_ids=[MID, ".", "abc"], tags=["a"]), "2 of the 3 items are not: item 2 '.', item 3 'abc'"),
+    (dict(machine_id=MID, tags=["ok", "bad\r\nX-Injected: 1"]), "tags must not contain control characters such as "
+                                                                 "CR, LF or NUL: item 2 'bad\\r\\nX-Injected: 1'"),
+    (dict(machine_id=MID, tags=["nul\x00"]), "item 1 'nul\\x00'"),
+    (dict(machine_id=MID, tags=["line\u2028separator"]), "tags must not contain control characters"),
+    (dict(machine_id=MID, tags=["x" * 201]), "tags must be at most 200 characters long: item 1 has 201"),
+])
+def test_validate_refuses_ids_and_tags_that_could_not_be_sent_safely(kwargs, words):
+    with pytest.raises(ValueError) as e:
+        mu.validate(**kwargs)
+    assert words in str(e.value)
+    assert "\n" not in str(e.value) and "\r" not in str(e.value) and "\x00" not in str(e.value)
+
+
+def test_validate_accepts_a_tag_of_200_characters_and_an_upper_case_id_with_blanks_around():
+    mu.validate(machine_id=" %s " % MID.upper(), tags=["x" * 200, "Wave 2 (Finance)"])
+    assert mu.check_machine_id(" %s " % MID.upper()) == MID
+
+
+def test_many_bad_ids_are_counted_not_all_listed():
+    with pytest.raises(ValueError) as e:
+        mu.validate(machine_ids=["bad%d" % i for i in range(10000)], tags=["a"])
+    text = str(e.value)
+    assert "10000 of the 10000 items are not: item 1 'bad0'" in text and "and 9995 more" in text
+    assert len(text) < 400
+
+
+def test_10000_unknown_machine_ids_name_the_first_five_and_the_count():
+    client = ListingClient(fleet(3))
+    ids = [machine_id(i) for i in range(3)] + [machine_id(100 + i) for i in range(10000)]
+    with pytest.raises(AssertionError) as e:
+        module_file.run(FakeModule(client, machine_ids=ids, tags=["a"]))
+    facts = e.value.args[0]
+    assert facts["msg"].startswith("10000 of the 10003 machine ids are not in Defender for Endpoint; nothing was "
+                                   "changed: %s, " % machine_id(100))
+    assert "and 9995 more (missing_ids lists them all)." in facts["msg"] and len(facts["msg"]) < 400
+    assert len(facts["missing_ids"]) == 10000 and client.posts == []
+
+
+class Refused(ListingClient):
+    """Refuses the write calls after the first ``allowed`` ones."""
+
+    def __init__(self, machines, allowed):
+        super(Refused, self).__init__(machines)
+        self.allowed = allowed
+
+    def post(self, path, json=None, retry_safe=False):
+        if len(self.posts) >= self.allowed:
+            self.posts.append((path, json))
+            raise MDEError("POST %s failed: HTTP 400 InvalidRequestBody." % path, status=400,
+                           code="InvalidRequestBody", method="POST", path=path)
+        return super(Refused, self).post(path, json=json, retry_safe=retry_safe)
+
+
+class PartwayModule(FakeModule):
+    fail_partway = MDEModule.fail_partway
+
+
+def test_one_machine_failing_after_a_write_reports_changed_and_the_machine():
+    client = Refused([{"id": MID, "machineTags": [], "deviceValue": "Normal"}], allowed=1)
+    with pytest.raises(AssertionError) as e:
+        module_file.run(PartwayModule(client, machine_id=MID, tags=["first", "second"]))
+    facts = e.value.args[0]
+    assert facts["changed"] is True and facts["updated_ids"] == [MID]
+    assert "1 of the 1 machines to change had been changed before this call" in facts["msg"]
+    assert facts["status"] == 400 and facts["path"] == "/api/machines/%s/tags" % MID
+    assert client.machines[0]["machineTags"] == ["first"]
+
+
+def test_one_machine_failing_on_the_first_write_reports_unchanged():
+    client = Refused([{"id": MID, "machineTags": [], "deviceValue": "Normal"}], allowed=0)
+    with pytest.raises(AssertionError) as e:
+        module_file.run(PartwayModule(client, machine_id=MID, tags=["first"], device_value="High"))
+    facts = e.value.args[0]
+    assert facts["changed"] is False and facts["updated_ids"] == []
+    assert "0 of the 1 machines" in facts["msg"]
