@@ -199,7 +199,7 @@ exclude_filters:
   - health_status: [Inactive, NoSensorData]
 cache: true
 cache_plugin: ansible.builtin.jsonfile
-cache_connection: ~/.cache/defender.endpoint/inventory
+cache_connection: ~/.cache/mde_machines_inventory
 cache_timeout: 3600
 '''
 
@@ -218,6 +218,8 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
+from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
+from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import safe_host_name, untrusted
 
 try:
     from jinja2 import Environment as JinjaEnvironment, nodes as jinja_nodes
@@ -382,8 +384,9 @@ class HostVarNames(dict):
 
 
 def hostvars_of(machine, names):
-    """Every Machine property as ``mde_<snake_case>`` (keys such as ``@odata.etag`` are skipped)."""
-    return dict((names[k], v) for k, v in machine.items() if not k.startswith("@"))
+    """Every Machine property as ``mde_<snake_case>`` (keys such as ``@odata.etag`` are skipped), marked untrusted:
+    a device sets its own tags and name, so none of it may ever be rendered as a template."""
+    return untrusted(dict((names[k], v) for k, v in machine.items() if not k.startswith("@")))
 
 
 def time_key(value):
@@ -457,6 +460,8 @@ def exclusion_matcher(filter_set):
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     NAME = "defender.endpoint.mde_machines"
+    _keying = False
+    _unsafe_names = 0
 
     def verify_file(self, path):
         if super(InventoryModule, self).verify_file(path):
@@ -466,15 +471,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # -- options ----------------------------------------------------------------------------------------
     def _templated(self, name):
         """An option's value, templated when it was written in the configuration file (a vault variable or a
-        lookup for a secret). A value from the environment is used as it is: a secret is never evaluated."""
-        value, origin = self.get_option_and_origin(name)
+        lookup for a secret). A value from the environment is used as it is: a secret is never evaluated.
+        Only public plugin interfaces: get_option() holds the file's values on every supported ansible-core, while
+        get_option_and_origin() reads only the environment and the defaults before 2.19."""
+        value = self.get_option(name)
+        if name in self._config_keys:
+            if isinstance(value, (str, list, dict)):
+                self.templar.available_variables = self._vars or {}
+                value = self.templar.template(value)
+            return value
+        origin = self.get_option_and_origin(name)[1]
         if isinstance(origin, str) and origin.startswith("env:") and not os.environ.get(origin[4:].strip(), "").strip():
             # AWX sets every variable of a credential type, the unused ones empty: an empty variable is unset
             # (a `type: path` option would otherwise turn "" into the current directory).
             return None
-        if origin == "Direct" and isinstance(value, (str, list, dict)):
-            self.templar.available_variables = self._vars or {}
-            value = self.templar.template(value)
         return value
 
     def _auth_options(self):
@@ -498,6 +508,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
         try:
             client = create_client(**auth)
+            client.warnings.extend(w for w in self._warnings if w not in client.warnings)
+            self._warnings = client.warnings
             expression = odata.machine_filter(server_filters, odata_filter)
             self.display.vvv("mde_machines: GET /api/machines $filter=%s" % expression)
             return list(client.list("/api/machines", odata_filter=expression, empty_on_404=True))
@@ -549,6 +561,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
         try:
             client = create_client(**auth)
+            client.warnings.extend(w for w in self._warnings if w not in client.warnings)
+            self._warnings = client.warnings
             self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))
             found = tvm.per_machine(record for page in tvm.export_pages(client, page_size) for record in page)
         except MDEDependencyError as e:
@@ -616,7 +630,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                             entry, machine.get("id"), to_native(e)))
                     value = None
             if value not in (None, "") and not isinstance(value, (list, dict)):
-                return to_native(value)
+                value = to_native(value)
+                if safe_host_name(value):
+                    return value
+                # A name with template delimiters, white space or control characters is no host name (a device
+                # chooses its own): the next preference names the host, or it is left out.
+                self._unsafe_names += 1
         return None
 
     def _template_with(self, template, variables):
@@ -628,7 +647,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if disable_lookups is not ... or self.get_option("use_extra_vars"):
             return super(InventoryModule, self)._compose(template, variables, disable_lookups)
         if isinstance(template, str) and template in variables and IDENTIFIER.match(template):
-            return variables[template]  # a bare variable name, as in most keyed_groups and compose entries
+            value = variables[template]  # a bare variable name, as in most keyed_groups and compose entries
+            if value is None and self._keying:
+                # A null key takes the entry's default_value on every core (before 2.19 Constructable skipped it).
+                return ""
+            return value
         return self._memo.evaluate(template, variables,
                                    lambda: super(InventoryModule, self)._compose(template, variables))
 
@@ -641,7 +664,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         def evaluate(conditional):
             self.templar.available_variables = variables
-            return self.templar.evaluate_conditional(conditional)
+            if hasattr(self.templar, "evaluate_conditional"):  # ansible-core 2.19 and later
+                return self.templar.evaluate_conditional(conditional)
+            # Before 2.19, as Constructable itself does it there: the conditional inside an if block.
+            return boolean(self.templar.template("{%% if %s %%} True {%% else %%} False {%% endif %%}" % conditional))
 
         for group_name, conditional in groups.items():
             group_name = self._sanitize_group_name(group_name)
@@ -658,7 +684,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache=cache)
         self._memo = Memo()
-        self._read_config_data(path)
+        self._config_keys = frozenset(self._read_config_data(path) or ())
+        # The collection's own directory is made 0700 before a cache plugin may make it with its default mode.
+        self._warnings = []
+        prepare_cache_dir(warnings=self._warnings)
         if self.get_option("cache"):
             self.load_cache_plugin()
 
@@ -680,6 +709,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if vuln_options["enabled"]:
             found = self._vulnerabilities(path, cache, auth, vuln_options["page_size"])
         self._populate(machines, filters, exclusions, getters, found, vuln_options["groups"])
+        for text in self._warnings:
+            self.display.warning("mde_machines: %s" % text)
 
     def _populate(self, machines, filters, exclusions, getters, vulnerabilities=None, vulnerability_groups=True):
         groups = frozenset(g.lower() for g in (filters.get("rbac_group_name") or []))
@@ -689,15 +720,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         chosen = {}  # host name -> machine
         left_out = []  # (machine, host name, winner)
         unnamed = []
+        unsafe_names = []
+        renamed = []
         for machine in machines:
             if groups and (machine.get("rbacGroupName") or "").lower() not in groups:
                 continue
             if exclusions and any(match(machine) for match in exclusions):
                 continue
+            unsafe_before = self._unsafe_names
             name = self._hostname(machine, getters, names)
             if name is None:
-                unnamed.append(machine)
+                (unsafe_names if self._unsafe_names > unsafe_before else unnamed).append(machine)
                 continue
+            if self._unsafe_names > unsafe_before:
+                renamed.append((machine, name))
             other = chosen.get(name)
             if other is None:
                 chosen[name] = machine
@@ -707,6 +743,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             else:
                 left_out.append((machine, name, other))
         self._warn_left_out(left_out, unnamed)
+        if renamed:
+            self.display.warning(
+                "mde_machines: %d machines have a name with template delimiters, white space or control characters, "
+                "which no host name has; a later hostnames preference names them (%s%s)." % (
+                    len(renamed), ", ".join("%s as %s" % (m.get("id"), n) for m, n in renamed[:5]),
+                    ", ..." if len(renamed) > 5 else ""))
+        if unsafe_names:
+            self.display.warning(
+                "mde_machines: %d machines are left out: the names the hostnames preferences give them have template "
+                "delimiters, white space or control characters, which no host name has, and no later preference "
+                "gives another (machine ids: %s%s)." % (
+                    len(unsafe_names), ", ".join(str(m.get("id")) for m in unsafe_names[:5]),
+                    ", ..." if len(unsafe_names) > 5 else ""))
 
         # Pass 2: hosts, variables and constructed groups.
         compose = self.get_option("compose")
@@ -736,12 +785,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 if keyed_groups:
                     variables = inventory.get_host(name).get_vars()
             if keyed_groups:
-                self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+                self._keying = True
+                try:
+                    self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+                finally:
+                    self._keying = False
 
     def _add_vulnerabilities(self, name, hostvars, found, groups):
         """mde_missing_kbs and mde_vulnerabilities for one host, and its mde_missing_kb_KB<n> / critical groups."""
-        hostvars["mde_missing_kbs"] = list(found.get("missing_kbs") or [])
-        hostvars["mde_vulnerabilities"] = [dict(v) for v in found.get("vulnerabilities") or []]
+        hostvars["mde_missing_kbs"] = untrusted(list(found.get("missing_kbs") or []))
+        hostvars["mde_vulnerabilities"] = untrusted([dict(v) for v in found.get("vulnerabilities") or []])
         if not groups:
             return
         for kb in hostvars["mde_missing_kbs"]:

@@ -7,28 +7,26 @@ Plain Python on requests and msal (imported only when a token must really be fet
 
 Every Ansible module run is its own process, so tokens are shared between runs through a small file
 cache: a directory of mode 0700 and a file of mode 0600 owned by the user, read and written under an
-exclusive lock, replaced atomically. The lock is held while a token is fetched, so parallel forks
+exclusive lock, replaced atomically (files.py). The lock is held while a token is fetched, so parallel forks
 wait for the first one instead of all asking Entra ID at once.
+
+A cache that is not safe (another owner, open to other users, a symbolic link) stops the call with advice.
+A cache that merely cannot be used (damaged, a directory in the file's place, a read-only home) is worked
+around: damaged entries are dropped, or the tokens stay in the process's memory, with a warning in the
+``warnings`` list of the cache and of the provider for the Ansible-facing code to show.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import hashlib
 import json
+import numbers
 import os
-import stat
-import tempfile
 import time
 
-try:
-    import fcntl
-    HAS_FCNTL = True
-except ImportError:  # pragma: no cover - Windows is not a supported controller
-    HAS_FCNTL = False
-
+from ansible_collections.defender.endpoint.plugins.module_utils import files
 from ansible_collections.defender.endpoint.plugins.module_utils.clouds import is_microsoft_authority
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
     MDEAuthError,
@@ -41,6 +39,20 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
 EXPIRY_MARGIN = 300
 CACHE_FILE = "tokens.json"
 LOCK_FILE = "tokens.lock"
+HAS_FCNTL = files.HAS_FCNTL
+# What the collection itself keeps in its cache directory: the token cache, the call budget (throttle.py), the EDA
+# checkpoints, and Ansible's inventory cache where docs/inventory.md puts it. A directory that holds nothing else
+# is the collection's own, so a mode opened by someone else's default (Ansible's jsonfile plugin makes missing
+# directories with mode 0755) may be closed again.
+CACHE_ENTRIES = frozenset([CACHE_FILE, LOCK_FILE, "ratelimit.json", "ratelimit.lock", "inventory", "eda"])
+
+
+def is_cache_entry(name):
+    """Whether ``name``, an entry of the cache directory, is one the collection makes (or a temporary file of one)."""
+    if name in CACHE_ENTRIES:
+        return True
+    # files.atomic_writer's temporary files (.tokens.json.x1y2.tmp) and the older .tokens.x1y2 / .ratelimit.x1y2.
+    return name.startswith(".") and any(name[1:].startswith(entry.split(".")[0] + ".") for entry in CACHE_ENTRIES)
 
 
 def default_cache_dir():
@@ -50,6 +62,36 @@ def default_cache_dir():
         return explicit
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "defender.endpoint")
+
+
+def prepare_cache_dir(directory=None, warnings=None):
+    """Create the collection's cache directory (default_cache_dir()) with mode 0700 before another program does.
+
+    For the Ansible-facing code to call before anything else may create a directory under it (the inventory
+    plugin, before Ansible's cache plugin makes ``<dir>/inventory`` with its default mode 0755). Returns True when
+    the directory is private now; False, with a warning appended to ``warnings``, when it is not (never raises).
+    """
+    directory = directory or default_cache_dir()
+    try:
+        files.private_directory(directory, may_tighten=is_cache_entry, warnings=warnings)
+        return True
+    except files.UnsafeFileError as e:
+        message = "The token cache cannot be used: %s. %s, or set token_cache: false." % (e.problem, _capital(e.remedy))
+    except (IOError, OSError) as e:
+        message = "The token cache directory %s cannot be created (%s): tokens are kept in memory." % (
+            directory, e.strerror or e)
+    if warnings is not None and message not in warnings:
+        warnings.append(message)
+    return False
+
+
+def _capital(text):
+    return text[:1].upper() + text[1:]
+
+
+def _valid_entry(entry):
+    return (isinstance(entry, dict) and isinstance(entry.get("access_token"), str) and entry["access_token"]
+            and isinstance(entry.get("expires_on"), numbers.Real) and not isinstance(entry["expires_on"], bool))
 
 
 class StaticTokenProvider:
@@ -68,80 +110,86 @@ class StaticTokenProvider:
 
 
 class TokenCache:
-    """The cross-process file cache. Holds only access tokens and their expiry, keyed by a digest."""
+    """The cross-process file cache. Holds only access tokens and their expiry, keyed by a digest.
 
-    def __init__(self, directory):
+    Used as ``with cache: entries = cache.load(); ...; cache.save(entries)``: the lock is held for the whole
+    block. ``warnings``: a list (or anything with ``append``) that gets one sentence for each problem the cache
+    worked around; the attribute ``warnings`` is that list. ``usable`` turns false when the cache fell back to
+    the process's memory: then load() returns {} and save() does nothing.
+    """
+
+    def __init__(self, directory, warnings=None):
         self.directory = directory
         self.path = os.path.join(directory, CACHE_FILE)
-        self._lock_fd = None
+        self.warnings = [] if warnings is None else warnings
+        self.usable = True
+        self._lock = None
 
-    def _check_private(self, path, kind, st):
-        if st.st_uid != os.getuid():
-            raise MDEAuthError(
-                "Refusing to use the token cache %s %s: it is owned by uid %d, not by you (uid %d). "
-                "Remove it, or set token_cache: false." % (kind, path, st.st_uid, os.getuid()))
-        if st.st_mode & 0o077:
-            wanted = "700" if kind == "directory" else "600"
-            raise MDEAuthError(
-                "Refusing to use the token cache %s %s: its permissions %s let other users read it. "
-                "Run 'chmod %s %s', or set token_cache: false."
-                % (kind, path, oct(stat.S_IMODE(st.st_mode)), wanted, path))
+    def _warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
 
-    def _ensure_directory(self):
-        try:
-            os.makedirs(self.directory, 0o700)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise MDEAuthError("Cannot create the token cache directory %s: %s" % (self.directory, e.strerror))
-        self._check_private(self.directory, "directory", os.stat(self.directory))
+    def _refuse(self, error):
+        return MDEAuthError("Refusing to use the token cache: %s. %s, or set token_cache: false."
+                            % (error.problem, _capital(error.remedy)))
+
+    def _fall_back(self, error, path):
+        self.usable = False
+        self._warn("The token cache %s cannot be used (%s): tokens are kept in memory for this process only."
+                   % (files.where(error, path), error.strerror or error))
 
     def __enter__(self):
-        self._ensure_directory()
-        if HAS_FCNTL:
-            fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
+        if not self.usable:
+            return self
+        try:
+            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
+            lock = files.locked(os.path.join(self.directory, LOCK_FILE))
+            lock.__enter__()
+            self._lock = lock
+        except files.UnsafeFileError as e:
+            raise self._refuse(e)
+        except (IOError, OSError) as e:
+            self._fall_back(e, self.directory)
         return self
 
     def __exit__(self, *exc):
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
         return False
 
     def load(self):
+        if not self.usable:
+            return {}
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError as e:
-            if e.errno == errno.ENOENT:
-                return {}
-            raise MDEAuthError("Cannot read the token cache %s: %s" % (self.path, e.strerror))
-        with os.fdopen(fd, "r") as f:
-            self._check_private(self.path, "file", os.fstat(f.fileno()))
-            try:
-                data = json.load(f)
-            except ValueError:
-                return {}  # a damaged cache is simply rebuilt
-        return data if isinstance(data, dict) else {}
+            data = files.read_file(self.path)
+        except files.UnsafeFileError as e:
+            raise self._refuse(e)
+        except (IOError, OSError) as e:
+            self._fall_back(e, self.path)
+            return {}
+        if data is None:
+            return {}
+        try:
+            entries = json.loads(data.decode("utf-8"))
+        except ValueError:
+            entries = None
+        good = dict((k, v) for k, v in entries.items() if _valid_entry(v)) if isinstance(entries, dict) else {}
+        if not isinstance(entries, dict) or len(good) < len(entries):
+            self._warn("The token cache %s was damaged: its unreadable entries were dropped." % self.path)
+        return good
 
     def save(self, entries):
+        if not self.usable:
+            return
         now = time.time()
-        entries = dict((k, v) for k, v in entries.items() if v.get("expires_on", 0) > now)
-        fd, tmp = tempfile.mkstemp(prefix=".tokens.", dir=self.directory)
+        entries = dict((k, v) for k, v in entries.items() if _valid_entry(v) and v["expires_on"] > now)
         try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(entries, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except Exception:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+            files.atomic_write(self.path, json.dumps(entries))
+        except files.UnsafeFileError as e:
+            raise self._refuse(e)
+        except (IOError, OSError) as e:
+            self._fall_back(e, self.path)
 
 
 def _load_certificate(path, password):
@@ -189,7 +237,7 @@ class MsalTokenProvider:
 
     def __init__(self, tenant_id, client_id, authority_host, scope, http_client,
                  client_secret=None, client_certificate_path=None, client_certificate_password=None,
-                 cache_dir=None, timeout=30):
+                 cache_dir=None, timeout=30, warnings=None):
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.authority = "%s/%s" % (authority_host.rstrip("/"), tenant_id)
@@ -200,7 +248,9 @@ class MsalTokenProvider:
         self._secret = client_secret
         self._cert_path = client_certificate_path
         self._cert_password = client_certificate_password
-        self._cache = TokenCache(cache_dir) if cache_dir else None
+        # Problems the token cache worked around, for the Ansible-facing code to show (TokenCache.warnings).
+        self.warnings = [] if warnings is None else warnings
+        self._cache = TokenCache(cache_dir, warnings=self.warnings) if cache_dir else None
         self._token = None
         self._expires_on = 0
         credential_id = client_secret if client_secret else "cert:" + (client_certificate_path or "")

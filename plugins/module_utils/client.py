@@ -37,14 +37,28 @@ from ansible_collections.defender.endpoint.plugins.module_utils.auth import (
     default_cache_dir,
 )
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
+    MDEAuthError,
     MDEConfigError,
     MDEError,
 )
-from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget, family
+from ansible_collections.defender.endpoint.plugins.module_utils.throttle import MAX_BLOCK, RateBudget, family
 
 USER_AGENT = "defender.endpoint-ansible-collection/0.1.0"
 MAX_PAGE_SIZE = 10000
+# A request (connection, answer and its whole body) ends after this many times the timeout option.
+DEADLINE_FACTOR = 4
 RETRY_STATUSES = (500, 502, 503, 504)
+# Retry-After: never less than a second between attempts; never more than MAX_RETRY_AFTER (the API asking for
+# longer fails the task at once, naming when to try again, instead of waiting several times the cap in vain).
+MIN_RETRY_AFTER = 1.0
+MAX_RETRY_AFTER = MAX_BLOCK
+# Paging stops with an error past this many pages, or this many empty pages in a row that each link to another.
+MAX_PAGES = 5000
+MAX_EMPTY_PAGES = 3
+# What an @odata.nextLink may never contain: a backslash or "@" (another host to some URL parsers), white space or
+# control characters.
+_UNSAFE_LINK = re.compile(r"[\\@\s\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # The application permission each endpoint needs (digest sections 4.2, 5.2, 5.4, 7.2, 8.2, 9), used to
 # say which permission is missing when the API answers 403. First match wins.
@@ -92,27 +106,69 @@ def required_permission(method, path):
 
 
 if HAS_REQUESTS:
+    class DeadlineExceeded(requests.exceptions.Timeout):
+        """The whole answer did not arrive within the request's overall deadline (a body sent too slowly)."""
+
     class PinnedSession(requests.Session):
-        """A session whose TLS verification setting always wins.
+        """A session whose TLS verification setting always wins, and whose requests end by a deadline.
 
         requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override ``Session.verify``; here an
         explicit ``ca_path`` (or ``validate_certs: false``) is passed on every request, so it wins,
         while the default (``True``) still lets those variables point at a corporate bundle.
+
+        ``timeout`` bounds each wait for the connection and for each piece of the answer; ``deadline``
+        bounds the whole request (the answer's body included), so a server that sends one byte a second
+        cannot hold a task for longer than that.
         """
 
-        def __init__(self, verify=True, timeout=30):
+        def __init__(self, verify=True, timeout=30, deadline=None):
             super(PinnedSession, self).__init__()
             self.pinned_verify = verify
             self.default_timeout = timeout
+            self.deadline = deadline if deadline is not None else DEADLINE_FACTOR * timeout
             self.headers["User-Agent"] = USER_AGENT
 
         def request(self, method, url, *args, **kwargs):  # pylint: disable=arguments-differ
             kwargs["verify"] = self.pinned_verify
             if kwargs.get("timeout") is None:
                 kwargs["timeout"] = self.default_timeout
-            return super(PinnedSession, self).request(method, url, *args, **kwargs)
+            if kwargs.get("stream"):
+                return super(PinnedSession, self).request(method, url, *args, **kwargs)
+            started = time.monotonic()
+            kwargs["stream"] = True
+            resp = super(PinnedSession, self).request(method, url, *args, **kwargs)
+            try:
+                resp._content = read_body(resp, started + self.deadline, self.deadline)  # pylint: disable=protected-access
+                resp._content_consumed = True  # pylint: disable=protected-access
+            finally:
+                resp.close()
+            return resp
+
+    def read_body(resp, deadline, seconds):
+        """The whole body of a streamed response, or DeadlineExceeded once the deadline has passed."""
+        from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError as Urllib3SSLError
+        raw = resp.raw
+        chunks = []
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise DeadlineExceeded("the answer did not arrive in full within %g seconds" % seconds)
+                chunk = raw.read1(65536, decode_content=True) if hasattr(raw, "read1") else raw.read(
+                    65536, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ProtocolError as e:
+            raise requests.exceptions.ChunkedEncodingError(e)
+        except DecodeError as e:
+            raise requests.exceptions.ContentDecodingError(e)
+        except ReadTimeoutError as e:
+            raise requests.exceptions.ReadTimeout(e)
+        except Urllib3SSLError as e:
+            raise requests.exceptions.SSLError(e)
+        return b"".join(chunks)
 else:  # pragma: no cover
-    PinnedSession = None
+    PinnedSession = DeadlineExceeded = read_body = None
 
 
 def _error_body(resp):
@@ -130,15 +186,37 @@ def _error_body(resp):
 NOT_REPEATED = "; it was not repeated, as the API may have carried it out"
 
 
-def _transport_text(exc, timeout=None):
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+_BEARER = re.compile(r"(?i)\b(bearer)(\s|\\[rnt])+[^\s'\",)\]}]*")
+
+
+def scrub(text, secrets=()):
+    """``text`` without any bearer token or given secret in it (raw or as Python escapes it), whatever the cause."""
+    text = _BEARER.sub(r"\1 ********", text)
+    for secret in secrets:
+        if secret:
+            for form in (secret, repr(secret)[1:-1], secret.strip()):
+                if len(form) >= 8:
+                    text = text.replace(form, "********")
+    return text
+
+
+def _transport_text(exc, timeout=None, secrets=()):
+    text = scrub(str(exc), secrets)
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError):
         return ("TLS certificate verification failed (%s). Set ca_path to the CA bundle that signs the server's "
                 "certificate, or validate_certs: false (unsafe)" % text)
+    if isinstance(exc, DeadlineExceeded):
+        return text
     if isinstance(exc, requests.exceptions.Timeout):
         if timeout is not None:
             return "no answer within the timeout of %g seconds" % timeout
         return "no answer within the timeout (%s)" % text
+    if isinstance(exc, requests.exceptions.InvalidHeader):
+        return "the request could not be built: a header value has a character HTTP does not allow (a line break " \
+               "in a credential?)"
+    if not isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return "the request could not be sent (%s: %s)" % (type(exc).__name__, text)
     if re.search(r"Connection aborted|RemoteDisconnected|Connection reset", text):
         return "connection failed: the server closed it without an answer"
     reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
@@ -147,11 +225,45 @@ def _transport_text(exc, timeout=None):
     return "connection failed (%s)" % text
 
 
+def _transient(exc):
+    """A failure that another attempt may not meet: the connection, a timeout, a body cut short.
+    Not a request that cannot be built (a bad header or URL), a TLS failure, or a body sent too slowly."""
+    if isinstance(exc, (requests.exceptions.SSLError, DeadlineExceeded)):
+        return False
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                            requests.exceptions.ChunkedEncodingError))
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110, section 10.2.3,
+    https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3). At least MIN_RETRY_AFTER; None when unreadable."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        import email.utils
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            import datetime
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(MIN_RETRY_AFTER, seconds)
+
+
 class MDEClient:
     """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging."""
 
     def __init__(self, api_url, token_provider, session, max_attempts=6, backoff=1.0, max_backoff=30.0,
-                 max_retry_after=120.0, sleep=time.sleep, budget=None, budget_key=None):
+                 max_retry_after=MAX_RETRY_AFTER, sleep=time.sleep, budget=None, budget_key=None):
         self.api_url = api_url.rstrip("/")
         self.token_provider = token_provider
         self.session = session
@@ -161,6 +273,7 @@ class MDEClient:
         self.max_retry_after = max_retry_after
         self.sleep = sleep
         self.retries = 0  # how many times a request was repeated (exposed for tests and benchmarks)
+        self.warnings = []  # sentences for the task's warnings (create_client shares the cache's and budget's)
         # The tenant's call budget shared with the other processes on this controller (throttle.py).
         self.budget = budget
         self.budget_key = budget_key or urlsplit(self.api_url).netloc
@@ -196,13 +309,23 @@ class MDEClient:
 
     @staticmethod
     def _retry_after(resp):
-        value = resp.headers.get("Retry-After")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            return None
+        return parse_retry_after(resp.headers.get("Retry-After"))
+
+    def _too_long(self, method, path, resp, retry_after):
+        """The API asks to wait longer than the collection ever waits: fail now, saying until when."""
+        import datetime
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=retry_after)
+        error = self._error(method, path, resp)
+        error.message = "%s The API asks to wait %d seconds before the next call (Retry-After), longer than the %d " \
+                        "seconds this collection waits; try again after %s." % (
+                            error.message, int(retry_after), int(self.max_retry_after),
+                            when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return error
+
+    @staticmethod
+    def _secrets(headers):
+        auth = (headers or {}).get("Authorization") or ""
+        return (auth, auth[len("Bearer "):]) if auth else ()
 
     def _settle(self, fam, slot):
         if self.budget is not None and slot is not None:
@@ -233,7 +356,11 @@ class MDEClient:
             attempt += 1
             # The token first (it may wait for another fork fetching one), then the slot, then at once the call;
             # its answer settles the slot (throttle.RateBudget.settle), a 429 gives it back.
-            headers = {"Authorization": "Bearer " + self.token_provider.get_token(), "Accept": "application/json"}
+            token = self.token_provider.get_token()
+            if _CONTROL.search(token or ""):
+                raise MDEAuthError("The access token (%s) contains a line break or another control character; it "
+                                   "was not sent." % self.token_provider.describe(), method=method, path=path)
+            headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
             slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
             try:
                 resp = self.session.request(method, url, params=params, json=json, headers=headers)
@@ -242,23 +369,28 @@ class MDEClient:
                 never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
                     isinstance(e, requests.exceptions.ConnectionError)
                     and "NewConnectionError" in repr(e) and not isinstance(e, requests.exceptions.SSLError))
-                repeatable = retry_safe and (retry_timeouts or not isinstance(e, requests.exceptions.ReadTimeout))
-                if (repeatable or never_sent) and attempt < self.max_attempts and not isinstance(
-                        e, requests.exceptions.SSLError):
+                repeatable = _transient(e) and (never_sent or (
+                    retry_safe and (retry_timeouts or not isinstance(e, requests.exceptions.ReadTimeout))))
+                if repeatable and attempt < self.max_attempts:
                     self._wait(attempt)
                     continue
+                ambiguous = not (retry_safe or never_sent) and (_transient(e) or isinstance(e, DeadlineExceeded))
                 raise MDEError("%s %s failed: %s%s." % (
-                    method, path, _transport_text(e, getattr(self.session, "default_timeout", None)),
-                    "" if retry_safe or never_sent or isinstance(e, requests.exceptions.SSLError) else NOT_REPEATED),
-                    method=method, path=path)
+                    method, path, _transport_text(e, getattr(self.session, "default_timeout", None),
+                                                  secrets=self._secrets(headers)),
+                    NOT_REPEATED if ambiguous else ""), method=method, path=path)
             status = resp.status_code
             if status == 429:
                 retry_after = self._retry_after(resp)
+                if retry_after is not None and retry_after > self.max_retry_after:
+                    if self.budget is not None:
+                        self.budget.blocked(self.budget_key, fam, self.max_retry_after, slot=slot)
+                    raise self._too_long(method, path, resp, retry_after)
                 if self.budget is not None:
                     # Every fork waits for this Retry-After, not only this one; acquire() does the waiting.
                     if retry_after is None:
                         retry_after = min(self.backoff * (2 ** (attempt - 1)), self.max_backoff)
-                    self.budget.blocked(self.budget_key, fam, min(retry_after, self.max_retry_after), slot=slot)
+                    self.budget.blocked(self.budget_key, fam, retry_after, slot=slot)
                 if attempt < self.max_attempts:
                     if self.budget is not None:
                         self.retries += 1
@@ -272,7 +404,10 @@ class MDEClient:
                 self.token_provider.get_token(force_refresh=True)
                 continue
             if status in RETRY_STATUSES and retry_safe and attempt < self.max_attempts:
-                self._wait(attempt, self._retry_after(resp))
+                retry_after = self._retry_after(resp)
+                if retry_after is not None and retry_after > self.max_retry_after:
+                    raise self._too_long(method, path, resp, retry_after)
+                self._wait(attempt, retry_after)
                 continue
             if status >= 400 and not (ok_statuses and status in ok_statuses):
                 error = self._error(method, path, resp)
@@ -305,18 +440,34 @@ class MDEClient:
         return self.request("DELETE", path, **kwargs)
 
     # -- paging ---------------------------------------------------------------------------------------
+    def next_link(self, link, path):
+        """The URL to request for an ``@odata.nextLink``: its path and query joined onto this client's own base URL.
+
+        The link must start with the base URL itself; a backslash, an ``@``, white space or a control character
+        anywhere in it is refused, so no parser can read another host out of it and be sent the token
+        (https://learn.microsoft.com/en-us/graph/paging).
+        """
+        link = str(link)
+        if _UNSAFE_LINK.search(link) or not link.startswith(self.api_url + "/"):
+            host = urlsplit(link.replace("\\", "/")).hostname if "://" in link else None
+            raise MDEError("GET %s failed: the API sent an @odata.nextLink %s; not following it with the token." % (
+                path, "to another host (%s)" % host if host and host != urlsplit(self.api_url).hostname
+                else "that is not a plain URL of the API"), method="GET", path=path)
+        return self.api_url + link[len(self.api_url):]
+
     def list(self, path, odata_filter=None, params=None, limit=None, page_size=MAX_PAGE_SIZE, empty_on_404=False):
         """Yield every entity of a collection.
 
-        Follows ``@odata.nextLink`` when the API sends one (only to the same host; a link seen twice
-        is a loop and an error); otherwise pages with ``$top``/``$skip`` until a short page.
+        Follows ``@odata.nextLink`` when the API sends one (only onto the API's own base URL; a link seen
+        twice is a loop and an error); otherwise pages with ``$top``/``$skip`` until a short page. At most
+        MAX_PAGES pages, and MAX_EMPTY_PAGES empty pages in a row, are read before it stops with an error.
         ``empty_on_404``: the machine listing answers 404 when there are no recent machines.
         """
         page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
         base = dict(params or {})
         if odata_filter:
             base["$filter"] = odata_filter
-        count = skip = 0
+        count = skip = pages = empty = 0
         next_link = None
         seen_links = set()
         previous_first = None
@@ -324,6 +475,10 @@ class MDEClient:
             top = page_size if limit is None else min(page_size, limit - count)
             if top <= 0:
                 return
+            if pages >= MAX_PAGES:
+                raise MDEError("GET %s failed: stopped after %d pages (%d items), the most this collection reads from "
+                               "one listing; narrow it with a filter." % (path, pages, count), method="GET", path=path)
+            pages += 1
             try:
                 if next_link:
                     data = self.request("GET", next_link)
@@ -348,12 +503,13 @@ class MDEClient:
                 if limit is not None and count >= limit:
                     return
             skip += len(items)
+            empty = 0 if items else empty + 1
             link = (data or {}).get("@odata.nextLink")
             if link:
-                if not self._same_origin(link):
-                    raise MDEError("GET %s failed: the API sent an @odata.nextLink to another host (%s); not "
-                                   "following it with the token." % (path, urlsplit(link).hostname),
-                                   method="GET", path=path)
+                if empty >= MAX_EMPTY_PAGES:
+                    raise MDEError("GET %s failed: the API sent %d empty pages in a row, each with a link to another; "
+                                   "stopped after %d items." % (path, empty, count), method="GET", path=path)
+                link = self.next_link(link, path)
                 if link in seen_links:
                     raise MDEError("GET %s failed: @odata.nextLink points back to a page already read; stopped "
                                    "after %d items." % (path, count), method="GET", path=path)
@@ -363,10 +519,6 @@ class MDEClient:
             next_link = None
             if len(items) < top:
                 return
-
-    def _same_origin(self, url):
-        a, b = urlsplit(url), urlsplit(self.api_url)
-        return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def _check_url(name, url, allow_http=False):
@@ -395,6 +547,17 @@ def rate_limit_scale():
     return scale
 
 
+def clean_credential(name, value):
+    """A credential or identifier without the white space around it (a trailing newline from a file or a paste);
+    one with a line break or another control character inside is refused, without echoing it."""
+    if value is None or not isinstance(value, str):
+        return value
+    stripped = value.strip()
+    if _CONTROL.search(stripped):
+        raise MDEConfigError("%s contains a line break or another control character; it was not used." % name)
+    return stripped or None
+
+
 def create_client(tenant_id=None, client_id=None, client_secret=None, client_certificate_path=None,
                   client_certificate_password=None, access_token=None, cloud="global", api_url=None,
                   authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
@@ -412,6 +575,12 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
     except ValueError as e:
         raise MDEConfigError(str(e) + ".")
     _check_url("api_url", api_url, allow_http=allow_http())
+    tenant_id, client_id, client_secret, access_token, client_certificate_password = [
+        clean_credential(name, value) for name, value in (
+            ("tenant_id", tenant_id), ("client_id", client_id), ("client_secret", client_secret),
+            ("access_token", access_token), ("client_certificate_password", client_certificate_password))]
+    if access_token and access_token[:7].lower() == "bearer ":
+        access_token = access_token[7:].strip()
     _check_url("authority_host", authority_host)
     given = [name for name, value in (("client_secret", client_secret),
                                       ("client_certificate_path", client_certificate_path),
@@ -447,6 +616,9 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
         verify = True
     session = PinnedSession(verify=verify, timeout=timeout)
     cache_dir = default_cache_dir() if token_cache else None
+    # What the token cache and the shared budget worked around (a damaged file, a read-only home...), one sentence
+    # each, for the Ansible-facing code to show as warnings.
+    warnings = []
     if access_token:
         provider = StaticTokenProvider(access_token)
         identity = "token:" + hashlib.sha256(access_token.encode("utf-8")).hexdigest()[:16]
@@ -455,8 +627,10 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
             tenant_id, client_id, authority_host, scope, session,
             client_secret=client_secret, client_certificate_path=client_certificate_path,
             client_certificate_password=client_certificate_password,
-            cache_dir=cache_dir, timeout=timeout)
+            cache_dir=cache_dir, timeout=timeout, warnings=warnings)
         identity = "%s/%s" % (tenant_id, client_id)
-    kwargs.setdefault("budget", RateBudget(cache_dir, scale=rate_limit_scale()))
+    kwargs.setdefault("budget", RateBudget(cache_dir, scale=rate_limit_scale(), warnings=warnings))
     kwargs.setdefault("budget_key", "%s|%s" % (urlsplit(api_url).netloc, identity))
-    return MDEClient(api_url, provider, session, **kwargs)
+    client = MDEClient(api_url, provider, session, **kwargs)
+    client.warnings = warnings
+    return client

@@ -16,7 +16,7 @@ class MDEError(Exception):
     """
 
     def __init__(self, message, status=None, code=None, api_message=None, method=None, path=None,
-                 permission=None, retry_after=None):
+                 permission=None, retry_after=None, **facts):
         super(MDEError, self).__init__(message)
         self.message = message
         self.status = status
@@ -26,6 +26,7 @@ class MDEError(Exception):
         self.path = path
         self.permission = permission
         self.retry_after = retry_after
+        self.facts = facts  # more facts a task returns beside msg, such as the candidates of an ambiguous name
 
     def __str__(self):
         return self.message
@@ -39,7 +40,15 @@ class MDEError(Exception):
             ("method", self.method),
             ("path", self.path),
             ("permission", self.permission),
-        ) if v is not None)
+        ) + tuple(self.facts.items()) if v is not None)
+
+
+class MDENotFound(MDEError):
+    """What the task names does not exist in Defender for Endpoint (a machine id or name, an alert...)."""
+
+
+class MDEAmbiguous(MDEError):
+    """A name matches more than one entity; ``facts["candidates"]`` lists their ids."""
 
 
 class MDEConfigError(MDEError):

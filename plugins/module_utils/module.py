@@ -71,6 +71,7 @@ class MDEModule(AnsibleModule):
                     named.append(text)
             if named:
                 msg = "; ".join(named)
+        self._client_warnings()
         super(MDEModule, self).fail_json(msg=msg, **kwargs)
 
     @property
@@ -106,6 +107,14 @@ class MDEModule(AnsibleModule):
         except Exception as e:  # pylint: disable=broad-except
             self.fail_json(msg="Unexpected error: %s: %s" % (type(e).__name__, e), exception=traceback.format_exc())
         self.exit_json(**result)
+
+    def exit_json(self, **kwargs):
+        self._client_warnings()
+        super(MDEModule, self).exit_json(**kwargs)
+
+    def _client_warnings(self):
+        for text in getattr(getattr(self, "_client", None), "warnings", None) or []:
+            self.warn(text)
 
     # -- helpers shared by several modules -------------------------------------------------------------
     def checked(self, check, *args, **kwargs):

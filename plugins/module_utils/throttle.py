@@ -11,29 +11,38 @@ under an exclusive lock), keyed by API host, application and endpoint family: wh
 or hour's slots are used up, the process waits until the oldest one frees instead of sending. A 429
 that still comes (another client of the same app, a CPU quota) is recorded as "blocked until" for the
 whole family, so the other forks wait for it too instead of each trying and failing.
+
+The file only ever holds times of this controller's clock, which can step back (a VM snapshot reverted, an NTP
+step): a time after "now" is dropped when read, and no block lasts more than MAX_BLOCK seconds from now. A damaged
+entry is dropped; a file that cannot be used (a directory in its place, a read-only file system) leaves the budget
+in this process's memory, with a warning in ``warnings``. Only a file that is not safe to use (another owner,
+readable by others, a symbolic link) stops the call, as the token cache does.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import json
+import numbers
 import os
 import random
 import re
-import tempfile
 import time
 
-try:
-    import fcntl
-    HAS_FCNTL = True
-except ImportError:  # pragma: no cover
-    HAS_FCNTL = False
+from ansible_collections.defender.endpoint.plugins.module_utils import files
+from ansible_collections.defender.endpoint.plugins.module_utils.auth import is_cache_entry
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEAuthError
+
+HAS_FCNTL = files.HAS_FCNTL
 
 STATE_FILE = "ratelimit.json"
 LOCK_FILE = "ratelimit.lock"
 DEFAULT_LIMITS = (100, 1500)
+# The longest Retry-After the collection honours (MDEClient's max_retry_after), in seconds: no block recorded in the
+# shared file lasts longer, whatever the file says. Retry-After on 429:
+# https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors
+MAX_BLOCK = 120.0
 
 # (method, path template) -> (calls a minute, calls an hour); digest section 11.
 LIMITS = {
@@ -77,49 +86,97 @@ def limits_for(fam):
     return LIMITS.get((method, template), DEFAULT_LIMITS)
 
 
-class RateBudget:
-    """Slots a minute and an hour per key, in a locked file shared by processes (or in memory)."""
+def _number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
 
-    def __init__(self, directory=None, scale=1.0, sleep=time.sleep, clock=time.time, max_wait=900):
+
+def _clean_entry(entry, now):
+    """A budget entry as read from the file, without what is damaged or in the future; None if it is no entry."""
+    if not isinstance(entry, dict):
+        return None
+    recent, hour, blocked = entry.get("recent", []), entry.get("hour", {}), entry.get("blocked_until", 0)
+    if not isinstance(recent, list) or not isinstance(hour, dict) or not _number(blocked):
+        return None
+    clean = {"recent": [t for t in recent if _number(t) and t <= now], "hour": {}, "blocked_until": 0}
+    for start, count in hour.items():
+        try:
+            begins = float(start)
+        except ValueError:
+            continue
+        if begins <= now and _number(count) and count > 0:
+            clean["hour"][start] = count
+    clean["blocked_until"] = min(blocked, now + MAX_BLOCK)
+    return clean
+
+
+class RateBudget:
+    """Slots a minute and an hour per key, in a locked file shared by processes (or in memory).
+
+    ``warnings``: a list (or anything with ``append``) that gets one sentence for each problem with the shared file
+    that the budget worked around (falling back to memory, dropping damaged entries, closing the directory's mode);
+    the Ansible-facing code shows them. The attribute ``warnings`` is that list.
+    """
+
+    def __init__(self, directory=None, scale=1.0, sleep=time.sleep, clock=time.time, max_wait=900, warnings=None):
         self.directory = directory
         self.scale = float(scale)
         self.sleep = sleep
         self.clock = clock
         self.max_wait = max_wait
         self.waited = 0.0
+        self.warnings = [] if warnings is None else warnings
         self._memory = {}
+        self._in_memory = not directory or not HAS_FCNTL
+
+    def _warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     # -- storage ------------------------------------------------------------------------------------
+    def _read(self, path):
+        data = files.read_file(path)
+        if data is None:
+            return {}
+        try:
+            state = json.loads(data.decode("utf-8"))
+        except ValueError:
+            state = None
+        now = self.clock()
+        clean = {}
+        if isinstance(state, dict):
+            for key, entry in state.items():
+                entry = _clean_entry(entry, now)
+                if entry is not None:
+                    clean[key] = entry
+        if not isinstance(state, dict) or len(clean) < len(state):
+            self._warn("The call budget file %s was damaged: its unreadable entries were dropped." % path)
+        return clean
+
     def _locked(self, update):
         """Run ``update(state) -> result`` on the shared state under the lock, saving it afterwards."""
-        if not self.directory or not HAS_FCNTL:
+        if self._in_memory:
             return update(self._memory)
+        path = os.path.join(self.directory, STATE_FILE)
+        state, done, result = None, False, None
         try:
-            os.makedirs(self.directory, 0o700)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                return update(self._memory)
-        fd = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            path = os.path.join(self.directory, STATE_FILE)
-            try:
-                with open(path) as f:
-                    state = json.load(f)
-            except (IOError, OSError, ValueError):
-                state = {}
-            if not isinstance(state, dict):
-                state = {}
-            result = update(state)
-            tmp_fd, tmp = tempfile.mkstemp(prefix=".ratelimit.", dir=self.directory)
-            with os.fdopen(tmp_fd, "w") as f:
-                json.dump(state, f)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
+            with files.locked(os.path.join(self.directory, LOCK_FILE)):
+                state = self._read(path)
+                result, done = update(state), True
+                # No fsync: after a crash the budget may forget the last calls, never hold half a file.
+                files.atomic_write(path, json.dumps(state, separators=(",", ":")), fsync=False)
             return result
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        except files.UnsafeFileError as e:
+            raise MDEAuthError("Refusing to use the call budget file of the token cache: %s. %s, or set "
+                               "token_cache: false." % (e.problem, e.remedy[:1].upper() + e.remedy[1:]))
+        except (IOError, OSError) as e:
+            # A read-only file system, a directory in the file's place, a full disk: this process keeps its budget
+            # to itself (forks that meet a 429 still wait for its Retry-After).
+            self._in_memory = True
+            self._memory = state if state is not None else {}
+            self._warn("The call budget file %s cannot be used (%s): this process counts its calls in memory "
+                       "only." % (files.where(e, path), e.strerror or e))
+            return result if done else update(self._memory)
 
     # -- the budget ---------------------------------------------------------------------------------
     def _try_take(self, key, per_minute, per_hour):
@@ -128,16 +185,19 @@ class RateBudget:
 
         def update(state):
             now = self.clock()
-            entry = state.setdefault(key, {"recent": [], "hour": {}, "blocked_until": 0})
+            entry = _clean_entry(state.get(key), now) or {"recent": [], "hour": {}, "blocked_until": 0}
+            state[key] = entry
             # Forget keys nobody used for an hour, so the file stays small.
             for k in [k for k, v in state.items() if k != key and max(v.get("recent") or [0]) < now - hour
                       and v.get("blocked_until", 0) < now]:
                 del state[k]
-            recent = sorted(t for t in entry.get("recent", []) if t > now - minute)
-            buckets = dict((b, n) for b, n in entry.get("hour", {}).items() if float(b) > now - hour)
+            # Times after now were recorded before the clock stepped back: dropped, or they would stall every call.
+            recent = sorted(t for t in entry["recent"] if now - minute < t <= now)
+            buckets = dict((b, n) for b, n in entry["hour"].items() if now - hour < float(b) <= now)
+            entry["blocked_until"] = min(entry["blocked_until"], now + MAX_BLOCK)
             entry["recent"], entry["hour"] = recent, buckets
             wait = 0.0
-            if entry.get("blocked_until", 0) > now:
+            if entry["blocked_until"] > now:
                 wait = entry["blocked_until"] - now
             elif len(recent) >= per_minute:
                 # A settled slot's time is when its answer came, so the API counted the call before it: a minute
@@ -198,7 +258,7 @@ class RateBudget:
         ``slot``: the time of the slot the refused call took. The API did not count that call, so neither
         does the budget: a phantom slot would push the family's last call of a burst into the next window.
         """
-        until = self.clock() + float(seconds)
+        until = self.clock() + min(float(seconds), MAX_BLOCK)
 
         def update(state):
             entry = state.setdefault("%s|%s" % (key, fam), {"recent": [], "hour": {}, "blocked_until": 0})

@@ -6,6 +6,8 @@ import textwrap
 
 import yaml
 
+from tests import cores
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, ".venv", "bin")
 # `make test` installs the built collection here; MDE_TEST_COLLECTIONS=.build/src runs the live source instead
@@ -44,11 +46,13 @@ class Result:
 class Ansible:
     """Runs ansible commands with the emulator's credentials in the environment (as AWX injects them)."""
 
-    def __init__(self, emulator, tmp_path, app="full"):
+    def __init__(self, emulator, tmp_path, app="full", core=None):
         self.emulator = emulator
         self.tmp_path = tmp_path
         self.app = app
         self.cache_dir = str(tmp_path / "token-cache")
+        # ansible-core version to run (tests/cores.py makes its venv); None: the main venv's.
+        self.bin = cores.ensure(core) if core else BIN
 
     def env(self, app=None, **extra):
         app = self.emulator.apps[app or self.app]
@@ -64,10 +68,10 @@ class Ansible:
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
             "ANSIBLE_HOST_KEY_CHECKING": "false",
-            "ANSIBLE_PYTHON_INTERPRETER": os.path.join(BIN, "python"),
+            "ANSIBLE_PYTHON_INTERPRETER": os.path.join(self.bin, "python"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
-            "PATH": BIN + os.pathsep + env.get("PATH", ""),
+            "PATH": self.bin + os.pathsep + env.get("PATH", ""),
             "MDE_TENANT_ID": self.emulator.tenant_id,
             "MDE_CLIENT_ID": app["client_id"],
             "MDE_API_URL": self.emulator.url,
@@ -94,7 +98,7 @@ class Ansible:
         path = self.tmp_path / "playbook.yml"
         path.write_text(yaml.safe_dump(plays, sort_keys=False))
         inv = inventory or "localhost,"
-        args = [os.path.join(BIN, "ansible-playbook"), "-i", inv, "-c", "local", str(path)]
+        args = [os.path.join(self.bin, "ansible-playbook"), "-i", inv, "-c", "local", str(path)]
         if check:
             args.append("--check")
         if diff:
@@ -115,7 +119,7 @@ class Ansible:
         if isinstance(config, dict):
             config = yaml.safe_dump(config, sort_keys=False)
         path.write_text(textwrap.dedent(config))
-        args = [os.path.join(BIN, "ansible-inventory"), "-i", str(path)] + list(extra_args)
+        args = [os.path.join(self.bin, "ansible-inventory"), "-i", str(path)] + list(extra_args)
         proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
                               timeout=timeout, cwd=str(self.tmp_path), check=False)
         try:

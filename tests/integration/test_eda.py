@@ -4,6 +4,11 @@ The rulebook test runs the real ansible-rulebook (Drools on Java) with the colle
 ANSIBLE_COLLECTIONS_PATH, as a user runs it; ansible-rulebook has no "run once", so the test watches the
 emulator's request log until what it expects has happened (or a deadline passes) and then terminates it.
 The restart test drives the source's main() directly with an asyncio queue.
+
+The hostile-alert tests run once per ansible-core version: MDE_TEST_CORES, a comma-separated list of versions of
+tests/cores.py (``MDE_TEST_CORES=2.16``; default: every version there). ansible-rulebook itself runs from the main
+venv; the playbooks it starts (ansible-runner runs ``ansible-playbook`` from PATH) and the plain ansible-playbook runs
+use that version's venv (tests/cores.py makes it when missing), and each test checks the version that really ran.
 """
 import asyncio
 import datetime
@@ -20,6 +25,7 @@ import pytest
 import requests
 import yaml
 
+from tests import cores
 from tests.integration.harness import BIN, COLLECTIONS, Ansible
 
 from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts as src
@@ -273,3 +279,130 @@ def test_the_source_file_imports_the_client_from_an_installed_collection():
                          check=False, env={"PATH": os.environ.get("PATH", "")})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["None", "ansible_collections.defender.endpoint.plugins.module_utils.client"]
+
+
+# -- alert text controlled by a device: never templated by Ansible ----------------------------------------------
+def cores_under_test():
+    wanted = os.environ.get("MDE_TEST_CORES")
+    versions = [v.strip() for v in wanted.split(",") if v.strip()] if wanted else list(cores.CORES)
+    unknown = [v for v in versions if v not in cores.CORES]
+    assert not unknown, "MDE_TEST_CORES: %s not in tests/cores.py (%s)" % (unknown, ", ".join(cores.CORES))
+    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def hostile_title(marker):
+    """A title a compromised device could give its alert: templated, it creates ``marker`` on the controller."""
+    return "Suspicious PowerShell {{ lookup('pipe', 'touch %s') }} on host" % marker
+
+
+# The playbook a user's rule runs with the event: it shows the title (templated lazily, on every core) and comments the
+# alert with it, so the emulator receives what the playbook saw.
+EVENT_PLAYBOOK = [{
+    "name": "Triage the alert of the event",
+    "hosts": "localhost",
+    "gather_facts": False,
+    "tasks": [
+        {"name": "Show the title", "ansible.builtin.debug": {"msg": "{{ ansible_eda.event.mde_alert.title }}"}},
+        {"name": "Take the alert",
+         "defender.endpoint.mde_alert": {
+             "alert_id": "{{ ansible_eda.event.mde_alert.id }}",
+             "status": "InProgress",
+             "comment": "run_playbook on {{ ansible_version.full }}: {{ ansible_eda.event.mde_alert.title }}"}},
+    ],
+}]
+
+
+def make_hostile(emulator, alert, title):
+    """The alert gets ``title`` and is New, updated now (the API sets lastUpdateTime on a PATCH)."""
+    touch(emulator, alert["id"], "fresh")
+    alert["title"] = title
+    alert["status"] = "New"
+    return alert
+
+
+def alert_patches(emulator, alert_id):
+    return [w["body"] for w in emulator.writes() if w["method"] == "PATCH" and w["path"] == "/api/alerts/" + alert_id]
+
+
+@pytest.mark.parametrize("core", cores_under_test())
+def test_control_a_hostile_title_in_plain_extra_vars_runs_on_the_controller(emulator, tmp_path, core):
+    """Without the !unsafe marking, this core runs the title's template: what the next test guards against."""
+    marker = tmp_path / "pwned"
+    alert = make_hostile(emulator, emulator.alerts[0], hostile_title(marker))
+    event = {"mde_alert": json.loads(json.dumps(dict((k, v) for k, v in alert.items() if not k.startswith("_"))))}
+    emulator.clear_log()
+    # What ansible-rulebook 1.3.2 writes to env/extravars (yaml.dump of plain data), without the source's marking.
+    extravars = tmp_path / "extravars"
+    extravars.write_text(yaml.dump({"ansible_eda": {"ruleset": "r", "rule": "x", "event": event}},
+                                   Dumper=yaml.SafeDumper))
+    ansible = Ansible(emulator, tmp_path, core=core)
+    (tmp_path / "event.yml").write_text(yaml.safe_dump(EVENT_PLAYBOOK, sort_keys=False))
+    proc = subprocess.run([os.path.join(ansible.bin, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "event.yml"), "-e", "@%s" % extravars],
+                          env=ansible.env(ANSIBLE_STDOUT_CALLBACK=None, ANSIBLE_CALLBACK_PLUGINS=None),
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    release = cores.CORES[core][0]
+    assert marker.exists(), "ansible-core %s did not run the title's lookup" % release
+    # The comment the API received lost the title's template (it was run, and rendered as "").
+    assert alert_patches(emulator, alert["id"]) == [{
+        "status": "InProgress", "comment": "run_playbook on %s: Suspicious PowerShell  on host" % release}]
+
+
+@pytest.mark.parametrize("core", cores_under_test())
+def test_a_hostile_alert_title_reaches_the_playbook_intact_and_is_never_run(emulator, tmp_path, core):
+    """The real ansible-rulebook, the source and two rules: run_playbook (the event as extra vars) and run_module (the
+    title inside the module's arguments). Nothing of the titles runs; both reach the API as written."""
+    rulebook_bin = os.path.join(BIN, "ansible-rulebook")
+    release = cores.CORES[core][0]
+    markers = [tmp_path / "pwned-playbook", tmp_path / "pwned-module"]
+    start = utcnow() - datetime.timedelta(seconds=1)
+    by_playbook = make_hostile(emulator, emulator.alerts[0], hostile_title(markers[0]))
+    by_module = make_hostile(emulator, emulator.alerts[1], "{%% if lookup('pipe', 'touch %s') %%}{%% endif %%}"
+                                                           "Credential theft" % markers[1])
+    emulator.clear_log()
+    ansible = Ansible(emulator, tmp_path, core=core)
+    (tmp_path / "event.yml").write_text(yaml.safe_dump(EVENT_PLAYBOOK, sort_keys=False))
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    rulebook = [{
+        "name": "Triage alerts",
+        "hosts": "localhost",
+        "sources": [{"name": "mde_alerts", "defender.endpoint.mde_alerts": {
+            "interval": 1, "initial_lookback": iso(start), "checkpoint_path": str(tmp_path / "cp.json")}}],
+        "rules": [
+            {"name": "Run a playbook with the event",
+             "condition": 'event.mde_alert.id == "%s" and event.mde_alert.status == "New"' % by_playbook["id"],
+             "action": {"run_playbook": {"name": str(tmp_path / "event.yml")}}},
+            {"name": "Run a module with the title in its arguments",
+             "condition": 'event.mde_alert.id == "%s" and event.mde_alert.status == "New"' % by_module["id"],
+             "action": {"run_module": {"name": "defender.endpoint.mde_alert", "module_args": {
+                 "alert_id": "{{ event.mde_alert.id }}", "status": "InProgress",
+                 "comment": "run_module: {{ event.mde_alert.title }}"}}}},
+        ],
+    }]
+    (tmp_path / "rulebook.yml").write_text(yaml.safe_dump(rulebook, sort_keys=False))
+    env = ansible.env(ANSIBLE_STDOUT_CALLBACK=None, ANSIBLE_CALLBACK_PLUGINS=None, **java_env())
+    proc = subprocess.Popen([rulebook_bin, "--rulebook", str(tmp_path / "rulebook.yml"), "-i",
+                             str(tmp_path / "inventory.yml"), "-v"],
+                            env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        wait_for(lambda: alert_patches(emulator, by_playbook["id"]) and alert_patches(emulator, by_module["id"]),
+                 time.time() + 180, "both alerts taken", proc)
+        polls = len(alert_polls(emulator))
+        wait_for(lambda: len(alert_polls(emulator)) >= polls + 2, time.time() + 30, "two more polls", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            output = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output = proc.communicate()[0]
+
+    assert [m.name for m in markers if m.exists()] == [], output[-6000:]
+    # The titles arrived intact, once each; the playbook ran on the core under test.
+    assert alert_patches(emulator, by_playbook["id"]) == [{
+        "status": "InProgress", "comment": "run_playbook on %s: %s" % (release, by_playbook["title"])}], output[-6000:]
+    assert alert_patches(emulator, by_module["id"]) == [{
+        "status": "InProgress", "comment": "run_module: %s" % by_module["title"]}], output[-6000:]
+    assert "has template syntax" in output and by_playbook["id"] in output

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 DOCUMENTATION = r'''
 name: mde_alerts
@@ -35,6 +36,11 @@ description:
   - Each new or changed alert (key alert C(id) + C(lastUpdateTime)) becomes one event C({"mde_alert": <alert>}); the
     alert is the Alert entity as the API returns it (camelCase). An alert that changes again is emitted again.
   - What was emitted is kept in a checkpoint file (O(checkpoint_path)), so a restarted rulebook emits nothing twice.
+  - An alert dated more than 60 seconds ahead of this machine's clock is emitted with a warning; the watermark never
+    moves past now + 60 seconds (or + O(overlap), when smaller), so such an alert cannot silence the source.
+  - Alert strings that hold template syntax (C({{), C({%), C({#)) are logged as a warning and written as C(!unsafe)
+    when ansible-rulebook passes the event to a playbook (C(run_playbook) extra vars, C(run_module) arguments), so
+    ansible-core never templates them. See docs/eda.md for what that does not cover.
   - A failed poll is logged as one line and retried at the next interval; bad options fail at start.
   - Needs the WindowsDefenderATP application permission C(Alert.Read.All) or C(Alert.ReadWrite.All).
 options:
@@ -244,6 +250,19 @@ def now_ticks():
     return time_ticks(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
+# An alert's times can carry what a device reported (https://learn.microsoft.com/en-us/defender-endpoint/api/alerts
+# lists the Alert properties); one alert dated 2099 must not make every later poll ask for "lastUpdateTime ge 2099-..."
+# and so silence the source. A lastUpdateTime more than FUTURE_SKEW seconds ahead of this machine's clock is logged,
+# and the watermark never moves past now + FUTURE_SKEW, nor past now + overlap: the next poll reads from the
+# watermark less the overlap, which must not be later than now, or alerts updated from now on would be skipped.
+FUTURE_SKEW = 60
+
+
+def future_cap(overlap, now):
+    """The latest watermark allowed at ``now`` (ticks): now + the smaller of FUTURE_SKEW and ``overlap`` seconds."""
+    return int(now) + int(min(FUTURE_SKEW, overlap) * TICKS)
+
+
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -338,6 +357,8 @@ def parse_args(args, environ=None, now=None):
     lookback = args.get("initial_lookback", "1h")
     if isinstance(lookback, str) and _TIME.match(lookback.strip()):
         start = time_ticks(lookback)
+        if start > now + FUTURE_SKEW * TICKS:
+            raise ConfigError("initial_lookback %s is in the future; give an age such as 1h or a past time." % lookback)
     else:
         start = now - int(seconds_of(lookback, "initial_lookback") * TICKS)
     checkpoint_path = args.get("checkpoint_path")
@@ -378,15 +399,19 @@ def initial_state(start):
     return {"watermark": int(start), "seen": {}}
 
 
-def select_new(state, alerts, overlap=0.0):
+def select_new(state, alerts, overlap=0.0, now=None):
     """Given the previous state and the alerts of one poll, the alerts to emit (oldest update first) and the new state.
 
     ``state``: ``{"watermark": ticks, "seen": {alert id: ticks of the lastUpdateTime emitted}}``. An alert is emitted
     when its ``lastUpdateTime`` is not before ``watermark - overlap`` and this id was not emitted with that (or a
     later) ``lastUpdateTime``. The new watermark is the newest ``lastUpdateTime`` emitted (never earlier than the
-    old one); ``seen`` keeps the ids whose emitted ``lastUpdateTime`` is within ``overlap`` of it. Pure: the inputs
-    are not changed.
+    old one), but never later than ``future_cap(overlap, now)`` (``now``: ticks, default the current time). An alert
+    dated more than FUTURE_SKEW seconds in the future is emitted, logged as a warning and remembered in ``seen`` (so
+    it is not emitted again), and does not hide the alerts updated after it. ``seen`` keeps the ids whose emitted
+    ``lastUpdateTime`` is within ``overlap`` of the watermark or later. The inputs are not changed.
     """
+    now = now_ticks() if now is None else int(now)
+    cap = future_cap(overlap, now)
     cutoff = state["watermark"] - int(overlap * TICKS)
     seen = dict(state["seen"])
     keyed = []
@@ -410,9 +435,13 @@ def select_new(state, alerts, overlap=0.0):
         previous = seen.get(ident)
         if previous is not None and previous >= ticks:
             continue
+        if ticks > now + FUTURE_SKEW * TICKS:
+            logger.warning("mde_alerts: alert %s has lastUpdateTime %s, more than %ds ahead of this machine's clock "
+                           "(%s); emitted, and the next polls still read the alerts updated from now on.", ident,
+                           alert.get("lastUpdateTime"), FUTURE_SKEW, ticks_text(now))
         emit.append(alert)
         seen[ident] = ticks
-        watermark = max(watermark, ticks)
+        watermark = max(watermark, min(ticks, cap))
     keep_from = watermark - int(overlap * TICKS)
     seen = dict((ident, ticks) for ident, ticks in seen.items() if ticks >= keep_from)
     return emit, {"watermark": watermark, "seen": seen}
@@ -435,20 +464,36 @@ def state_from_json(data):
             "seen": dict((str(ident), time_ticks(t)) for ident, t in seen.items())}
 
 
-def load_checkpoint(path):
-    """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file."""
+def load_checkpoint(path, overlap=0.0, now=None):
+    """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file.
+
+    A watermark later than ``future_cap(overlap, now)`` (written by a version without the cap, after an alert dated in
+    the future) is moved back to when the file was last written (its modification time; never later than the cap),
+    with a warning: that version emitted nothing older than its watermark since then, so those alerts are read again.
+    """
     try:
         with open(path, "r") as f:
             text = f.read()
+            written = os.fstat(f.fileno()).st_mtime
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ConfigError("checkpoint file %s cannot be read: %s." % (path, e.strerror or e))
     try:
-        return state_from_json(json.loads(text))
+        state = state_from_json(json.loads(text))
     except ValueError as e:
         raise ConfigError("checkpoint file %s is not usable (%s); move it away to start again from "
                           "initial_lookback." % (path, e))
+    now = now_ticks() if now is None else int(now)
+    cap = future_cap(overlap, now)
+    if state["watermark"] > cap:
+        capped = min(cap, int(written * TICKS))
+        # Warn about a watermark beyond the skew; one within it (a smaller overlap than last time) is only moved back.
+        log = logger.warning if state["watermark"] > now + FUTURE_SKEW * TICKS else logger.info
+        log("mde_alerts: checkpoint file %s holds watermark %s, in the future; reading alerts updated since %s (when "
+            "the file was last written) instead.", path, ticks_text(state["watermark"]), ticks_text(capped))
+        state["watermark"] = capped
+    return state
 
 
 def save_checkpoint(path, state):
@@ -481,6 +526,113 @@ def default_checkpoint_path(cache_dir, api_url, auth, severity, status):
     return os.path.join(cache_dir, "eda", "mde_alerts-%s.json" % digest)
 
 
+# -- untrusted text ---------------------------------------------------------------------------------------
+# Alert text (title, description, machine and user names, evidence, ...) is written by whoever controls a device. When
+# a rule runs a playbook (run_playbook, run_module), ansible-rulebook passes the event to ansible-playbook as extra
+# vars: it writes them with PyYAML's yaml.dump() to <private data dir>/env/extravars, which ansible-runner passes as
+# ``-e @file`` (https://docs.ansible.com/projects/runner/en/latest/intro/, "env/extravars"). ansible-core templates
+# the strings of such a file when a play uses them, on every version: before 2.19 every variable value is templated
+# on use, and from 2.19 a file given to ``-e @`` is trusted as a template
+# (https://docs.ansible.com/ansible/latest/porting_guides/porting_guide_core_2.19.html). A title such as
+# ``{{ lookup('pipe', 'id') }}`` would then run on the controller. A string tagged ``!unsafe`` is never templated
+# (https://docs.ansible.com/ansible/latest/playbook_guide/playbooks_advanced_syntax.html#unsafe-or-raw-strings).
+# The event crosses the rule engine as JSON, so it reaches yaml.dump() as plain str: the source remembers the alert
+# strings that hold template syntax and adds a str representer to yaml.Dumper that writes a string containing one of
+# them as ``!unsafe "..."``. Every other string is written exactly as before.
+TEMPLATE_MARKERS = ("{{", "{%", "{#")   # Jinja's block, variable and comment starts, as ansible-core looks for them
+UNSAFE_TAG = "!unsafe"
+
+
+def template_like(text):
+    """Whether ``text`` is a str that ansible-core would template (holds ``{{``, ``{%`` or ``{#``)."""
+    return isinstance(text, str) and any(marker in text for marker in TEMPLATE_MARKERS)
+
+
+def template_fields(value, path="mde_alert"):
+    """The ``(path, text)`` of every template-like string in ``value`` (keys included), depth first."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = "%s.%s" % (path, key)
+            if template_like(key):
+                found.append((where, key))
+            found.extend(template_fields(item, where))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found.extend(template_fields(item, "%s[%d]" % (path, index)))
+    elif template_like(value):
+        found.append((path, value))
+    return found
+
+
+class UntrustedText:
+    """The template-like strings the source emitted (the newest ``limit``), shared by every source in the process."""
+
+    def __init__(self, limit=10000):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._texts = {}   # insertion-ordered: the oldest is dropped first
+
+    def add(self, text):
+        with self._lock:
+            self._texts.pop(text, None)
+            self._texts[text] = True
+            while len(self._texts) > self.limit:
+                del self._texts[next(iter(self._texts))]
+
+    def __len__(self):
+        return len(self._texts)
+
+    def taints(self, text):
+        """Whether ``text`` is, or contains, a remembered string (a rulebook may have put one inside a longer one)."""
+        if not template_like(text):
+            return False
+        with self._lock:
+            texts = list(self._texts)
+        return any(t in text for t in texts)
+
+
+def install_yaml_marking():
+    """Make yaml.dump() (yaml.Dumper) write every string that holds emitted alert text as ``!unsafe``.
+
+    Returns the process's UntrustedText, or None when PyYAML is missing. ansible-rulebook runs each source file with
+    runpy, so this function can run several times: the representer is installed once and carries its registry.
+    """
+    try:
+        import yaml
+    except ImportError:
+        return None
+    current = yaml.Dumper.yaml_representers.get(str)
+    registry = getattr(current, "mde_untrusted", None)
+    if registry is not None:
+        return registry
+    registry = UntrustedText()
+    plain = current or yaml.representer.SafeRepresenter.represent_str
+
+    def represent_str(dumper, data):
+        if registry.taints(data):
+            return dumper.represent_scalar(UNSAFE_TAG, data, style='"')
+        return plain(dumper, data)
+
+    represent_str.mde_untrusted = registry
+    yaml.add_representer(str, represent_str, Dumper=yaml.Dumper)
+    return registry
+
+
+def mark_untrusted(alert, registry):
+    """Remember the alert's template-like strings in ``registry``; log them once (a sign of a tampered device)."""
+    fields = template_fields(alert)
+    if not fields:
+        return
+    for _where, text in fields:
+        if registry is not None:
+            registry.add(text)
+    logger.warning("mde_alerts: alert %s has template syntax (%s) in %s; passed on unchanged%s.", alert.get("id"),
+                   ", ".join(TEMPLATE_MARKERS), ", ".join(sorted(set(w for w, _t in fields))),
+                   " and marked !unsafe for Ansible" if registry is not None else
+                   ", NOT marked unsafe (PyYAML is missing)")
+
+
 # -- the source -------------------------------------------------------------------------------------------
 def fetch(client, odata_filter, include_evidence=False):
     """Every alert matching ``odata_filter``, all pages (blocking: run it in a thread)."""
@@ -499,11 +651,12 @@ def _one_line(error):
 class AlertPoller:
     """One source instance: the client, its options, the state and where it is saved."""
 
-    def __init__(self, client, config, checkpoint_path, state):
+    def __init__(self, client, config, checkpoint_path, state, untrusted=None):
         self.client = client
         self.config = config
         self.checkpoint_path = checkpoint_path
         self.state = state
+        self.untrusted = untrusted
         self.polls = 0
         self.failures = 0
 
@@ -517,6 +670,7 @@ class AlertPoller:
         self.polls += 1
         emit, new_state = select_new(self.state, alerts, self.config["overlap"])
         for alert in emit:
+            mark_untrusted(alert, self.untrusted)
             await queue.put({"mde_alert": alert})
         changed = new_state != self.state
         self.state = new_state
@@ -551,14 +705,14 @@ def setup(args, environ=None):
     client = client_utils.create_client(**config["auth"])
     path = config["checkpoint_path"] or default_checkpoint_path(
         auth_utils.default_cache_dir(), client.api_url, config["auth"], config["severity"], config["status"])
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, config["overlap"])
     if state is None:
         state = initial_state(config["start"])
         logger.info("mde_alerts: no checkpoint at %s; reading alerts updated since %s.", path,
                     ticks_text(state["watermark"]))
     else:
         logger.info("mde_alerts: resuming from checkpoint %s (watermark %s).", path, ticks_text(state["watermark"]))
-    return AlertPoller(client, config, path, state)
+    return AlertPoller(client, config, path, state, install_yaml_marking())
 
 
 async def main(queue, args):

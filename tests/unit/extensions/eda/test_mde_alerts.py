@@ -2,12 +2,17 @@
 import asyncio
 import json
 import os
+import re
+import pkgutil
+import runpy
 import stat
 
 import pytest
 
 from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts as src
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible.parsing.yaml.loader import AnsibleLoader
+import yaml
 
 T = src.time_ticks
 
@@ -76,6 +81,7 @@ def test_options_fall_back_to_the_environment_as_the_modules_do():
     ({"timeout": "slow"}, "timeout must be a whole number"),
     ({"cloud": "mars"}, "cloud must be one of"),
     ({"intervall": 5}, "Unknown option.*intervall"),
+    ({"initial_lookback": "2099-01-01T00:00:00Z"}, "initial_lookback 2099-01-01T00:00:00Z is in the future"),
 ])
 def test_bad_options_are_configuration_errors(args, message):
     with pytest.raises(src.ConfigError, match=message):
@@ -206,9 +212,9 @@ class FakeClient:
 
 def test_a_failed_poll_is_logged_on_one_line_and_the_next_one_goes_on(tmp_path, caplog):
     config = src.parse_args({"interval": 0.01, "severity": ["High"], "include_evidence": True}, {})
+    updated = src.ticks_text(config["start"] + 1800 * src.TICKS)      # half an hour after the first poll's start
     client = FakeClient([MDEError("GET /api/alerts failed: HTTP 503 Service Unavailable.", status=503),
-                         [alert("a", "2030-01-01T00:00:00Z")], RuntimeError("boom\nsecond line"),
-                         [alert("a", "2030-01-01T00:00:00Z")]])
+                         [alert("a", updated)], RuntimeError("boom\nsecond line"), [alert("a", updated)]])
     poller = src.AlertPoller(client, config, str(tmp_path / "cp.json"), src.initial_state(config["start"]))
     queue = asyncio.Queue()
 
@@ -222,12 +228,169 @@ def test_a_failed_poll_is_logged_on_one_line_and_the_next_one_goes_on(tmp_path, 
     events = []
     while not queue.empty():
         events.append(queue.get_nowait())
-    assert events == [{"mde_alert": alert("a", "2030-01-01T00:00:00Z")}]
+    assert events == [{"mde_alert": alert("a", updated)}]
     failures = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert failures == ["mde_alerts: poll failed, retrying in 0.01s: GET /api/alerts failed: HTTP 503 Service Unavailable.",
                         "mde_alerts: poll failed, retrying in 0.01s: RuntimeError: boom"]
     start = src.filter_time(config["start"] - 120 * src.TICKS)
-    after = "lastUpdateTime ge 2029-12-31T23:58:00Z and severity eq 'High'"    # the watermark less the 2m overlap
+    after = "lastUpdateTime ge %s and severity eq 'High'" % src.filter_time(T(updated) - 120 * src.TICKS)
     assert [f[0] for f in client.filters] == ["lastUpdateTime ge %s and severity eq 'High'" % start] * 2 + [after] * 3
     assert all(f[1] == {"$expand": "evidence"} for f in client.filters)
-    assert src.load_checkpoint(str(tmp_path / "cp.json"))["watermark"] == T("2030-01-01T00:00:00Z")
+    assert src.load_checkpoint(str(tmp_path / "cp.json"))["watermark"] == T(updated)
+
+
+# -- alerts dated in the future -------------------------------------------------------------------------------
+class FilteringClient:
+    """A fake API that answers ``lastUpdateTime ge <time>`` as the real one does, from a list the test changes."""
+
+    api_url = "https://api.example"
+
+    def __init__(self, alerts):
+        self.alerts = alerts
+        self.filters = []
+
+    def list(self, path, odata_filter=None, params=None):
+        assert path == "/api/alerts"
+        self.filters.append(odata_filter)
+        since = T(re.match(r"^lastUpdateTime ge (\S+)$", odata_filter).group(1))
+        return iter([a for a in self.alerts if T(a["lastUpdateTime"]) >= since])
+
+
+def drain(queue):
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
+
+
+def test_an_alert_dated_2099_is_emitted_once_and_does_not_silence_the_source(tmp_path, caplog):
+    checkpoint = str(tmp_path / "cp.json")
+    config = src.parse_args({"initial_lookback": "1h"}, {})
+    now = src.now_ticks()
+    future = alert("da-future", "2099-01-01T00:00:00Z", title="clock of a tampered device")
+    recent = alert("da-recent", src.ticks_text(now - 600 * src.TICKS))
+    client = FilteringClient([future, recent])
+    poller = src.AlertPoller(client, config, checkpoint, src.initial_state(config["start"]))
+    queue = asyncio.Queue()
+
+    assert asyncio.run(poller.poll(queue)) == 2
+    assert [e["mde_alert"]["id"] for e in drain(queue)] == ["da-recent", "da-future"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "alert da-future has lastUpdateTime 2099-01-01T00:00:00Z, more than 60s ahead" in (
+        warnings[0])
+    # The watermark, in memory and in the checkpoint file, is at most now + the skew, not 2099.
+    limit = src.now_ticks() + src.FUTURE_SKEW * src.TICKS
+    assert now - 600 * src.TICKS < poller.state["watermark"] <= limit
+    saved = src.load_checkpoint(checkpoint, config["overlap"])                      # as a restart reads it
+    assert saved["watermark"] == poller.state["watermark"] and saved["seen"]["da-future"] == T("2099-01-01T00:00:00Z")
+
+    # An alert updated after that poll is emitted by the next one; the 2099 alert is not emitted again.
+    caplog.clear()
+    later = alert("da-later", src.ticks_text(src.now_ticks()))
+    client.alerts.append(later)
+    assert asyncio.run(poller.poll(queue)) == 1
+    assert [e["mde_alert"]["id"] for e in drain(queue)] == ["da-later"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert T(client.filters[-1].split()[-1]) <= limit      # it asked from before now + skew, not from 2099
+    assert asyncio.run(poller.poll(queue)) == 0
+
+
+def test_the_watermark_cap_is_now_plus_the_skew_or_the_overlap(caplog):
+    now = T("2026-01-31T08:00:00Z")
+    state = src.initial_state(now - 3600 * src.TICKS)
+    near = alert("near", "2026-01-31T08:00:30Z")          # within the skew (the API's clock a little ahead)
+    emit, new = src.select_new(state, [near], overlap=120, now=now)
+    assert emit == [near] and new["watermark"] == T("2026-01-31T08:00:30Z")
+    assert not caplog.records
+    far = alert("far", "2026-01-31T09:00:00Z")
+    emit, new = src.select_new(new, [far], overlap=120, now=now)
+    assert emit == [far] and new["watermark"] == now + 60 * src.TICKS            # now + FUTURE_SKEW
+    assert new["seen"] == {"near": T("2026-01-31T08:00:30Z"), "far": T("2026-01-31T09:00:00Z")}
+    emit, again = src.select_new(new, [far], overlap=120, now=now)
+    assert emit == [] and again == new
+    # With a smaller overlap the cap is now + overlap, so the next poll (from watermark - overlap) starts at now.
+    emit, new = src.select_new(state, [far], overlap=10, now=now)
+    assert new["watermark"] == now + 10 * src.TICKS
+    emit, new = src.select_new(state, [far], overlap=0, now=now)
+    assert new["watermark"] == now
+    assert src.build_filter(new, 0) == "lastUpdateTime ge 2026-01-31T08:00:00Z"
+
+
+def test_a_checkpoint_holding_a_future_watermark_is_capped_on_load(tmp_path, caplog):
+    path = str(tmp_path / "cp.json")
+    now = T("2026-01-31T08:00:00Z")
+    src.save_checkpoint(path, {"watermark": T("2099-01-01T00:00:00Z"), "seen": {"x": T("2099-01-01T00:00:00Z")}})
+    written = T("2026-01-30T08:00:00Z")                 # the older version last wrote it a day ago
+    os.utime(path, (written / src.TICKS, written / src.TICKS))
+    state = src.load_checkpoint(path, 120, now=now)
+    assert state == {"watermark": written, "seen": {"x": T("2099-01-01T00:00:00Z")}}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and path in warnings[0] and "2099-01-01T00:00:00.0000000Z" in warnings[0]
+    assert "2026-01-30T08:00:00.0000000Z" in warnings[0]
+    # A file whose modification time is in the future too: capped at now + the skew.
+    os.utime(path, (T("2099-01-01T00:00:00Z") / src.TICKS,) * 2)
+    assert src.load_checkpoint(path, 120, now=now)["watermark"] == now + src.FUTURE_SKEW * src.TICKS
+    assert src.load_checkpoint(path, 0, now=now)["watermark"] == now
+    # A checkpoint that is not in the future loads as saved, without a warning.
+    caplog.clear()
+    src.save_checkpoint(path, {"watermark": now - 60 * src.TICKS, "seen": {}})
+    assert src.load_checkpoint(path, 120, now=now) == {"watermark": now - 60 * src.TICKS, "seen": {}}
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# -- alert text reaches Ansible marked unsafe -----------------------------------------------------------------
+HOSTILE = "{{ lookup('pipe', 'id') }}"
+
+
+def test_alert_text_with_template_syntax_is_written_unsafe_in_the_playbook_extra_vars(tmp_path, caplog):
+    """ansible-rulebook (run_playbook) writes the event into env/extravars with yaml.dump(); so does this test."""
+    registry = src.install_yaml_marking()
+    config = src.parse_args({"initial_lookback": "1h"}, {})
+    hostile = alert("da-hostile", src.ticks_text(src.now_ticks()), title="Malware " + HOSTILE,
+                    computerDnsName="ws-1.contoso.local", evidence=[{"fileName": "{% raw %}x.exe"}])
+    poller = src.AlertPoller(FakeClient([[hostile]]), config, str(tmp_path / "cp.json"),
+                             src.initial_state(config["start"]), registry)
+    queue = asyncio.Queue()
+    asyncio.run(poller.poll(queue))
+    event = json.loads(json.dumps(drain(queue)[0]))            # what comes back from the rule engine: plain JSON
+    assert event["mde_alert"] == hostile                        # passed on unchanged
+    text = yaml.dump({"ansible_eda": {"event": event, "ruleset": "r", "rule": "x"},
+                      "note": "Alert Malware %s on ws-1" % HOSTILE,  # a rulebook put the title inside its own text
+                      "wrapper": "{{ module_result }}"})             # ansible-rulebook's own template: untouched
+    assert "title: !unsafe \"Malware {{ lookup('pipe', 'id') }}\"" in text
+    assert "fileName: !unsafe \"{% raw %}x.exe\"" in text
+    assert "note: !unsafe \"Alert Malware {{ lookup('pipe', 'id') }} on ws-1\"" in text
+    assert "wrapper: '{{ module_result }}'" in text
+    assert "computerDnsName: ws-1.contoso.local" in text and "!unsafe" not in text.split("evidence")[0]
+    # ansible-core reads it back as the same text, marked unsafe.
+    data = AnsibleLoader(text).get_single_data()
+    title = data["ansible_eda"]["event"]["mde_alert"]["title"]
+    assert title == "Malware " + HOSTILE
+    assert data["wrapper"] == "{{ module_result }}"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["mde_alerts: alert da-hostile has template syntax ({{, {%, {#) in "
+                        "mde_alert.evidence[0].fileName, mde_alert.title; passed on unchanged and marked !unsafe for "
+                        "Ansible."]
+
+
+def test_every_copy_of_the_source_in_a_process_shares_one_marking(tmp_path, monkeypatch):
+    """ansible-rulebook loads the source file with runpy once per source of a rulebook."""
+    path = src.__file__
+    # Once another test has loaded ansible-core's collection loader, its path hook claims every path and run_path
+    # would take the file for a directory; ansible-rulebook's process has no such hook.
+    monkeypatch.setattr(pkgutil, "get_importer", lambda path_name: None)
+    first = runpy.run_path(path)["install_yaml_marking"]()
+    second = runpy.run_path(path)["install_yaml_marking"]()
+    assert first is second is src.install_yaml_marking()
+    second.add("{{ other source }}")
+    assert yaml.dump(["x {{ other source }}"]) == "- !unsafe \"x {{ other source }}\"\n"
+    assert yaml.safe_dump(["{{ other source }}"]) == "- '{{ other source }}'\n"   # only yaml.Dumper is changed
+
+
+def test_the_remembered_text_is_bounded():
+    registry = src.UntrustedText(limit=3)
+    for n in range(5):
+        registry.add("{{ %d }}" % n)
+    assert len(registry) == 3
+    assert not registry.taints("{{ 0 }}") and registry.taints("a {{ 4 }} b")
+    assert not registry.taints("no template here")

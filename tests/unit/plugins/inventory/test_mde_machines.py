@@ -64,6 +64,7 @@ class Recorder:
         self.error = error
         self.created = []
         self.calls = []
+        self.warnings = []  # what the token cache and budget worked around, as MDEClient has it
 
     def __call__(self, **options):
         self.created.append(options)
@@ -79,7 +80,7 @@ class Recorder:
 
 
 @pytest.fixture
-def api(monkeypatch):
+def api(monkeypatch, tmp_path_factory):
     rec = Recorder()
     monkeypatch.setattr(client_module, "create_client", rec)
     for name in list(os.environ):
@@ -88,6 +89,7 @@ def api(monkeypatch):
     monkeypatch.setenv("MDE_TENANT_ID", "contoso.onmicrosoft.com")
     monkeypatch.setenv("MDE_CLIENT_ID", "app-id")
     monkeypatch.setenv("MDE_CLIENT_SECRET", "s3cret-value")
+    monkeypatch.setenv("MDE_TOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("token-cache") / "defender.endpoint"))
     return rec
 
 

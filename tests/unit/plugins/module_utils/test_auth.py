@@ -1,4 +1,6 @@
 """Token providers and the cross-process token cache; option validation in create_client."""
+import errno
+import json
 import multiprocessing
 import os
 import stat
@@ -33,6 +35,21 @@ def _fork_get(cache_dir, counter, queue):
     queue.put(CountingProvider(cache_dir, counter).get_token())
 
 
+def owned_by_another(monkeypatch, path, uid=4242):
+    """Make ``path`` look owned by ``uid`` to os.fstat and os.stat (chown needs root; the tests must not)."""
+    real_stat, real_fstat, target = os.stat, os.fstat, os.stat(str(path))
+
+    def disguise(st):
+        if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
+            return st
+        fields = list(st[:10])
+        fields[4] = uid
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: disguise(real_stat(p, *a, **kw)))
+    monkeypatch.setattr(os, "fstat", lambda fd: disguise(real_fstat(fd)))
+
+
 def fetches(counter):
     return sum(1 for _line in open(counter)) if os.path.exists(counter) else 0
 
@@ -59,7 +76,7 @@ def test_cache_directory_and_file_are_private(tmp_path):
     assert "token-1" in content and "s3cr3t" not in content
 
 
-def test_cache_is_refused_when_others_can_read_it(tmp_path):
+def test_cache_is_refused_when_others_can_read_it(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     CountingProvider(str(cache), str(tmp_path / "count")).get_token()
     os.chmod(cache / "tokens.json", 0o644)
@@ -67,10 +84,126 @@ def test_cache_is_refused_when_others_can_read_it(tmp_path):
         CountingProvider(str(cache), str(tmp_path / "count")).get_token()
     assert "chmod 600" in str(e.value) and "token_cache: false" in str(e.value)
     os.chmod(cache / "tokens.json", 0o600)
-    os.chmod(cache, 0o755)
+    os.chmod(cache, 0o775)  # others could have put a file of theirs in it: not tightened, refused
     with pytest.raises(MDEAuthError) as e:
         CountingProvider(str(cache), str(tmp_path / "count")).get_token()
-    assert "chmod 700" in str(e.value)
+    assert "chmod 700" in str(e.value) and "token_cache: false" in str(e.value)
+    os.chmod(cache, 0o755)
+    (cache / "notes.txt").write_text("the user's own file")  # not only the collection's: not tightened, refused
+    with pytest.raises(MDEAuthError) as e:
+        CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert "chmod 700" in str(e.value) and stat.S_IMODE(os.stat(cache).st_mode) == 0o755
+    os.chmod(cache, 0o700)
+    owned_by_another(monkeypatch, cache / "tokens.json")
+    with pytest.raises(MDEAuthError) as e:
+        CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert "owned by uid 4242" in str(e.value)
+
+
+def test_a_directory_opened_by_ansible_is_tightened(tmp_path):
+    """Ansible's jsonfile cache plugin makes ~/.cache/defender.endpoint/inventory with its default mode (0755):
+    the token cache closes the collection's directory again instead of refusing it until someone runs chmod."""
+    cache = tmp_path / "cache"
+    os.makedirs(str(cache / "inventory"))
+    os.chmod(str(cache), 0o755)
+    p = CountingProvider(str(cache), str(tmp_path / "count"))
+    assert p.get_token() == "token-1"
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+    assert [w for w in p.warnings if str(cache) in w and "0755" in w and "0700" in w]
+    os.chmod(str(cache), 0o755)  # the other files of the collection do not stop it either
+    assert CountingProvider(str(cache), str(tmp_path / "count")).get_token() == "token-1"
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700
+
+
+def test_prepare_cache_dir_makes_it_private_before_ansible_does(tmp_path, monkeypatch):
+    monkeypatch.delenv("MDE_TOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    old = os.umask(0o022)
+    try:
+        warnings = []
+        assert auth.prepare_cache_dir(warnings=warnings) is True
+        os.makedirs(str(tmp_path / "xdg" / "defender.endpoint" / "inventory"), exist_ok=True)  # what Ansible does
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(str(tmp_path / "xdg" / "defender.endpoint")).st_mode) == 0o700
+    assert warnings == []
+    os.chmod(str(tmp_path / "xdg" / "defender.endpoint"), 0o777)
+    assert auth.prepare_cache_dir(warnings=warnings) is False
+    assert "defender.endpoint" in warnings[0] and "chmod 700" in warnings[0]
+
+
+def test_a_symlink_is_refused_as_a_symlink(tmp_path):
+    cache = tmp_path / "cache"
+    CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    elsewhere = tmp_path / "passwd"
+    elsewhere.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    os.chmod(str(elsewhere), 0o644)
+    os.unlink(str(cache / "tokens.json"))
+    os.symlink(str(elsewhere), str(cache / "tokens.json"))
+    with pytest.raises(MDEAuthError) as e:
+        CountingProvider(str(cache), str(tmp_path / "count")).get_token()
+    assert "symbolic link" in str(e.value) and str(cache / "tokens.json") in str(e.value)
+    assert "chmod" not in str(e.value)
+    assert elsewhere.read_text().startswith("root:x:0:0") and os.path.islink(str(cache / "tokens.json"))
+
+
+@pytest.mark.parametrize("content", [
+    '{"k": "junk", "other": {"access_token": 5, "expires_on": "soon"}, "x": null}',
+    '["not", "a", "mapping"]',
+    '{"half": {"access_token": "t", "exp',
+])
+def test_damaged_entries_are_dropped(tmp_path, content):
+    cache = tmp_path / "cache"
+    os.makedirs(str(cache), 0o700)
+    (cache / "tokens.json").write_text(content)
+    os.chmod(str(cache / "tokens.json"), 0o600)
+    p = CountingProvider(str(cache), str(tmp_path / "count"))
+    assert p.get_token() == "token-1"
+    assert [w for w in p.warnings if str(cache / "tokens.json") in w]
+    data = json.loads((cache / "tokens.json").read_text())
+    assert list(data) == [p._key] and data[p._key]["access_token"] == "token-1"
+    q = CountingProvider(str(cache), str(tmp_path / "count"))
+    assert q.get_token() == "token-1" and q.warnings == []
+
+
+def test_a_directory_in_place_of_the_cache_file_falls_back_to_memory(tmp_path):
+    cache = tmp_path / "cache"
+    os.makedirs(str(cache), 0o700)
+    os.mkdir(str(cache / "tokens.json"))
+    p = CountingProvider(str(cache), str(tmp_path / "count"))
+    assert p.get_token() == "token-1"
+    assert p.get_token(force_refresh=True) == "token-2"
+    assert len(p.warnings) == 1 and str(cache / "tokens.json") in p.warnings[0] and "memory" in p.warnings[0]
+
+
+def _read_only(monkeypatch, under):
+    """A read-only file system under ``under``: creating or writing anything there fails with EROFS."""
+    real_open, real_makedirs = os.open, os.makedirs
+
+    def fake_open(path, flags, *args, **kwargs):
+        if str(path).startswith(under) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def fake_makedirs(path, *args, **kwargs):
+        if str(path).startswith(under) and not os.path.isdir(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "makedirs", fake_makedirs)
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_read_only_home_falls_back_to_memory(tmp_path, monkeypatch, exists):
+    cache = tmp_path / "home" / ".cache" / "defender.endpoint"
+    if exists:
+        os.makedirs(str(cache), 0o700)
+    _read_only(monkeypatch, str(tmp_path / "home"))
+    p = CountingProvider(str(cache), str(tmp_path / "count"))
+    assert p.get_token() == p.get_token() == "token-1"
+    assert len(p.warnings) == 1 and str(cache) in p.warnings[0] and "memory" in p.warnings[0]
+    assert "ead-only" in p.warnings[0]
 
 
 def test_expiring_token_is_replaced(tmp_path):

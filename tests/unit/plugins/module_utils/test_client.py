@@ -96,11 +96,30 @@ def test_429_without_retry_after_backs_off_exponentially():
     assert 0.5 <= t.sleeps[0] <= 1.0 and 1.0 <= t.sleeps[1] <= 2.0
 
 
-def test_retry_after_is_bounded():
-    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "3600"}), FakeResponse(200, {}),
+def test_retry_after_longer_than_the_collection_waits_fails_at_once_saying_until_when():
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "999999"}), FakeResponse(200, {}),
              max_retry_after=60)
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/alerts")
+    assert len(t.session.calls) == 1 and t.sleeps == []
+    assert "asks to wait 999999 seconds" in str(e.value) and "longer than the 60 seconds" in str(e.value)
+    assert "try again after 20" in str(e.value) and e.value.status == 429
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "0.01"])
+def test_retry_after_of_zero_or_less_still_waits_a_second(value):
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": value}), FakeResponse(200, {}))
     t.client.get("/api/alerts")
-    assert t.sleeps[0] <= 60.5
+    assert 1.0 <= t.sleeps[0] <= 1.5
+
+
+def test_retry_after_as_an_http_date():
+    import email.utils
+    import time as _time
+    when = email.utils.formatdate(_time.time() + 30, usegmt=True)
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": when}), FakeResponse(200, {}))
+    t.client.get("/api/alerts")
+    assert 28 <= t.sleeps[0] <= 31
 
 
 def test_429_gives_up_after_max_attempts_with_clear_error():
@@ -328,3 +347,136 @@ def test_each_call_settles_its_slot_at_the_answer(tmp_path):
         t.client.get("/api/machines/m2")
     state = json.loads((tmp_path / "ratelimit.json").read_text())
     assert state["host|app|GET /api/machines/{id}"]["recent"] == [103.0]
+
+
+# -- hostile or broken answers (issue 20) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("link", [
+    "https://api.example.test\\@evil.example/api/machines?$skip=1",
+    "https://api.example.test@evil.example/api/machines?$skip=1",
+    "https://api.example.test.evil.example/api/machines",
+    "https://api.example.test:444/api/machines",
+    "http://api.example.test/api/machines",
+    "https://api.example.test/api/machines?$skip=1\r\nHost: evil",
+    "//evil.example/api/machines",
+    "/api/machines?$skip=1",
+])
+def test_list_follows_only_plain_links_onto_its_own_base_url(link):
+    t = make(page([{"id": 1}], link), page([{"id": 2}]))
+    with pytest.raises(MDEError) as e:
+        list(t.client.list("/api/machines"))
+    assert len(t.session.calls) == 1, "the token went to %s" % t.session.calls[-1]["url"]
+    assert "not following it with the token" in str(e.value)
+
+
+def test_list_stops_on_empty_pages_that_keep_linking():
+    pages = [page([], API + "/api/alerts?$skiptoken=%d" % i) for i in range(50)]
+    t = make(page([{"id": 1}], API + "/api/alerts?$skiptoken=x"), *pages)
+    with pytest.raises(MDEError) as e:
+        list(t.client.list("/api/alerts"))
+    assert "3 empty pages in a row" in str(e.value) and len(t.session.calls) == 4
+
+
+def test_list_caps_the_number_of_pages(monkeypatch):
+    from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+    monkeypatch.setattr(client_mod, "MAX_PAGES", 4)
+    t = make(*[page([{"id": i}], API + "/api/alerts?$skiptoken=%d" % i) for i in range(10)])
+    with pytest.raises(MDEError) as e:
+        list(t.client.list("/api/alerts"))
+    assert "stopped after 4 pages" in str(e.value) and len(t.session.calls) == 4
+
+
+def test_a_token_with_a_line_break_is_never_sent_nor_printed():
+    class Tokens(FakeTokens):
+        def get_token(self, force_refresh=False):
+            return "eyJsecret-token-value\n"
+    session = FakeSession(FakeResponse(200, {}))
+    client = MDEClient(API, Tokens(), session, sleep=lambda s: None)
+    with pytest.raises(MDEError) as e:
+        client.get("/api/machines")
+    assert session.calls == [] and "secret-token" not in str(e.value) and "line break" in str(e.value)
+
+
+def test_a_header_error_names_no_header_value_and_is_not_retried():
+    exc = requests.exceptions.InvalidHeader(
+        "Invalid leading whitespace, reserved character(s), or return character(s) in header value: "
+        "'Bearer tok-1\\r\\nX: y'")
+    t = make(exc, FakeResponse(200, {}))
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/machines")
+    assert len(t.session.calls) == 1 and t.sleeps == []
+    assert "tok-1" not in str(e.value) and "Bearer" not in str(e.value)
+
+
+def test_scrub_removes_bearer_tokens_in_any_form():
+    from ansible_collections.defender.endpoint.plugins.module_utils.client import scrub
+    text = "header value: 'Bearer eyJhbGciOi.abc.def\\n' and Authorization: bearer xyz"
+    out = scrub(text, secrets=("eyJhbGciOi.abc.def\n",))
+    assert "eyJhbGciOi" not in out and "xyz" not in out
+
+
+@pytest.mark.parametrize("value", ["tok\r\nX-Injected: 1", "tok\x00"])
+def test_create_client_refuses_control_characters_in_credentials(value):
+    from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEConfigError
+    with pytest.raises(MDEConfigError) as e:
+        create_client(access_token=value, api_url=API, token_cache=False)
+    assert "access_token contains a line break" in str(e.value) and "tok" not in str(e.value).replace("token", "")
+
+
+def test_create_client_strips_a_trailing_newline_and_a_bearer_prefix():
+    from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+    c = create_client(access_token="Bearer abc.def.ghi\n", api_url=API, token_cache=False)
+    assert c.token_provider.get_token() == "abc.def.ghi"
+
+
+def _dribbling_server(connections):
+    """An HTTP server on loopback that answers every request with a body sent one byte every 0.2 s."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    srv.settimeout(10)
+
+    def serve():
+        try:
+            while True:
+                conn, _ = srv.accept()
+                connections.append(1)
+                conn.recv(65536)
+                body = b'{"value": []}' + b" " * 87
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                             % len(body))
+                try:
+                    for i in range(len(body)):
+                        conn.sendall(body[i:i + 1])
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+                conn.close()
+        except OSError:
+            return
+    import time
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_a_body_sent_too_slowly_ends_at_the_request_deadline():
+    import time
+    from ansible_collections.defender.endpoint.plugins.module_utils.client import PinnedSession
+    connections = []
+    srv = _dribbling_server(connections)
+    try:
+        url = "http://127.0.0.1:%d" % srv.getsockname()[1]
+        client = MDEClient(url, FakeTokens(), PinnedSession(timeout=1, deadline=2), sleep=lambda s: None)
+        started = time.monotonic()
+        with pytest.raises(MDEError) as e:
+            client.get("/api/machines")
+        took = time.monotonic() - started
+    finally:
+        srv.close()
+    assert took < 4, "a 20 s body held the request for %.1f s" % took
+    assert "did not arrive in full within 2 seconds" in str(e.value)
+    assert connections == [1], "not repeated: the server is sending, too slowly"

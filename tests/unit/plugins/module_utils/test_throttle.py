@@ -1,10 +1,20 @@
 """The shared call budget: families, limits, waiting, and sharing between processes."""
+import errno
+import json
 import multiprocessing
+import os
+import stat
 import time
 
 import pytest
 
-from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget, family, limits_for
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.throttle import (
+    MAX_BLOCK,
+    RateBudget,
+    family,
+    limits_for,
+)
 
 
 @pytest.mark.parametrize("method,path,expected", [
@@ -154,3 +164,151 @@ def test_a_call_slower_than_the_window_still_counts_from_its_answer(tmp_path):
     budget.settle("k", fam, slow)         # ... so its answer counts it again, from now
     budget.acquire("k", fam)              # the third waits a minute from the slow call's answer
     assert 1150.0 < clock.now <= 1150.3
+
+
+# -- a clock that steps back, a damaged or unsafe state file ---------------------------------------------------------
+def owned_by_another(monkeypatch, path, uid=4242):
+    """Make ``path`` look owned by ``uid`` to os.fstat and os.stat (chown needs root; the tests must not)."""
+    real_stat, real_fstat, target = os.stat, os.fstat, os.stat(str(path))
+
+    def disguise(st):
+        if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
+            return st
+        fields = list(st[:10])
+        fields[4] = uid
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: disguise(real_stat(p, *a, **kw)))
+    monkeypatch.setattr(os, "fstat", lambda fd: disguise(real_fstat(fd)))
+
+
+def test_the_longest_block_is_the_longest_retry_after():
+    assert MAX_BLOCK == 120
+
+
+def test_a_clock_stepping_back_does_not_stall_the_calls(tmp_path):
+    """A VM snapshot revert or an NTP step puts every recorded time in the future: they are dropped, not waited for."""
+    clock = Clock()
+    clock.now = 100000.0
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    for _i in range(100):
+        budget.settle("k", "GET /api/machines", budget.acquire("k", "GET /api/machines"))  # 100 a minute
+    for _i in range(10):
+        budget.acquire("k", "POST /api/alerts/batchUpdate")  # 10 a minute
+    budget.blocked("k", "POST /api/machines/{id}/isolate", 30)
+    clock.now -= 3600
+    assert clock.slept == []
+    budget.acquire("k", "GET /api/machines")
+    budget.acquire("k", "POST /api/alerts/batchUpdate")
+    assert clock.slept == []
+    budget.acquire("k", "POST /api/machines/{id}/isolate")  # a block is never longer than the longest Retry-After
+    assert sum(clock.slept) <= MAX_BLOCK + 0.1
+    state = json.loads((tmp_path / "ratelimit.json").read_text())
+    for entry in state.values():
+        assert all(t <= clock.now for t in entry["recent"])
+        assert all(float(b) <= clock.now for b in entry["hour"])
+
+
+def test_a_block_is_capped_at_the_longest_retry_after(tmp_path):
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    budget.blocked("k", "GET /api/machines", 86400)
+    budget.acquire("k", "GET /api/machines")
+    assert MAX_BLOCK <= sum(clock.slept) <= MAX_BLOCK + 0.1
+    # A block written by a process whose clock was a day ahead.
+    (tmp_path / "ratelimit.json").write_text(json.dumps(
+        {"k|GET /api/machines": {"recent": [], "hour": {}, "blocked_until": clock.now + 86400}}))
+    start = clock.now
+    budget.acquire("k", "GET /api/machines")
+    assert clock.now - start <= MAX_BLOCK + 0.1
+
+
+@pytest.mark.parametrize("content", [
+    '{"k|GET /api/machines": "junk", "x": {"recent": "abc", "hour": [], "blocked_until": "soon"}, '
+    '"y": {"recent": [null, "a", 5], "hour": {"z": "1", "7": null}}, "z": null}',
+    '[1, 2]',
+    '{"k|GET /api/machines": {"recent": [',
+])
+def test_damaged_entries_are_dropped(tmp_path, content):
+    (tmp_path / "ratelimit.json").write_text(content)
+    os.chmod(str(tmp_path / "ratelimit.json"), 0o600)
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    budget.settle("k", "GET /api/machines", budget.acquire("k", "GET /api/machines"))
+    budget.blocked("k", "GET /api/machines", 1)
+    assert [w for w in budget.warnings if str(tmp_path / "ratelimit.json") in w]
+    state = json.loads((tmp_path / "ratelimit.json").read_text())
+    assert state["k|GET /api/machines"]["recent"] == [1000.0]
+
+
+def test_a_directory_in_place_of_the_state_file_falls_back_to_memory(tmp_path):
+    os.mkdir(str(tmp_path / "ratelimit.json"))
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    for _i in range(3):
+        budget.acquire("k", "GET /api/machineactions/{id}/getPackageUri")  # 2 a minute: still counted, in memory
+    assert 59 < sum(clock.slept) < 61
+    assert len(budget.warnings) == 1
+    assert str(tmp_path / "ratelimit.json") in budget.warnings[0] and "memory" in budget.warnings[0]
+
+
+def test_a_read_only_directory_falls_back_to_memory(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    os.chmod(str(tmp_path), 0o700)
+    clock = Clock()
+    budget = RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time)
+    for _i in range(3):
+        budget.acquire("k", "GET /api/machineactions/{id}/getPackageUri")
+    assert 59 < sum(clock.slept) < 61
+    assert len(budget.warnings) == 1 and str(tmp_path) in budget.warnings[0] and "ead-only" in budget.warnings[0]
+
+
+def test_the_state_file_has_the_checks_of_the_token_cache(tmp_path, monkeypatch):
+    clock = Clock()
+    RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time).acquire("k", "GET /api/machines")
+    state = tmp_path / "ratelimit.json"
+    os.chmod(str(state), 0o644)
+    with pytest.raises(MDEError) as e:
+        RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time).acquire("k", "GET /api/machines")
+    assert "chmod 600" in str(e.value) and "token_cache: false" in str(e.value) and str(state) in str(e.value)
+    os.chmod(str(state), 0o600)
+    owned_by_another(monkeypatch, state)
+    with pytest.raises(MDEError) as e:
+        RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time).acquire("k", "GET /api/machines")
+    assert "owned by uid 4242" in str(e.value) and str(state) in str(e.value)
+    monkeypatch.undo()
+    os.chmod(str(tmp_path), 0o777)
+    with pytest.raises(MDEError) as e:
+        RateBudget(str(tmp_path), sleep=clock.sleep, clock=clock.time).acquire("k", "GET /api/machines")
+    assert "chmod 700" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["ratelimit.json", "ratelimit.lock"])
+def test_a_symlink_is_refused_as_a_symlink(tmp_path, name):
+    cache, elsewhere = tmp_path / "cache", tmp_path / "passwd"
+    os.makedirs(str(cache), 0o700)
+    elsewhere.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    os.symlink(str(elsewhere), str(cache / name))
+    clock = Clock()
+    with pytest.raises(MDEError) as e:
+        RateBudget(str(cache), sleep=clock.sleep, clock=clock.time).acquire("k", "GET /api/machines")
+    assert "symbolic link" in str(e.value) and str(cache / name) in str(e.value) and "chmod" not in str(e.value)
+    assert elsewhere.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_a_directory_opened_by_ansible_is_tightened(tmp_path):
+    cache = tmp_path / "cache"
+    os.makedirs(str(cache / "inventory"))
+    os.chmod(str(cache), 0o755)
+    clock = Clock()
+    budget = RateBudget(str(cache), sleep=clock.sleep, clock=clock.time)
+    budget.acquire("k", "GET /api/machines")
+    assert stat.S_IMODE(os.stat(str(cache)).st_mode) == 0o700
+    assert len(budget.warnings) == 1 and "0755" in budget.warnings[0]
