@@ -7,14 +7,14 @@ BUILD := $(CURDIR)/.build
 COLLECTIONS := $(BUILD)/collections
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/defender-endpoint-$(VERSION).tar.gz
-STAMP := $(VENV)/.installed-$(shell sha1sum tests/requirements-dev.txt | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat tests/requirements-dev.txt tests/emulator/requirements.txt | sha1sum | cut -c1-12)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
-.PHONY: venv collection test unit integration sanity lint demo emulator bench clean
+.PHONY: venv cores collection test unit integration sanity lint demo emulator bench clean
 
 venv: $(STAMP)
-$(STAMP): tests/requirements-dev.txt
+$(STAMP): tests/requirements-dev.txt tests/emulator/requirements.txt
 	@# ansible-rulebook (the Event-Driven Ansible tests) needs a Java 17 runtime.
 	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jre-headless; } || \
 	  { echo "Java 17 is needed for ansible-rulebook: install default-jre-headless" >&2; exit 1; }
@@ -43,7 +43,11 @@ sanity: venv
 lint: collection
 	cd $(CURDIR) && $(BIN)/ansible-lint --profile production --offline
 
-test: collection
+# The ansible-core versions of the matrix (tests/cores.py), each in its own venv that installs itself.
+cores: venv
+	$(BIN)/python tests/cores.py
+
+test: collection cores
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
@@ -58,4 +62,4 @@ bench: collection
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
-	rm -rf $(BUILD) .emulator
+	rm -rf $(BUILD) .emulator .venvs tests/emulator/build tests/emulator/*.egg-info

@@ -58,9 +58,12 @@ def ensure(version):
         return bin_dir(version)
     release, python = CORES[version]
     directory = venv_dir(version)
-    with open(REQUIREMENTS, "rb") as f:
-        import hashlib
-        stamp = os.path.join(directory, ".installed-%s-%s" % (release, hashlib.sha1(f.read()).hexdigest()[:12]))
+    import hashlib
+    digest = hashlib.sha1()
+    for path in (REQUIREMENTS, os.path.join(ROOT, "tests", "emulator", "requirements.txt")):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    stamp = os.path.join(directory, ".installed-%s-%s" % (release, digest.hexdigest()[:12]))
     if os.path.exists(stamp):
         return bin_dir(version)
     if not os.path.exists(os.path.join(directory, "bin", "python")):

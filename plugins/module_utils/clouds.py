@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Per-cloud endpoints of Microsoft Defender for Endpoint.
 
-Plain Python: no Ansible import. Sources (../shared/mde-api/digest.md sections 1.1, 2.1, 2.2):
-the commercial API host and scope are Microsoft's documented ones; the US Government API hosts and
-sign-in authorities are from Microsoft's gov.md; the gov scopes are not stated by Microsoft and follow
-what public clients use (the commercial resource for GCC, the .us resource for GCC High and DoD).
+Plain Python: no Ansible import. The commercial API host and scope are Microsoft's documented ones
+(https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list); the US Government API hosts and
+sign-in authorities are from https://learn.microsoft.com/en-us/defender-endpoint/gov; the gov scopes are not
+stated by Microsoft and follow what public clients use (the commercial resource for GCC, the .us resource for
+GCC High and DoD).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -179,3 +179,55 @@ def machines_in(response):
     if isinstance(response, dict) and response.get("id"):
         return [odata.entity(response)]
     return []
+
+
+# -- looking machines up: one place for every caller (modules, roles' list forms, the inventory) -----------------
+def machines_named(client, machine_name):
+    """Machines whose computerDnsName is ``machine_name`` (case-insensitive), or whose first DNS label is, when
+    ``machine_name`` has no dot. One filtered list call (startswith on the first label)."""
+    name = check_machine_name(machine_name).lower()
+    first_label = name.split(".")[0]
+    found = client.list("/api/machines", empty_on_404=True,
+                        odata_filter="startswith(computerDnsName,%s)" % odata.quote(first_label))
+    return [m for m in found if name == (m.get("computerDnsName") or "").lower()
+            or ("." not in name and name == (m.get("computerDnsName") or "").lower().split(".")[0])]
+
+
+def find_machine(client, machine_id=None, machine_name=None, onboarded_only=True):
+    """One Machine entity by id (https://learn.microsoft.com/en-us/defender-endpoint/api/get-machine-by-id), or by
+    computerDnsName, case-insensitive. MDENotFound or MDEAmbiguous (with ``candidates``) otherwise.
+
+    ``machine_id`` is checked to be a device id (40 hexadecimal characters) before any call, so that no other text
+    (``.``, ``..``, a path or a query) can reach the URL.
+    """
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
+        MDEAmbiguous, MDEError, MDENotFound)
+    if machine_id:
+        machine_id = check_machine_id(machine_id)
+        try:
+            return odata.entity(client.get("/api/machines/%s" % odata.path_segment(machine_id)))
+        except MDEError as e:
+            if e.status == 404:
+                facts = e.to_dict()
+                raise MDENotFound("No machine with id %s in Defender for Endpoint." % machine_id,
+                                  status=facts.pop("status", None), code=facts.pop("error_code", None),
+                                  api_message=facts.pop("error_message", None), method=e.method, path=e.path)
+            raise
+    candidates = machines_named(client, machine_name)
+    if onboarded_only:
+        onboarded = [m for m in candidates if (m.get("onboardingStatus") or "").lower() == "onboarded"]
+    else:
+        onboarded = candidates
+    if not onboarded:
+        extra = ""
+        if candidates:
+            extra = " (%d not onboarded: %s)" % (len(candidates), odata.summary(
+                candidates, show=lambda m: "%s [%s]" % (m.get("id"), m.get("onboardingStatus"))))
+        raise MDENotFound("No onboarded machine named %s in Defender for Endpoint%s." % (machine_name, extra))
+    if len(onboarded) > 1:
+        raise MDEAmbiguous("%d onboarded machines are named %s; use machine_id to pick one: %s." % (
+            len(onboarded), machine_name, odata.summary(
+                onboarded, show=lambda m: "%s (%s, last seen %s)" % (m.get("id"), m.get("computerDnsName"),
+                                                                      m.get("lastSeen")), sep="; ")),
+            candidates=[m.get("id") for m in onboarded])
+    return onboarded[0]

@@ -113,41 +113,45 @@ row_count:
   sample: 1
 '''
 
-from ansible_collections.defender.endpoint.plugins.module_utils.module import AUTH_ARGUMENT_SPEC, MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 
 PATH = "/api/advancedqueries/run"
 MAX_ROWS = 100000
 MAX_TIMEOUT = 210
 
 
-def run(module):
+def run(ctx):
     # A query only reads, so repeating it after an ambiguous failure cannot do anything twice.
-    answer = module.client.post(PATH, json={"Query": module.params["query"]}, retry_safe=True,
+    answer = ctx.client.post(PATH, json={"Query": ctx.params["query"]}, retry_safe=True,
                                 retry_timeouts=False) or {}
     schema = answer.get("Schema") or []
     results = answer.get("Results") or []
     if len(results) >= MAX_ROWS:
-        module.warn("The query returned %d rows, the API's limit: the results are probably cut. Narrow the query "
+        ctx.warn("The query returned %d rows, the API's limit: the results are probably cut. Narrow the query "
                     "(where, project, summarize, take) to get every row." % len(results))
     return dict(changed=False, schema=schema, results=results, row_count=len(results))
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            query=dict(type="str", required=True),
-            # The shared option, with a default and a bound that fit the API's 200 seconds per query.
-            timeout=dict(AUTH_ARGUMENT_SPEC["timeout"], default=MAX_TIMEOUT),
-        ),
-        supports_check_mode=True,
-    )
-    if not module.params["query"].strip():
-        module.fail_json(msg="query must not be empty.")
-    timeout = module.params["timeout"]
+ARGUMENT_SPEC = dict(
+    query=dict(type="str", required=True),
+    # The shared option, with a default and a bound that fit the API's 200 seconds per query.
+    timeout=dict(default=MAX_TIMEOUT),
+)
+SPEC_OPTIONS = {}
+
+
+def validate(ctx):
+    """Checks before any call."""
+    if not ctx.params["query"].strip():
+        ctx.fail_json(msg="query must not be empty.")
+    timeout = ctx.params["timeout"]
     if timeout < 1 or timeout > MAX_TIMEOUT:
-        module.fail_json(msg="timeout must be between 1 and %d seconds (the API stops a query after 200 seconds), "
-                             "got %d." % (MAX_TIMEOUT, timeout))
-    module.run(run)
+        ctx.fail_json(msg="timeout must be between 1 and %d seconds (the API stops a query after 200 seconds), "
+                          "got %d." % (MAX_TIMEOUT, timeout))
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

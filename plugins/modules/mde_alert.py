@@ -149,34 +149,34 @@ from ansible_collections.defender.endpoint.plugins.module_utils import alerts as
 PERMISSION = "Alert.ReadWrite.All"
 
 
-def read_current(module, ids, single):
+def read_current(ctx, ids, single):
     """The current Alert entities of ``ids`` (in that order); fails naming ids the API does not know."""
     if single:
         try:
-            return [odata.entity(module.client.get("/api/alerts/%s" % odata.path_segment(ids[0])))]
+            return [odata.entity(ctx.client.get("/api/alerts/%s" % odata.path_segment(ids[0])))]
         except MDEError as e:
             if e.status == 404:
-                module.fail_json(msg="No alert with id %s in Defender for Endpoint; nothing was changed." % ids[0],
+                ctx.fail_json(msg="No alert with id %s in Defender for Endpoint; nothing was changed." % ids[0],
                                  **e.to_dict())
             raise
-    found = alerts_utils.read_by_ids(module.client, ids)
+    found = alerts_utils.read_by_ids(ctx.client, ids)
     missing = [i for i in ids if i.lower() not in found]
     if missing:
-        module.fail_json(msg="%d of the %d alert ids are not in Defender for Endpoint; nothing was changed: %s "
+        ctx.fail_json(msg="%d of the %d alert ids are not in Defender for Endpoint; nothing was changed: %s "
                              "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
                          missing_ids=missing)
     return [found[i.lower()] for i in ids]
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     single = p["alert_id"] is not None
     ids = [alerts_utils.check_alert_id(p["alert_id"])] if single else \
         odata.unique(alerts_utils.check_alert_ids(p["alert_ids"]))
     desired = alerts_utils.desired_fields(p["status"], p["assigned_to"], p["classification"], p["determination"])
     comment = p["comment"]
 
-    current = read_current(module, ids, single)
+    current = read_current(ctx, ids, single)
     plans = []
     invalid = []
     diff = dict(before={}, after={})
@@ -192,13 +192,13 @@ def run(module):
         diff["before"][alert["id"]] = dict((k, alert.get(k)) for k in changes)
         diff["after"][alert["id"]] = dict(changes, **({"comment": comment} if comment else {}))
     if invalid:
-        module.fail_json(msg="Nothing was changed: set determination too, because the current determination of %d "
+        ctx.fail_json(msg="Nothing was changed: set determination too, because the current determination of %d "
                              "alert(s) does not go with the new classification: %s." % (len(invalid), odata.summary(
                                  invalid, show=str, sep="; ")))
 
     updated_ids = [ident for ident, _changes in plans]
     result = dict(changed=bool(plans), updated_ids=updated_ids, diff=diff)
-    if not plans or module.check_mode:
+    if not plans or ctx.check_mode:
         planned = dict(plans)
         entities = [dict(a, **planned.get(a["id"], {})) for a in current]
     elif single:
@@ -206,7 +206,7 @@ def run(module):
         if comment:
             body["comment"] = comment
         # Without a comment, repeating the PATCH cannot do anything twice.
-        entities = [odata.entity(module.client.patch("/api/alerts/%s" % odata.path_segment(ids[0]), json=body,
+        entities = [odata.entity(ctx.client.patch("/api/alerts/%s" % odata.path_segment(ids[0]), json=body,
                                                      retry_safe=not comment))]
     else:
         done = []
@@ -217,13 +217,13 @@ def run(module):
                 if comment:
                     body["comment"] = comment
                 try:
-                    module.client.post("/api/alerts/batchUpdate", json=body, retry_safe=not comment)
+                    ctx.client.post("/api/alerts/batchUpdate", json=body, retry_safe=not comment)
                 except MDEError as e:
-                    module.fail_partway(e, done, len(updated_ids), "alerts", rerun=(
+                    ctx.fail_partway(e, done, len(updated_ids), "alerts", rerun=(
                         "a re-run adds the comment again to those, and changes the others" if comment else None))
                 done.extend(part)
         # batchUpdate answers 200 with an empty body: read the updated alerts again to return them.
-        fresh = alerts_utils.read_by_ids(module.client, updated_ids)
+        fresh = alerts_utils.read_by_ids(ctx.client, updated_ids)
         entities = [fresh.get(a["id"].lower(), a) for a in current]
     if single:
         result["alert"] = entities[0]
@@ -232,34 +232,36 @@ def run(module):
     return result
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            alert_id=dict(type="str"),
-            alert_ids=dict(type="list", elements="str"),
-            status=dict(type="str", choices=alerts_utils.STATUSES),
-            assigned_to=dict(type="str"),
-            classification=dict(type="str", choices=alerts_utils.CLASSIFICATIONS),
-            determination=dict(type="str", choices=alerts_utils.DETERMINATION_CHOICES),
-            comment=dict(type="str"),
-        ),
-        mutually_exclusive=[["alert_id", "alert_ids"]],
-        required_one_of=[["alert_id", "alert_ids"],
-                         ["status", "assigned_to", "classification", "determination", "comment"]],
-        required_by=dict(determination="classification"),
-        supports_check_mode=True,
-    )
-    p = module.params
+ARGUMENT_SPEC = dict(
+    alert_id=dict(type="str"),
+    alert_ids=dict(type="list", elements="str"),
+    status=dict(type="str", choices=alerts_utils.STATUSES),
+    assigned_to=dict(type="str"),
+    classification=dict(type="str", choices=alerts_utils.CLASSIFICATIONS),
+    determination=dict(type="str", choices=alerts_utils.DETERMINATION_CHOICES),
+    comment=dict(type="str"),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["alert_id", "alert_ids"]],
+    required_one_of=[["alert_id", "alert_ids"],
+                     ["status", "assigned_to", "classification", "determination", "comment"]],
+    required_by=dict(determination="classification"),
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
     if p["alert_id"] is not None:
-        module.checked(alerts_utils.check_alert_id, p["alert_id"])
+        ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
     if p["alert_ids"] is not None:
-        module.checked(alerts_utils.check_alert_ids, p["alert_ids"])
-    try:
-        alerts_utils.validate_update(p["alert_ids"], p["status"], p["assigned_to"], p["classification"],
-                                     p["determination"], p["comment"])
-    except ValueError as e:
-        module.fail_json(msg=str(e) + ".")
-    module.run(run, permission=PERMISSION)
+        ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
+    ctx.checked(alerts_utils.validate_update, p["alert_ids"], p["status"], p["assigned_to"], p["classification"],
+                p["determination"], p["comment"])
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, permission=PERMISSION, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -173,77 +173,82 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machines 
 FILTER_OPTIONS = tuple(option for option, _field, _kind in alerts_utils.ALERT_FILTERS)
 
 
-def read_one(module, alert_id, expand):
+def read_one(ctx, alert_id, expand):
     params = {"$expand": "evidence"} if expand else None
     try:
-        return odata.entity(module.client.get("/api/alerts/%s" % odata.path_segment(alert_id), params=params))
+        return odata.entity(ctx.client.get("/api/alerts/%s" % odata.path_segment(alert_id), params=params))
     except MDEError as e:
         if e.status == 404:
-            module.fail_json(msg="No alert with id %s in Defender for Endpoint." % alert_id, **e.to_dict())
+            ctx.fail_json(msg="No alert with id %s in Defender for Endpoint." % alert_id, **e.to_dict())
         raise
 
 
-def read_machine_alerts(module, machine_id, odata_filter, limit, expand):
+def read_machine_alerts(ctx, machine_id, odata_filter, limit, expand):
     path = "/api/machines/%s/alerts" % odata.path_segment(machine_id)
     try:
-        found = list(module.client.list(path, odata_filter=odata_filter, limit=limit))
+        found = list(ctx.client.list(path, odata_filter=odata_filter, limit=limit))
     except MDEError as e:
         if e.status == 404:
-            module.fail_json(msg="No machine with id %s in Defender for Endpoint." % machine_id, **e.to_dict())
+            ctx.fail_json(msg="No machine with id %s in Defender for Endpoint." % machine_id, **e.to_dict())
         raise
     if expand and found:
-        full = alerts_utils.read_by_ids(module.client, [a["id"] for a in found], expand=True)
+        full = alerts_utils.read_by_ids(ctx.client, [a["id"] for a in found], expand=True)
         found = [full.get(str(a["id"]).lower(), a) for a in found]
     return found
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     if p["alert_id"]:
         alert_id = alerts_utils.check_alert_id(p["alert_id"])
-        return dict(changed=False, alerts=[read_one(module, alert_id, p["include_evidence"])], filter=None)
+        return dict(changed=False, alerts=[read_one(ctx, alert_id, p["include_evidence"])], filter=None)
     odata_filter = alerts_utils.alert_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     if p["machine_id"]:
-        found = read_machine_alerts(module, mu.check_machine_id(p["machine_id"]), odata_filter, p["limit"],
+        found = read_machine_alerts(ctx, mu.check_machine_id(p["machine_id"]), odata_filter, p["limit"],
                                     p["include_evidence"])
     else:
         params = {"$expand": "evidence"} if p["include_evidence"] else None
-        found = list(module.client.list("/api/alerts", odata_filter=odata_filter, params=params, limit=p["limit"]))
+        found = list(ctx.client.list("/api/alerts", odata_filter=odata_filter, params=params, limit=p["limit"]))
     return dict(changed=False, alerts=found, filter=odata_filter)
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            alert_id=dict(type="str"),
-            status=dict(type="list", elements="str", choices=alerts_utils.STATUSES),
-            severity=dict(type="list", elements="str", choices=alerts_utils.SEVERITIES),
-            category=dict(type="list", elements="str"),
-            machine_id=dict(type="str"),
-            incident_id=dict(type="list", elements="int"),
-            detection_source=dict(type="list", elements="str"),
-            assigned_to=dict(type="list", elements="str"),
-            created_after=dict(type="str"),
-            updated_after=dict(type="str"),
-            odata_filter=dict(type="str"),
-            include_evidence=dict(type="bool", default=False),
-            limit=dict(type="int"),
-        ),
-        mutually_exclusive=[["alert_id", f] for f in FILTER_OPTIONS + ("machine_id", "odata_filter")],
-        supports_check_mode=True,
-    )
-    p = module.params
+ARGUMENT_SPEC = dict(
+    alert_id=dict(type="str"),
+    status=dict(type="list", elements="str", choices=alerts_utils.STATUSES),
+    severity=dict(type="list", elements="str", choices=alerts_utils.SEVERITIES),
+    category=dict(type="list", elements="str"),
+    machine_id=dict(type="str"),
+    incident_id=dict(type="list", elements="int"),
+    detection_source=dict(type="list", elements="str"),
+    assigned_to=dict(type="list", elements="str"),
+    created_after=dict(type="str"),
+    updated_after=dict(type="str"),
+    odata_filter=dict(type="str"),
+    include_evidence=dict(type="bool", default=False),
+    limit=dict(type="int"),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["alert_id", f] for f in FILTER_OPTIONS + ("machine_id", "odata_filter")],
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
     if p["limit"] is not None and p["limit"] < 1:
-        module.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
+        ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
     if p["alert_id"] is not None:
-        module.checked(alerts_utils.check_alert_id, p["alert_id"])
+        ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
     if p["machine_id"] is not None:
-        module.checked(mu.check_machine_id, p["machine_id"])
+        ctx.checked(mu.check_machine_id, p["machine_id"])
     try:
         alerts_utils.alert_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     except ValueError as e:
-        module.fail_json(msg=str(e))
-    module.run(run)
+        ctx.fail_json(msg=str(e))
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

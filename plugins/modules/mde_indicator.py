@@ -320,15 +320,15 @@ def _entity(data):
     return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata"))
 
 
-def read_existing(module, bodies, single, purge):
+def read_existing(ctx, bodies, single, purge):
     """Existing indicators that may match ``bodies``; and whether that is every visible indicator."""
     if (single or len(bodies) <= ti.SMALL_LIST) and not purge:
         if not bodies:
             return [], False
         odata_filter = ti.value_filter(bodies)
         if len(odata_filter) <= ti.MAX_FILTER_LENGTH:  # long URLs: a full read keeps the query string short
-            return list(module.client.list(PATH, odata_filter=odata_filter, page_size=ti.PAGE_SIZE)), False
-    return list(module.client.list(PATH, page_size=ti.PAGE_SIZE)), True
+            return list(ctx.client.list(PATH, odata_filter=odata_filter, page_size=ti.PAGE_SIZE)), False
+    return list(ctx.client.list(PATH, page_size=ti.PAGE_SIZE)), True
 
 
 def item_result(item):
@@ -360,11 +360,11 @@ def diff_of(items):
     return dict(before=before, after=after)
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     state = p["state"]
     single = p["indicators"] is None
-    # 1. Validate everything; nothing below touches module.client before this is done.
+    # 1. Validate everything; nothing below touches ctx.client before this is done.
     if single:
         spec = dict((option, p[option]) for option in SINGLE_OPTIONS)
         body, warnings = ti.build(spec, state, "indicator")
@@ -381,22 +381,22 @@ def run(module):
                              "so it needs client_id; with access_token, set client_id to the application (client) "
                              "ID the token was issued to.")
     for warning in warnings[:5]:
-        module.warn(warning)
+        ctx.warn(warning)
     if len(warnings) > 5:
-        module.warn("%d more indicators use a legacy action." % (len(warnings) - 5))
+        ctx.warn("%d more indicators use a legacy action." % (len(warnings) - 5))
 
     # 2. Read current state and plan.
-    existing, complete = read_existing(module, bodies, single, p["purge"])
+    existing, complete = read_existing(ctx, bodies, single, p["purge"])
     plan = ti.plan(bodies, existing, state, purge=p["purge"], owner=p["client_id"])
     if not single and plan.creates:
-        total = len(existing) if complete else sum(1 for _entity in module.client.list(PATH, page_size=ti.PAGE_SIZE))
+        total = len(existing) if complete else sum(1 for _entity in ctx.client.list(PATH, page_size=ti.PAGE_SIZE))
         message = ti.limit_error(total, plan)
         if message:
-            module.fail_json(msg=message, counts=plan.counts(), changed=False)
+            ctx.fail_json(msg=message, counts=plan.counts(), changed=False)
 
     changed = bool(plan.creates or plan.updates or plan.deletes)
     result = dict(changed=changed, counts=plan.counts())
-    if module._diff:
+    if ctx._diff:
         if single:
             item = plan.items[0]
             fields = list(item["body"].keys()) if state == "present" else ["indicatorValue", "indicatorType"] + list(ti.COMPARED)
@@ -410,15 +410,15 @@ def run(module):
     if single:
         item = plan.items[0]
         written = None
-        if changed and not module.check_mode:
+        if changed and not ctx.check_mode:
             if item["result"] == "deleted":
                 try:
-                    module.client.delete("%s/%s" % (PATH, odata.path_segment(item["existing"]["id"])))
+                    ctx.client.delete("%s/%s" % (PATH, odata.path_segment(item["existing"]["id"])))
                 except MDEError as e:
                     if e.status != 404:  # already gone: a retried DELETE whose first try succeeded
                         raise
             else:
-                written = _entity(module.client.post(PATH, json=item["body"], retry_safe=True))
+                written = _entity(ctx.client.post(PATH, json=item["body"], retry_safe=True))
         if written is not None:
             result["indicator"] = written
         elif item["result"] in ("created", "updated"):
@@ -428,23 +428,23 @@ def run(module):
         return result
 
     results = [item_result(item) for item in plan.items]
-    if module.check_mode or not changed:
+    if ctx.check_mode or not changed:
         result["indicators"] = results
         return result
     deletes = [str(item["existing"]["id"]) for item in plan.deletes]
     if deletes:
-        ti.batch_delete(module.client, deletes)
+        ti.batch_delete(ctx.client, deletes)
     writes = [(n, item) for n, item in enumerate(plan.items) if item["result"] in ("created", "updated")]
     failures = []
     done = 0
     for chunk in ti.chunks(writes):
         try:
-            response = module.client.post(PATH + "/import", json={"Indicators": [item["body"] for _n, item in chunk]},
+            response = ctx.client.post(PATH + "/import", json={"Indicators": [item["body"] for _n, item in chunk]},
                                           retry_safe=True)
         except MDEError as e:
             facts = e.to_dict()
             facts.update(changed=bool(done or deletes), counts=plan.counts())
-            module.fail_json(msg="%s %d of the %d indicators to write had been sent before this call%s." % (
+            ctx.fail_json(msg="%s %d of the %d indicators to write had been sent before this call%s." % (
                 e, done, len(writes), ", and %d deleted" % len(deletes) if deletes else ""), **facts)
         done += len(chunk)
         pairs = ti.pair_results([item["body"] for _n, item in chunk], response)
@@ -465,39 +465,39 @@ def run(module):
         shown = "; ".join("indicators[%d] (%s): %s" % (n, ti.describe(item["body"]), reason)
                           for n, item, reason in failures[:10])
         more = " (and %d more)" % (len(failures) - 10) if len(failures) > 10 else ""
-        module.fail_json(msg="Defender refused %d of %d indicators written: %s%s." % (
+        ctx.fail_json(msg="Defender refused %d of %d indicators written: %s%s." % (
             len(failures), len(writes), shown, more), **result)
     return result
 
 
+INDICATOR_OPTIONS = dict(
+    indicator_value=dict(type="str"),
+    indicator_type=dict(type="str", choices=ti.TYPES),
+    action=dict(type="str", choices=ti.ACTIONS),
+    title=dict(type="str"),
+    description=dict(type="str"),
+    severity=dict(type="str", choices=ti.SEVERITIES),
+    expiration_time=dict(type="str"),
+    recommended_actions=dict(type="str"),
+    rbac_group_names=dict(type="list", elements="str"),
+    generate_alert=dict(type="bool"),
+    application=dict(type="str"),
+    educate_url=dict(type="str"),
+)
+ARGUMENT_SPEC = dict(
+    INDICATOR_OPTIONS,
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    indicators=dict(type="list", elements="dict", options=INDICATOR_OPTIONS),
+    purge=dict(type="bool", default=False),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["indicators", option] for option in SINGLE_OPTIONS],
+    required_one_of=[["indicator_value", "indicators"]],
+)
+
+
 def main():
-    sub = dict(
-        indicator_value=dict(type="str"),
-        indicator_type=dict(type="str", choices=ti.TYPES),
-        action=dict(type="str", choices=ti.ACTIONS),
-        title=dict(type="str"),
-        description=dict(type="str"),
-        severity=dict(type="str", choices=ti.SEVERITIES),
-        expiration_time=dict(type="str"),
-        recommended_actions=dict(type="str"),
-        rbac_group_names=dict(type="list", elements="str"),
-        generate_alert=dict(type="bool"),
-        application=dict(type="str"),
-        educate_url=dict(type="str"),
-    )
-    spec = dict(sub)
-    spec.update(
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        indicators=dict(type="list", elements="dict", options=sub),
-        purge=dict(type="bool", default=False),
-    )
-    module = MDEModule(
-        argument_spec=spec,
-        mutually_exclusive=[["indicators", option] for option in SINGLE_OPTIONS],
-        required_one_of=[["indicator_value", "indicators"]],
-        supports_check_mode=True,
-    )
-    module.run(run)
+    MDEModule.main(ARGUMENT_SPEC, run, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -139,28 +139,32 @@ def build_filter(p):
     return odata.and_all(*parts)
 
 
-def run(module):
-    odata_filter = build_filter(module.params)
-    found = list(module.client.list("/api/indicators", odata_filter=odata_filter, limit=module.params["limit"],
+def run(ctx):
+    odata_filter = build_filter(ctx.params)
+    found = list(ctx.client.list("/api/indicators", odata_filter=odata_filter, limit=ctx.params["limit"],
                                     page_size=ti.PAGE_SIZE))
     return dict(changed=False, indicators=found, filter=odata_filter)
 
 
+ARGUMENT_SPEC = dict(
+    indicator_value=dict(type="list", elements="str"),
+    indicator_type=dict(type="list", elements="str", choices=ti.TYPES),
+    action=dict(type="list", elements="str", choices=ti.ACTIONS),
+    created_by=dict(type="list", elements="str"),
+    odata_filter=dict(type="str"),
+    limit=dict(type="int"),
+)
+SPEC_OPTIONS = {}
+
+
+def validate(ctx):
+    """Checks before any call."""
+    if ctx.params["limit"] is not None and ctx.params["limit"] < 1:
+        ctx.fail_json(msg="limit must be at least 1, got %d." % ctx.params["limit"])
+
+
 def main():
-    module = MDEModule(
-        argument_spec=dict(
-            indicator_value=dict(type="list", elements="str"),
-            indicator_type=dict(type="list", elements="str", choices=ti.TYPES),
-            action=dict(type="list", elements="str", choices=ti.ACTIONS),
-            created_by=dict(type="list", elements="str"),
-            odata_filter=dict(type="str"),
-            limit=dict(type="int"),
-        ),
-        supports_check_mode=True,
-    )
-    if module.params["limit"] is not None and module.params["limit"] < 1:
-        module.fail_json(msg="limit must be at least 1, got %d." % module.params["limit"])
-    module.run(run)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -162,23 +162,23 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machines 
 PERMISSION = "Machine.ReadWrite.All"
 
 
-def read_current(module, single):
-    p = module.params
+def read_current(ctx, single):
+    p = ctx.params
     if single:
-        return [module.find_machine(machine_id=p["machine_id"], machine_name=p["machine_name"])]
+        return [mu.find_machine(ctx.client, machine_id=p["machine_id"], machine_name=p["machine_name"])]
     ids = odata.unique(mu.check_machine_ids(p["machine_ids"]))
-    found = mu.read_by_ids(module.client, ids)
+    found = mu.read_by_ids(ctx.client, ids)
     missing = [i for i in ids if i not in found]
     if missing:
-        module.fail_json(msg="%d of the %d machine ids are not in Defender for Endpoint; nothing was changed: %s "
+        ctx.fail_json(msg="%d of the %d machine ids are not in Defender for Endpoint; nothing was changed: %s "
                              "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
                          missing_ids=missing)
     return [found[i] for i in ids]
 
 
-def plan(module, current):
+def plan(ctx, current):
     """Per machine: (machine, tags to add, tags to remove, device value to set or None)."""
-    p = module.params
+    p = ctx.params
     plans = []
     for machine in current:
         add, remove = ([], []) if p["tags"] is None else mu.plan_tags(machine.get("machineTags"), p["tags"],
@@ -197,16 +197,16 @@ def planned_entity(machine, add, remove, value):
     return after
 
 
-def managed_fields(module, machine):
+def managed_fields(ctx, machine):
     fields = {}
-    if module.params["tags"] is not None:
+    if ctx.params["tags"] is not None:
         fields["machineTags"] = list(machine.get("machineTags") or [])
-    if module.params["device_value"]:
+    if ctx.params["device_value"]:
         fields["deviceValue"] = machine.get("deviceValue")
     return fields
 
 
-def write_single(module, machine, add, remove, value):
+def write_single(ctx, machine, add, remove, value):
     """The /tags and setDeviceValue calls for one machine; returns the machine as the last answer shows it.
 
     A call that fails after an earlier one changed the machine fails the task as the list form does
@@ -219,20 +219,20 @@ def write_single(module, machine, add, remove, value):
     try:
         for action, tags in (("Remove", remove), ("Add", add)):
             for tag in tags:
-                answer = mu.machines_in(module.client.post(path + "/tags", json={"Value": tag, "Action": action},
+                answer = mu.machines_in(ctx.client.post(path + "/tags", json={"Value": tag, "Action": action},
                                                            retry_safe=True))
                 latest = answer[0] if answer else latest
                 done[:] = [machine["id"]]
         if value:
-            answer = mu.machines_in(module.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
+            answer = mu.machines_in(ctx.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
                                                        retry_safe=True))
             latest = answer[0] if answer else latest
     except MDEError as e:
-        module.fail_partway(e, done, 1, "machines")
+        ctx.fail_partway(e, done, 1, "machines")
     return latest
 
 
-def write_many(module, plans):
+def write_many(ctx, plans):
     """Bulk tag calls and per-machine setDeviceValue calls; returns {lower id: machine as the API answered}."""
     answered = {}
     touched = []  # ids of machines a finished call changed, in the order first changed
@@ -243,47 +243,47 @@ def write_many(module, plans):
 
     tag_plans = [(m["id"], add, remove) for m, add, remove, _value in plans if add or remove]
     try:
-        for body in mu.bulk_calls(tag_plans, module.params["tags"]):
-            for machine in mu.machines_in(module.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
+        for body in mu.bulk_calls(tag_plans, ctx.params["tags"]):
+            for machine in mu.machines_in(ctx.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
                                                              json=body, retry_safe=True)):
                 answered[machine["id"].lower()] = machine
             changed(body["MachineIds"])
         for machine, _add, _remove, value in plans:
             if value:
                 path = "/api/machines/%s/setDeviceValue" % odata.path_segment(machine["id"])
-                for fresh in mu.machines_in(module.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
+                for fresh in mu.machines_in(ctx.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
                     answered[fresh["id"].lower()] = fresh
                 changed([machine["id"]])
     except MDEError as e:
-        module.fail_partway(e, touched, len(plans), "machines")
+        ctx.fail_partway(e, touched, len(plans), "machines")
     return answered
 
 
-def run(module):
-    single = module.params["machine_ids"] is None
-    current = read_current(module, single)
-    plans = [pl for pl in plan(module, current) if pl[1] or pl[2] or pl[3]]
+def run(ctx):
+    single = ctx.params["machine_ids"] is None
+    current = read_current(ctx, single)
+    plans = [pl for pl in plan(ctx, current) if pl[1] or pl[2] or pl[3]]
     updated_ids = [m["id"] for m, _a, _r, _v in plans]
     diff = dict(before={}, after={})
     planned = {}
     for machine, add, remove, value in plans:
         after = planned_entity(machine, add, remove, value)
         planned[machine["id"].lower()] = after
-        diff["before"][machine["id"]] = managed_fields(module, machine)
-        diff["after"][machine["id"]] = managed_fields(module, after)
+        diff["before"][machine["id"]] = managed_fields(ctx, machine)
+        diff["after"][machine["id"]] = managed_fields(ctx, after)
     result = dict(changed=bool(plans), updated_ids=updated_ids, diff=diff)
 
-    if not plans or module.check_mode:
+    if not plans or ctx.check_mode:
         entities = [planned.get(m["id"].lower(), m) for m in current]
     elif single:
-        entities = [write_single(module, *plans[0])]
+        entities = [write_single(ctx, *plans[0])]
     else:
-        answered = write_many(module, plans)
+        answered = write_many(ctx, plans)
         # Machines the bulk answer did not include (the API documents "updated machines" but not their form)
         # are read again, so the returned entities are the API's own after the change.
         unanswered = [m["id"] for m, add, remove, _v in plans if m["id"].lower() not in answered]
         if unanswered:
-            answered.update(mu.read_by_ids(module.client, unanswered))
+            answered.update(mu.read_by_ids(ctx.client, unanswered))
         entities = [answered.get(m["id"].lower(), m) for m in current]
     if single:
         result["machine"] = entities[0]
@@ -292,28 +292,30 @@ def run(module):
     return result
 
 
+ARGUMENT_SPEC = dict(
+    machine_id=dict(type="str"),
+    machine_name=dict(type="str"),
+    machine_ids=dict(type="list", elements="str"),
+    tags=dict(type="list", elements="str"),
+    state=dict(type="str", default="present", choices=list(mu.STATES)),
+    purge_tags=dict(type="bool", default=False),
+    device_value=dict(type="str", choices=list(mu.DEVICE_VALUES)),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["machine_id", "machine_name", "machine_ids"]],
+    required_one_of=[["machine_id", "machine_name", "machine_ids"]],
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
+    ctx.checked(mu.validate, p["machine_id"], p["machine_name"], p["machine_ids"], p["tags"], p["state"],
+                p["purge_tags"], p["device_value"])
+
+
 def main():
-    module = MDEModule(
-        argument_spec=dict(
-            machine_id=dict(type="str"),
-            machine_name=dict(type="str"),
-            machine_ids=dict(type="list", elements="str"),
-            tags=dict(type="list", elements="str"),
-            state=dict(type="str", default="present", choices=list(mu.STATES)),
-            purge_tags=dict(type="bool", default=False),
-            device_value=dict(type="str", choices=list(mu.DEVICE_VALUES)),
-        ),
-        mutually_exclusive=[["machine_id", "machine_name", "machine_ids"]],
-        required_one_of=[["machine_id", "machine_name", "machine_ids"]],
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        mu.validate(p["machine_id"], p["machine_name"], p["machine_ids"], p["tags"], p["state"], p["purge_tags"],
-                    p["device_value"])
-    except ValueError as e:
-        module.fail_json(msg=str(e) + ".")
-    module.run(run, permission=PERMISSION)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, permission=PERMISSION, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

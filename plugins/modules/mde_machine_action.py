@@ -213,108 +213,113 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machine_a
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
 
-def read_actions(module, machine_id, types, statuses=None):
-    return list(module.client.list("/api/machineactions", odata_filter=ma.machine_filter(machine_id, types, statuses)))
+def read_actions(ctx, machine_id, types, statuses=None):
+    return list(ctx.client.list("/api/machineactions", odata_filter=ma.machine_filter(machine_id, types, statuses)))
 
 
-def finish(module, result, wait):
+def finish(ctx, result, wait):
     """Wait for the returned action when asked to, and fail unless it succeeded."""
     action = result.get("machine_action")
-    if not wait or module.check_mode or not action:
+    if not wait or ctx.check_mode or not action:
         return result
-    action, finished = ma.wait_for(module.client, action, module.params["wait_timeout"])
+    action, finished = ma.wait_for(ctx.client, action, ctx.params["wait_timeout"])
     result["machine_action"] = action
     if not finished:
-        module.fail_json(msg="%s did not finish within wait_timeout (%d seconds); its status is %s. The action "
-                             "keeps running." % (ma.describe(action), module.params["wait_timeout"],
+        ctx.fail_json(msg="%s did not finish within wait_timeout (%d seconds); its status is %s. The action "
+                             "keeps running." % (ma.describe(action), ctx.params["wait_timeout"],
                                                  action.get("status")), **result)
     if action.get("status") != "Succeeded":
         why = ma.failure_text(action)
-        module.fail_json(msg="%s ended with status %s%s." % (ma.describe(action), action.get("status"),
+        ctx.fail_json(msg="%s ended with status %s%s." % (ma.describe(action), action.get("status"),
                                                              ": %s" % why if why else ""), **result)
     return result
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     action = p["action"]
     spec = ma.ACTIONS[action]
-    machine = module.find_machine(machine_id=p["machine_id"], machine_name=p["machine_name"])
+    machine = mu.find_machine(ctx.client, machine_id=p["machine_id"], machine_name=p["machine_name"])
     machine_id = machine["id"]
     result = dict(changed=False, machine_action=None)
 
     if spec["pair"]:
         key = ma.PAIRS[spec["pair"]]["key"]
-        history = read_actions(module, machine_id, ma.PAIRS[spec["pair"]]["types"], ma.LIVE_STATUSES)
+        history = read_actions(ctx, machine_id, ma.PAIRS[spec["pair"]]["types"], ma.LIVE_STATUSES)
         state, deciding = ma.pair_state(action, history)
         result["diff"] = dict(before={key: state}, after={key: spec["state"]})
         if state == spec["state"]:
             result["machine_action"] = deciding
             if action == "isolate" and deciding and deciding.get("scope") and deciding["scope"] != p["isolation_type"]:
-                module.warn("%s is isolated with IsolationType %s, not %s; release it first to change the type."
+                ctx.warn("%s is isolated with IsolationType %s, not %s; release it first to change the type."
                             % (machine.get("computerDnsName") or machine_id, deciding["scope"], p["isolation_type"]))
-            return finish(module, result, p["wait"])
+            return finish(ctx, result, p["wait"])
     else:
-        pending = [a for a in read_actions(module, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
+        pending = [a for a in read_actions(ctx, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
                    if ma.same_action(action, p, a)]
         if pending:
             result["machine_action"] = ma.latest(pending)
-            return finish(module, result, p["wait"])
+            return finish(ctx, result, p["wait"])
 
     result["changed"] = True
-    if module.check_mode:
+    if ctx.check_mode:
         return result
     body = ma.build_body(action, p["comment"], p["isolation_type"], p["scan_type"], p["sha1"])
     try:
         # Not retry_safe: a repeated POST after an ambiguous failure could request a second action.
-        result["machine_action"] = odata.entity(module.client.post(ma.action_path(action, machine_id), json=body))
+        result["machine_action"] = odata.entity(ctx.client.post(ma.action_path(action, machine_id), json=body))
     except MDEError as e:
         if not ma.is_already_pending(e):
             raise
-        active = read_actions(module, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
+        active = read_actions(ctx, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
         same = [a for a in active if ma.same_action(action, p, a)]
         if same:
             result.update(changed=False, machine_action=ma.latest(same))
             if "diff" in result:
                 result["diff"]["before"] = dict(result["diff"]["after"])
-            return finish(module, result, p["wait"])
+            return finish(ctx, result, p["wait"])
         if active:
             other = ma.latest(active)
-            module.fail_json(msg="%s The pending %s (scope %s%s) must finish or be cancelled first." % (
+            ctx.fail_json(msg="%s The pending %s (scope %s%s) must finish or be cancelled first." % (
                 str(e), ma.describe(other), other.get("scope"),
                 ", file %s" % (other.get("relatedFileInfo") or {}).get("fileIdentifier")
                 if other.get("relatedFileInfo") else ""), machine_action=other, changed=False, **e.to_dict())
         raise
-    return finish(module, result, p["wait"])
+    return finish(ctx, result, p["wait"])
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            machine_id=dict(type="str"),
-            machine_name=dict(type="str"),
-            action=dict(type="str", required=True, choices=list(ma.ACTIONS)),
-            isolation_type=dict(type="str", default="Full", choices=list(ma.ISOLATION_TYPES)),
-            scan_type=dict(type="str", default="Quick", choices=list(ma.SCAN_TYPES)),
-            sha1=dict(type="str"),
-            comment=dict(type="str"),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=600),
-        ),
-        mutually_exclusive=[["machine_id", "machine_name"]],
-        required_one_of=[["machine_id", "machine_name"]],
-        supports_check_mode=True,
-    )
-    p = module.params
+ARGUMENT_SPEC = dict(
+    machine_id=dict(type="str"),
+    machine_name=dict(type="str"),
+    action=dict(type="str", required=True, choices=list(ma.ACTIONS)),
+    isolation_type=dict(type="str", default="Full", choices=list(ma.ISOLATION_TYPES)),
+    scan_type=dict(type="str", default="Quick", choices=list(ma.SCAN_TYPES)),
+    sha1=dict(type="str"),
+    comment=dict(type="str"),
+    wait=dict(type="bool", default=False),
+    wait_timeout=dict(type="int", default=600),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["machine_id", "machine_name"]],
+    required_one_of=[["machine_id", "machine_name"]],
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
     try:
         ma.validate(p["action"], p["comment"], p["isolation_type"], p["scan_type"], p["sha1"], p["wait_timeout"])
     except ValueError as e:
-        module.fail_json(msg=str(e))
+        ctx.fail_json(msg=str(e))
     if p["machine_id"] is not None:
-        module.checked(mu.check_machine_id, p["machine_id"])
+        ctx.checked(mu.check_machine_id, p["machine_id"])
     if p["machine_name"] is not None:
-        module.checked(mu.check_machine_name, p["machine_name"])
-    module.run(run)
+        ctx.checked(mu.check_machine_name, p["machine_name"])
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,7 @@ def file_facts(path):
     return dict(size=size, sha256=digest.hexdigest())
 
 
-def download(module, uri, dest):
+def download(ctx, uri, dest):
     """Stream ``uri`` into ``dest`` (mode 0600, replaced atomically). No bearer token: the URI is its own key."""
     parts = urlsplit(uri)
     shown = ma.strip_query(uri)
@@ -203,9 +203,9 @@ def download(module, uri, dest):
         raise MDEError("The investigation package URI is not an https:// URL (%s); not downloading it." % shown)
     directory = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(directory):
-        module.fail_json(msg="dest: the directory %s does not exist." % directory)
+        ctx.fail_json(msg="dest: the directory %s does not exist." % directory)
     try:
-        resp = module.client.session.get(uri, stream=True, headers={"Accept": "*/*"})
+        resp = ctx.client.session.get(uri, stream=True, headers={"Accept": "*/*"})
     except Exception as e:  # requests' exceptions; their text may contain the URL and its token
         raise MDEError("Downloading the investigation package from %s failed: %s." % (shown, type(e).__name__),
                        method="GET", path=parts.path)
@@ -235,14 +235,14 @@ def download(module, uri, dest):
             os.unlink(tmp)
 
 
-def package(module, action):
-    p = module.params
+def package(ctx, action):
+    p = ctx.params
     result = {}
     if action.get("type") != "CollectInvestigationPackage":
-        module.fail_json(msg="%s is not a CollectInvestigationPackage action; it has no investigation package."
+        ctx.fail_json(msg="%s is not a CollectInvestigationPackage action; it has no investigation package."
                          % ma.describe(action), machine_actions=[action])
     if action.get("status") != "Succeeded":
-        module.fail_json(msg="%s is %s; its investigation package can be downloaded once it has Succeeded (use "
+        ctx.fail_json(msg="%s is %s; its investigation package can be downloaded once it has Succeeded (use "
                              "defender.endpoint.mde_machine_action with wait: true)."
                          % (ma.describe(action), action.get("status")), machine_actions=[action])
     dest = p["dest"]
@@ -250,8 +250,8 @@ def package(module, action):
         dest = os.path.join(dest, "%s.zip" % action["id"])
     fetch = bool(dest) and (p["force"] or not os.path.exists(dest))
     uri = None
-    if p["package_uri"] or (fetch and not module.check_mode):
-        data = module.client.get("/api/machineactions/%s/GetPackageUri" % odata.path_segment(action["id"]))
+    if p["package_uri"] or (fetch and not ctx.check_mode):
+        data = ctx.client.get("/api/machineactions/%s/GetPackageUri" % odata.path_segment(action["id"]))
         uri = ma.clean_package_uri((data or {}).get("value"))
         if not uri:
             raise MDEError("GET /api/machineactions/%s/GetPackageUri returned no URI." % action["id"])
@@ -261,61 +261,66 @@ def package(module, action):
         result["dest"] = dest
         if fetch:
             result["changed"] = True
-            if not module.check_mode:
-                download(module, uri, dest)
+            if not ctx.check_mode:
+                download(ctx, uri, dest)
         if os.path.isfile(dest):
             result.update(file_facts(dest))
     return result
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     if p["action_id"]:
-        action = odata.entity(module.client.get("/api/machineactions/%s" % odata.path_segment(
+        action = odata.entity(ctx.client.get("/api/machineactions/%s" % odata.path_segment(
             ma.check_action_id(p["action_id"]))))
         result = dict(changed=False, machine_actions=[action], filter=None)
         if p["package_uri"] or p["dest"]:
-            result.update(package(module, action))
+            result.update(package(ctx, action))
         return result
     odata_filter = build_filter(p)
-    actions = list(module.client.list("/api/machineactions", odata_filter=odata_filter, limit=p["limit"]))
+    actions = list(ctx.client.list("/api/machineactions", odata_filter=odata_filter, limit=p["limit"]))
     return dict(changed=False, machine_actions=actions, filter=odata_filter)
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            action_id=dict(type="str"),
-            machine_id=dict(type="str"),
-            type=dict(type="list", elements="str", choices=list(ma.ACTION_TYPES)),
-            status=dict(type="list", elements="str", choices=list(ma.STATUSES)),
-            requestor=dict(type="str"),
-            created_after=dict(type="str"),
-            limit=dict(type="int"),
-            package_uri=dict(type="bool", default=False),
-            dest=dict(type="path"),
-            force=dict(type="bool", default=False),
-        ),
-        mutually_exclusive=[["action_id", f] for f in FILTER_OPTIONS + ("limit",)],
-        supports_check_mode=True,
-    )
-    p = module.params
+ARGUMENT_SPEC = dict(
+    action_id=dict(type="str"),
+    machine_id=dict(type="str"),
+    type=dict(type="list", elements="str", choices=list(ma.ACTION_TYPES)),
+    status=dict(type="list", elements="str", choices=list(ma.STATUSES)),
+    requestor=dict(type="str"),
+    created_after=dict(type="str"),
+    limit=dict(type="int"),
+    package_uri=dict(type="bool", default=False),
+    dest=dict(type="path"),
+    force=dict(type="bool", default=False),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["action_id", f] for f in FILTER_OPTIONS + ("limit",)],
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
     if p["action_id"] is not None:
-        module.checked(ma.check_action_id, p["action_id"])
+        ctx.checked(ma.check_action_id, p["action_id"])
     if p["machine_id"] is not None:
-        module.checked(mu.check_machine_id, p["machine_id"])
+        ctx.checked(mu.check_machine_id, p["machine_id"])
     if (p["package_uri"] or p["dest"]) and not p["action_id"]:
-        module.fail_json(msg="package_uri and dest need action_id (a CollectInvestigationPackage action).")
+        ctx.fail_json(msg="package_uri and dest need action_id (a CollectInvestigationPackage action).")
     if p["force"] and not p["dest"]:
-        module.fail_json(msg="force is only used with dest.")
+        ctx.fail_json(msg="force is only used with dest.")
     if p["limit"] is not None and p["limit"] < 1:
-        module.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
+        ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
     if p["created_after"]:
         try:
             odata.parse_time(p["created_after"], "created_after")
         except ValueError as e:
-            module.fail_json(msg=str(e))
-    module.run(run)
+            ctx.fail_json(msg=str(e))
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -162,18 +162,18 @@ FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure
                   "machine_tags", "last_seen_within")
 
 
-def run(module):
-    p = module.params
+def run(ctx):
+    p = ctx.params
     if p["machine_id"]:
-        machine = module.find_machine(machine_id=p["machine_id"])
+        machine = mu.find_machine(ctx.client, machine_id=p["machine_id"])
         return dict(changed=False, machines=[machine], filter=None)
     if p["machine_name"]:
-        return dict(changed=False, machines=module.machines_named(p["machine_name"])[:p["limit"]], filter=None)
+        return dict(changed=False, machines=mu.machines_named(ctx.client, p["machine_name"])[:p["limit"]], filter=None)
     odata_filter = odata.machine_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     groups = set(p["rbac_group_name"] or [])
     machines = []
     # rbacGroupName is matched here, so the limit is applied after that match.
-    for machine in module.client.list("/api/machines", odata_filter=odata_filter, empty_on_404=True,
+    for machine in ctx.client.list("/api/machines", odata_filter=odata_filter, empty_on_404=True,
                                       limit=None if groups else p["limit"]):
         if groups and machine.get("rbacGroupName") not in groups:
             continue
@@ -183,39 +183,45 @@ def run(module):
     return dict(changed=False, machines=machines, filter=odata_filter)
 
 
-def main():
-    module = MDEModule(
-        argument_spec=dict(
-            machine_id=dict(type="str"),
-            machine_name=dict(type="str"),
-            os_platform=dict(type="list", elements="str"),
-            health_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["health_status"]),
-            onboarding_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["onboarding_status"]),
-            exposure_level=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["exposure_level"]),
-            risk_score=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["risk_score"]),
-            rbac_group_name=dict(type="list", elements="str"),
-            machine_tags=dict(type="list", elements="str"),
-            last_seen_within=dict(type="str"),
-            odata_filter=dict(type="str"),
-            limit=dict(type="int"),
-        ),
-        mutually_exclusive=[["machine_id", "machine_name"]] + [
-            [selector, f] for selector in ("machine_id", "machine_name")
-            for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
-        supports_check_mode=True,
-    )
-    if module.params["machine_id"] is not None:
-        module.checked(mu.check_machine_id, module.params["machine_id"])
-    if module.params["machine_name"] is not None:
-        module.checked(mu.check_machine_name, module.params["machine_name"])
-    if module.params["limit"] is not None and module.params["limit"] < 1:
-        module.fail_json(msg="limit must be at least 1, got %d." % module.params["limit"])
-    if module.params["last_seen_within"]:
+ARGUMENT_SPEC = dict(
+    machine_id=dict(type="str"),
+    machine_name=dict(type="str"),
+    os_platform=dict(type="list", elements="str"),
+    health_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["health_status"]),
+    onboarding_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["onboarding_status"]),
+    exposure_level=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["exposure_level"]),
+    risk_score=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["risk_score"]),
+    rbac_group_name=dict(type="list", elements="str"),
+    machine_tags=dict(type="list", elements="str"),
+    last_seen_within=dict(type="str"),
+    odata_filter=dict(type="str"),
+    limit=dict(type="int"),
+)
+SPEC_OPTIONS = dict(
+    mutually_exclusive=[["machine_id", "machine_name"]] + [
+        [selector, f] for selector in ("machine_id", "machine_name")
+        for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
+)
+
+
+def validate(ctx):
+    """Checks before any call."""
+    p = ctx.params
+    if p["machine_id"] is not None:
+        ctx.checked(mu.check_machine_id, p["machine_id"])
+    if p["machine_name"] is not None:
+        ctx.checked(mu.check_machine_name, p["machine_name"])
+    if p["limit"] is not None and p["limit"] < 1:
+        ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
+    if p["last_seen_within"]:
         try:
-            odata.parse_time(module.params["last_seen_within"], "last_seen_within")
+            odata.parse_time(p["last_seen_within"], "last_seen_within")
         except ValueError as e:
-            module.fail_json(msg=str(e))
-    module.run(run)
+            ctx.fail_json(msg=str(e))
+
+
+def main():
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
 
 
 if __name__ == "__main__":

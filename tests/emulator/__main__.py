@@ -1,4 +1,6 @@
-"""Run the emulator from the command line: ``python -m tests.emulator --port 8443 --machines 200 --state-dir .emulator``."""
+"""Run the emulator from the command line: ``python -m tests.emulator --port 8443 --machines 200 --state-dir .emulator``
+(or ``mde-emulator ...`` once installed with ``pip install tests/emulator``). Writes ``<state-dir>/ca.pem`` and
+``<state-dir>/config.json``, prints the URL, serves until SIGINT/SIGTERM."""
 
 import argparse
 import signal
@@ -9,17 +11,21 @@ from .emulator import Emulator
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port")
-    parser.add_argument("--machines", type=int, default=200)
-    parser.add_argument("--alerts", type=int, default=None)
-    parser.add_argument("--indicators", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--state-dir", default=".emulator")
-    parser.add_argument("--rate-limit-scale", type=float, default=1.0)
-    parser.add_argument("--action-delays", default="0.5,0.5", help="seconds Pending,InProgress (e.g. 0.5,0.5)")
-    parser.add_argument("--token-lifetime", type=int, default=3600)
+    # "python -m tests.emulator" in this repository; "mde-emulator" (the console script) when installed.
+    prog = "python -m %s" % __package__ if sys.argv[0].endswith("__main__.py") else None
+    parser = argparse.ArgumentParser(prog=prog, description="HTTPS emulator of the Microsoft Defender for Endpoint API and "
+                                     "the Entra ID token endpoint. Writes STATE_DIR/ca.pem and STATE_DIR/config.json, prints "
+                                     "its URL, serves until interrupted. See docs/sandbox.md.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port (default 8443)")
+    parser.add_argument("--machines", type=int, default=200, help="seeded machines (default 200)")
+    parser.add_argument("--alerts", type=int, default=None, help="seeded alerts (default 2 per machine, at most 20,000)")
+    parser.add_argument("--indicators", type=int, default=None, help="seeded indicators (default 20)")
+    parser.add_argument("--seed", type=int, default=1, help="the same seed gives the same machines, alerts and indicators (default 1)")
+    parser.add_argument("--state-dir", default=".emulator", help="where ca.pem, config.json and the TLS and app certificates are written (default .emulator)")
+    parser.add_argument("--rate-limit-scale", type=float, default=1.0, help="multiplies every rate-limit window: 0.01 allows 100 calls per 0.6 s (default 1.0)")
+    parser.add_argument("--action-delays", default="0.5,0.5", help="seconds a machine action stays Pending, then InProgress (default 0.5,0.5)")
+    parser.add_argument("--token-lifetime", type=int, default=3600, help="access token lifetime in seconds (default 3600)")
     args = parser.parse_args(argv)
     delays = tuple(float(x) for x in args.action_delays.split(","))
     if len(delays) != 2:

@@ -1,20 +1,7 @@
 """mde_advanced_hunting: the request it sends and what it returns, with a fake client."""
-import json
-import os
-
-import pytest
-
+from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
 from ansible_collections.defender.endpoint.plugins.modules import mde_advanced_hunting as module_file
-
-SAMPLES = "/work/shared/mde-api/samples"
-
-
-def sample(name):
-    path = os.path.join(SAMPLES, name)
-    if not os.path.exists(path):
-        pytest.skip("API samples not available")
-    with open(path) as f:
-        return json.load(f)
+from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
 
 
 class FakeClient:
@@ -27,15 +14,10 @@ class FakeClient:
         return self.answer
 
 
-class FakeModule:
+class FakeModule(Context):
     def __init__(self, client, query):
-        self.params = dict(query=query, timeout=210)
-        self.client = client
-        self.check_mode = False
-        self.warnings = []
-
-    def warn(self, text):
-        self.warnings.append(text)
+        super(FakeModule, self).__init__(dict(query=query, timeout=210))
+        self._client = client
 
 
 def test_documented_request_and_response():

@@ -3,9 +3,9 @@ import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
-from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
+from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine as module_file
-from tests.unit.fixtures import sample
+from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
 
 MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 
@@ -149,19 +149,26 @@ def test_read_by_ids_lists_every_machine_from_500_ids_on():
 
 
 # -- the module's run with a fake module ---------------------------------------------------------------
-class FakeModule:
+class FakeModule(Context):
+    """The Context a module's run() gets, over a fake client; a failure raises AssertionError with its facts."""
+
     def __init__(self, client, check_mode=False, **params):
-        self.params = dict(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present",
-                           purge_tags=False, device_value=None)
-        self.params.update(params)
-        self.client = client
-        self.check_mode = check_mode
+        defaults = dict(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present",
+                        purge_tags=False, device_value=None)
+        defaults.update(params)
+        super(FakeModule, self).__init__(defaults, check_mode=check_mode)
+        self._client = client
 
-    def find_machine(self, machine_id=None, machine_name=None):
-        return dict(next(m for m in self.client.machines if m["id"] == machine_id))
-
-    def fail_json(self, **kw):
+    def fail_json(self, msg=None, **kw):
+        kw["msg"] = msg
         raise AssertionError(kw)
+
+
+@pytest.fixture(autouse=True)
+def machines_by_id(monkeypatch):
+    """find_machine over the fake client's machines (the real one reads GET /api/machines/{id})."""
+    monkeypatch.setattr(mu, "find_machine", lambda client, machine_id=None, machine_name=None, **kw: dict(
+        next(m for m in client.machines if m["id"] == machine_id)))
 
 
 def test_run_many_machines_bulk_and_device_value_then_nothing_on_rerun():
@@ -293,8 +300,7 @@ class Refused(ListingClient):
         return super(Refused, self).post(path, json=json, retry_safe=retry_safe)
 
 
-class PartwayModule(FakeModule):
-    fail_partway = MDEModule.fail_partway
+PartwayModule = FakeModule
 
 
 def test_one_machine_failing_after_a_write_reports_changed_and_the_machine():

@@ -1,23 +1,14 @@
 """Machine actions: input validation, PascalCase bodies, state detection, duplicate detection and polling."""
-import json
-import os
-
 import pytest
+
+from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
 
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine_action as module_file
+from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
 
-SAMPLES = "/work/shared/mde-api/samples"
 SHA1 = "87662bc3d60e4200ceaf7aae249d1c343f4b83c9"
-
-
-def sample(name):
-    path = os.path.join(SAMPLES, name)
-    if not os.path.exists(path):
-        pytest.skip("API samples not available")
-    with open(path) as f:
-        return json.load(f)
 
 
 # -- validation ----------------------------------------------------------------------------------------
@@ -245,23 +236,23 @@ class ScriptedApi:
         return dict(self.post_result, **{"@odata.context": "x"})
 
 
-class FakeModule:
+class FakeModule(Context):
     def __init__(self, client, check_mode=False, **params):
-        self.params = dict(machine_id="m1", machine_name=None, isolation_type="Full", scan_type="Quick", sha1=None,
-                           comment=None, wait=False, wait_timeout=600)
-        self.params.update(params)
-        self.client = client
-        self.check_mode = check_mode
-        self.warnings = []
+        defaults = dict(machine_id="m1", machine_name=None, isolation_type="Full", scan_type="Quick", sha1=None,
+                        comment=None, wait=False, wait_timeout=600)
+        defaults.update(params)
+        super(FakeModule, self).__init__(defaults, check_mode=check_mode)
+        self._client = client
 
-    def find_machine(self, machine_id=None, machine_name=None):
-        return {"id": "m1", "computerDnsName": "ws1"}
-
-    def warn(self, text):
-        self.warnings.append(text)
-
-    def fail_json(self, **kw):
+    def fail_json(self, msg=None, **kw):
+        kw["msg"] = msg
         raise Failed(kw)
+
+
+@pytest.fixture(autouse=True)
+def one_machine(monkeypatch):
+    from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+    monkeypatch.setattr(mu, "find_machine", lambda client, **kw: {"id": "m1", "computerDnsName": "ws1"})
 
 
 PENDING = MDEError("POST failed", status=400, code="ActiveRequestAlreadyExists", api_message="Action is already in progress")

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a module's ``run(ctx)`` sees, whichever way the task runs.
+
+In the controller's worker (the action plugin, the normal way) and in module mode (``main()``, AnsibleModule) a
+module's logic gets the same context: validated ``params``, ``check_mode``, ``diff``, a lazily built ``client``,
+``warn()`` and ``fail_json()``. ``execute()`` runs it and turns every outcome into a result dictionary. Plain Python:
+no Ansible import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible_collections.defender.endpoint.plugins.module_utils import options
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
+
+
+class TaskFailed(Exception):
+    """Raised by ``ctx.fail_json``: the task fails with this message and these facts."""
+
+    def __init__(self, msg, **facts):
+        super(TaskFailed, self).__init__(msg)
+        self.msg = msg
+        self.facts = facts
+
+
+def dependency_message(library):
+    """The sentence Ansible's missing_required_lib() gives, without importing Ansible."""
+    return ("Failed to import the required Python library (%s) on the controller's Python. Please read the module "
+            "documentation and install it in the appropriate location (pip install %s)." % (library, library))
+
+
+class Context:
+    """The task as a module's logic sees it."""
+
+    def __init__(self, params, check_mode=False, diff=False, name=None, client_factory=None):
+        self.params = params
+        self.check_mode = bool(check_mode)
+        self.diff = bool(diff)
+        self._diff = self.diff  # the AnsibleModule spelling, for module code written against it
+        self.name = name
+        self.warnings = []
+        self._client = None
+        self._client_factory = client_factory
+
+    @property
+    def client(self):
+        if self._client is None:
+            from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+            factory = self._client_factory or create_client
+            self._client = factory(**dict((k, self.params.get(k)) for k in options.NAMES))
+        return self._client
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    def fail_json(self, msg=None, **facts):
+        raise TaskFailed(msg, **facts)
+
+    def fail_error(self, error, **result):
+        """Fail with an MDEError's one-sentence message plus status, error code, method and path."""
+        if isinstance(error, MDEDependencyError):
+            self.fail_json(msg=dependency_message(error.library))
+        facts = error.to_dict()
+        facts.update(result)
+        self.fail_json(msg=str(error), **facts)
+
+    def checked(self, check, *args, **kwargs):
+        """``check(*args, **kwargs)``'s result; its ValueError (a sentence naming the option) fails the task."""
+        try:
+            return check(*args, **kwargs)
+        except ValueError as e:
+            text = str(e)
+            self.fail_json(msg=text if text.endswith(".") else text + ".")
+
+    def fail_partway(self, error, done, total, noun, rerun=None):
+        """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does."""
+        text = str(error)
+        rerun = rerun or "re-running the task is safe: it reads the current state and changes only what still differs"
+        facts = error.to_dict() if isinstance(error, MDEError) else {}
+        self.fail_json(msg="%s%s %d of the %d %s to change had been changed before this call (updated_ids lists "
+                           "them); %s." % (text, "" if text.endswith(".") else ".", len(done), total, noun, rerun),
+                       changed=bool(done), updated_ids=list(done), **facts)
+
+
+def validation_text(first, messages):
+    """The message a task fails with for argument validation errors: ansible-core's first one, unless it names no
+    option while later ones do. For a list of dictionaries given a string, the first is "dictionary requested, could
+    not parse JSON or key=value"; the next ones name the option (tests/integration/test_bad_input.py has the case)."""
+    if "option" in (first or ""):
+        return first
+    named = []
+    for text in messages:
+        if "option" in text and text not in named:
+            named.append(text)
+    return "; ".join(named) if named else first
+
+
+def execute(run, ctx, permission=None, validate=None):
+    """``run(ctx)`` as a result dictionary: its own, or ``failed`` with one clear sentence in ``msg``.
+
+    ``permission``: the application permission the module as a whole needs. A 403 on a call that a weaker
+    permission allows (a read before the write) then names that one too, not only the read's.
+    """
+    try:
+        if validate is not None:
+            validate(ctx)  # the checks that need no call: a failure here makes none
+        result = run(ctx)
+    except TaskFailed as e:
+        result = dict(e.facts)
+        result.update(failed=True, msg=e.msg)
+    except MDEError as e:
+        if permission and e.status == 403 and e.permission != permission:
+            e.message = "%s %s needs the application permission %s." % (e, ctx.name, permission)
+            e.permission = permission
+        try:
+            ctx.fail_error(e)
+        except TaskFailed as failed:
+            result = dict(failed.facts)
+            result.update(failed=True, msg=failed.msg)
+    except ValueError as e:
+        text = str(e)
+        result = dict(failed=True, msg=text)
+    except Exception as e:  # pylint: disable=broad-except
+        result = dict(failed=True, msg="Unexpected error: %s: %s" % (type(e).__name__, e),
+                      exception=traceback.format_exc())
+    result.setdefault("changed", False)
+    for text in getattr(ctx._client, "warnings", None) or []:  # pylint: disable=protected-access
+        if text not in ctx.warnings:
+            ctx.warnings.append(text)
+    return result

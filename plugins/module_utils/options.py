@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The shared connection and credential options, defined once.
+
+The module argument spec (module.py and the action base), the inventory plugin's options (through the
+defender.endpoint.auth doc fragment, which a unit test holds to this table) and the Event-Driven Ansible sources'
+options all come from here. Plain Python: no Ansible import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+CLOUDS = ("global", "gcc", "gcc_high", "dod")
+
+# name -> type, environment variables (first set one wins), default, choices, no_log
+SHARED_OPTIONS = dict(
+    tenant_id=dict(type="str", env=("MDE_TENANT_ID", "AZURE_TENANT_ID", "AZURE_TENANT")),
+    client_id=dict(type="str", env=("MDE_CLIENT_ID", "AZURE_CLIENT_ID")),
+    client_secret=dict(type="str", no_log=True, env=("MDE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "AZURE_SECRET")),
+    client_certificate_path=dict(type="path", env=("MDE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH")),
+    client_certificate_password=dict(type="str", no_log=True,
+                                     env=("MDE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PASSWORD")),
+    access_token=dict(type="str", no_log=True, env=("MDE_ACCESS_TOKEN",)),
+    cloud=dict(type="str", default="global", choices=CLOUDS, env=("MDE_CLOUD",)),
+    api_url=dict(type="str", env=("MDE_API_URL",)),
+    authority_host=dict(type="str", env=("MDE_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST")),
+    validate_certs=dict(type="bool", default=True, env=("MDE_VALIDATE_CERTS",)),
+    ca_path=dict(type="path", env=("MDE_CA_PATH",)),
+    timeout=dict(type="int", default=30, env=("MDE_TIMEOUT",)),
+    token_cache=dict(type="bool", default=True, env=("MDE_TOKEN_CACHE",)),
+)
+
+NAMES = tuple(SHARED_OPTIONS)
+SECRETS = tuple(name for name, o in SHARED_OPTIONS.items() if o.get("no_log"))
+
+
+def argument_spec(env_fallback):
+    """The shared options as an Ansible argument spec; ``env_fallback`` is Ansible's (passed in: no import here)."""
+    spec = {}
+    for name, o in SHARED_OPTIONS.items():
+        entry = dict(type=o["type"], fallback=(env_fallback, list(o["env"])))
+        for key in ("default", "choices", "no_log"):
+            if key in o:
+                entry[key] = list(o[key]) if key == "choices" else o[key]
+        spec[name] = entry
+    return spec
+
+
+def full_spec(module_spec, env_fallback):
+    """A module's whole argument spec: the shared options, then the module's own. A module's entry for a shared
+    option refines it (mde_advanced_hunting gives ``timeout`` another default) and keeps its environment fallback."""
+    spec = argument_spec(env_fallback)
+    for name, entry in (module_spec or {}).items():
+        spec[name] = dict(spec[name], **entry) if name in spec else entry
+    return spec
+
+
+def from_environment(values, environ):
+    """``values`` with each unset shared option taken from the first non-empty environment variable it names
+    (an empty variable is unset: AWX sets every field of a credential type, the unused ones empty)."""
+    out = dict(values)
+    for name, o in SHARED_OPTIONS.items():
+        if out.get(name) not in (None, ""):
+            continue
+        for var in o["env"]:
+            value = (environ.get(var) or "").strip()
+            if value:
+                out[name] = value
+                break
+        else:
+            out[name] = o.get("default")
+    return out

@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The action base every module of the collection runs through, in the controller's own worker process.
+
+A task of the collection never opens a connection to the host the play targets: its arguments are validated
+against the module's own argument spec (environment fallbacks, defaults, choices, mutually exclusive options:
+ansible-core's own validator, so the same messages), and the module's ``run(ctx)`` is called here, with the shared
+client, in the Python that runs ansible-playbook. ``module_defaults`` reach it through ansible-core as they reach a
+module; the ``environment:`` keyword of the task or play is in ``os.environ`` while it runs, and only then.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import os
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import env_fallback, remove_values
+from ansible.module_utils.errors import UnsupportedError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.defender.endpoint.plugins.module_utils import options
+from ansible_collections.defender.endpoint.plugins.module_utils.context import Context, execute, validation_text
+
+SPEC_KEYWORDS = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
+
+
+def validation_message(result, name):
+    """The message AnsibleModule fails with for these validation errors (context.validation_text explains the one
+    change: a first error that names no option gives way to those that do)."""
+    if isinstance(result.errors[0], UnsupportedError):
+        return "Unsupported parameters for (%s) module: %s" % (name, result.errors.msg)
+    return validation_text(result.errors.msg, result.error_messages)
+
+
+def no_log_values(spec, params):
+    """The values of no_log options, to mask wherever they would appear in a result."""
+    values = set()
+    for name, entry in spec.items():
+        value = params.get(name)
+        if entry.get("no_log") and value not in (None, ""):
+            values.add(str(value))
+    return values
+
+
+@contextlib.contextmanager
+def environment(overlay):
+    """``os.environ`` with ``overlay`` for the duration of the block, then exactly as before."""
+    saved = dict(os.environ)
+    try:
+        for key, value in overlay.items():
+            os.environ[str(key)] = str(value)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class MDEActionBase(ActionBase):
+    """Runs ``MODULE.run(ctx)`` in the controller's worker. Subclasses set ``MODULE`` (the module's Python module)."""
+
+    MODULE = None
+    TRANSFERS_FILES = False
+    _requires_connection = False  # ansible-core 2.19+: no connection is made for this action
+
+    def _task_environment(self):
+        """The ``environment:`` of the task, its block and its play, templated, the task's values winning."""
+        final = {}
+        environments = self._task.environment
+        if environments is None:
+            return final
+        if not isinstance(environments, list):
+            environments = [environments]
+        for env in environments:
+            if not env:
+                continue
+            env = self._templar.template(env)
+            if not isinstance(env, dict):
+                raise AnsibleError("environment must be a dictionary, received %s (%s)" % (env, type(env)))
+            final.update(env)
+        return final
+
+    def run(self, tmp=None, task_vars=None):
+        del tmp  # no temporary directory on any host: nothing is transferred
+        result = super(MDEActionBase, self).run(task_vars=task_vars)
+        name = self._task.action
+        module = self.MODULE
+        if self._task.async_val:
+            result.update(failed=True, msg="%s runs on the controller in the worker of its task and does not support "
+                                           "async; use its wait and wait_timeout options, or forks, instead." % name)
+            return result
+        spec = options.full_spec(module.ARGUMENT_SPEC, env_fallback)
+        with environment(self._task_environment()):
+            validator = ArgumentSpecValidator(spec, **dict((k, getattr(module, "SPEC_OPTIONS", {}).get(k))
+                                                           for k in SPEC_KEYWORDS))
+            checked = validator.validate(dict(self._task.args))
+            params = checked.validated_parameters
+            masked = no_log_values(spec, params)
+            if checked.error_messages:
+                result.update(failed=True, msg=validation_message(checked, name))
+            else:
+                ctx = Context(params, check_mode=self._play_context.check_mode, diff=self._play_context.diff,
+                              name=name)
+                outcome = execute(module.run, ctx, permission=getattr(module, "PERMISSION", None),
+                                  validate=getattr(module, "validate", None))
+                if ctx.warnings:
+                    outcome["warnings"] = list(outcome.get("warnings") or []) + ctx.warnings
+                result.update(outcome)
+            result["invocation"] = {"module_args": params}
+        # As AnsibleModule does: booleans and None stay what they are, whatever a secret's text is.
+        kept = dict((k, v) for k, v in result.items() if v is None or isinstance(v, bool))
+        result = remove_values(result, masked)
+        result.update(kept)
+        return result
