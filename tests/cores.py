@@ -39,7 +39,7 @@ def find_python(version):
         if out.returncode == 0 and out.stdout.strip() == version:
             return path
     raise RuntimeError("ansible-core %s needs Python %s, which this machine does not have." % (
-        [v for v, (_, p) in CORES.items() if p == version], version))
+        [v for v, (_release, p) in CORES.items() if p == version], version))
 
 
 def venv_dir(version):

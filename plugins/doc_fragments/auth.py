@@ -102,8 +102,11 @@ options:
     default: true
 notes:
   - >-
-    The modules run on the controller and talk to the Defender for Endpoint API over HTTPS; use them with
-    C(hosts: localhost) or C(delegate_to: localhost).
+    The module runs on the controller, in the worker process of its task, whatever host the play targets: it never
+    connects to that host, so a task works as written in a play over remote hosts, without C(delegate_to) or
+    C(connection: local). Its Python requirements are needed only where C(ansible-playbook) runs (the execution
+    environment in AWX). The C(environment) keyword of the task or play (for example C(HTTPS_PROXY)) applies to it.
+  - C(async) is not supported; use the module's own waiting options, or C(forks).
   - Use C(module_defaults) with the action group C(group/defender.endpoint.mde) to set the credentials once for a play.
   - Throttling (HTTP 429) is retried after the C(Retry-After) the API sends; server errors and dropped connections
     are retried for reads and for writes that cannot be applied twice.

@@ -216,6 +216,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import options as shared_options
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
@@ -228,9 +229,7 @@ try:
 except ImportError:  # pragma: no cover - jinja2 comes with ansible-core
     HAS_JINJA_PARSER = False
 
-AUTH_OPTIONS = ("tenant_id", "client_id", "client_secret", "client_certificate_path", "client_certificate_password",
-                "access_token", "cloud", "api_url", "authority_host", "validate_certs", "ca_path", "timeout",
-                "token_cache")
+AUTH_OPTIONS = shared_options.NAMES  # documented by the defender.endpoint.auth.inventory fragment (tested against it)
 # Options that identify what was read: a cached copy made with other values is not used. No secret here.
 QUERY_OPTIONS = ("api_url", "cloud", "tenant_id", "client_id", "filters", "odata_filter")
 

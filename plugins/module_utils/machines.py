@@ -186,11 +186,11 @@ def machines_named(client, machine_name):
     """Machines whose computerDnsName is ``machine_name`` (case-insensitive), or whose first DNS label is, when
     ``machine_name`` has no dot. One filtered list call (startswith on the first label)."""
     name = check_machine_name(machine_name).lower()
-    first_label = name.split(".")[0]
+    first_label = name.split(".", 1)[0]
     found = client.list("/api/machines", empty_on_404=True,
                         odata_filter="startswith(computerDnsName,%s)" % odata.quote(first_label))
     return [m for m in found if name == (m.get("computerDnsName") or "").lower()
-            or ("." not in name and name == (m.get("computerDnsName") or "").lower().split(".")[0])]
+            or ("." not in name and name == (m.get("computerDnsName") or "").lower().split(".", 1)[0])]
 
 
 def find_machine(client, machine_id=None, machine_name=None, onboarded_only=True):
@@ -228,6 +228,6 @@ def find_machine(client, machine_id=None, machine_name=None, onboarded_only=True
         raise MDEAmbiguous("%d onboarded machines are named %s; use machine_id to pick one: %s." % (
             len(onboarded), machine_name, odata.summary(
                 onboarded, show=lambda m: "%s (%s, last seen %s)" % (m.get("id"), m.get("computerDnsName"),
-                                                                      m.get("lastSeen")), sep="; ")),
+                                                                     m.get("lastSeen")), sep="; ")),
             candidates=[m.get("id") for m in onboarded])
     return onboarded[0]

@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import math
 import numbers
 import os
 import random
@@ -87,7 +88,7 @@ def limits_for(fam):
 
 
 def _number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # not NaN
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _clean_entry(entry, now):

@@ -123,12 +123,12 @@ MAX_TIMEOUT = 210
 def run(ctx):
     # A query only reads, so repeating it after an ambiguous failure cannot do anything twice.
     answer = ctx.client.post(PATH, json={"Query": ctx.params["query"]}, retry_safe=True,
-                                retry_timeouts=False) or {}
+                             retry_timeouts=False) or {}
     schema = answer.get("Schema") or []
     results = answer.get("Results") or []
     if len(results) >= MAX_ROWS:
         ctx.warn("The query returned %d rows, the API's limit: the results are probably cut. Narrow the query "
-                    "(where, project, summarize, take) to get every row." % len(results))
+                 "(where, project, summarize, take) to get every row." % len(results))
     return dict(changed=False, schema=schema, results=results, row_count=len(results))
 
 

@@ -171,8 +171,8 @@ def read_current(ctx, single):
     missing = [i for i in ids if i not in found]
     if missing:
         ctx.fail_json(msg="%d of the %d machine ids are not in Defender for Endpoint; nothing was changed: %s "
-                             "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
-                         missing_ids=missing)
+                      "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
+                      missing_ids=missing)
     return [found[i] for i in ids]
 
 
@@ -220,12 +220,12 @@ def write_single(ctx, machine, add, remove, value):
         for action, tags in (("Remove", remove), ("Add", add)):
             for tag in tags:
                 answer = mu.machines_in(ctx.client.post(path + "/tags", json={"Value": tag, "Action": action},
-                                                           retry_safe=True))
+                                                        retry_safe=True))
                 latest = answer[0] if answer else latest
                 done[:] = [machine["id"]]
         if value:
             answer = mu.machines_in(ctx.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
-                                                       retry_safe=True))
+                                                    retry_safe=True))
             latest = answer[0] if answer else latest
     except MDEError as e:
         ctx.fail_partway(e, done, 1, "machines")
@@ -245,7 +245,7 @@ def write_many(ctx, plans):
     try:
         for body in mu.bulk_calls(tag_plans, ctx.params["tags"]):
             for machine in mu.machines_in(ctx.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
-                                                             json=body, retry_safe=True)):
+                                                          json=body, retry_safe=True)):
                 answered[machine["id"].lower()] = machine
             changed(body["MachineIds"])
         for machine, _add, _remove, value in plans:

@@ -30,8 +30,22 @@ options:
   machine_id:
     description:
       - The Defender device id (40 hexadecimal characters). Returns that one machine.
-      - Mutually exclusive with O(machine_name).
+      - Mutually exclusive with O(machine_name), O(machine_ids) and O(machine_names).
     type: str
+  machine_ids:
+    description:
+      - Defender device ids (40 hexadecimal characters each). Returns the machines found, read 50 ids per call
+        (never one call per machine); the ids Defender does not know are listed in RV(missing_ids), not a failure.
+    type: list
+    elements: str
+    version_added: 0.2.0
+  machine_names:
+    description:
+      - Several names, each looked up as O(machine_name) is. Returns every machine found, and in RV(names) the ids of
+        the onboarded machines each name matched, so a play can check that each name is exactly one machine.
+    type: list
+    elements: str
+    version_added: 0.2.0
   machine_name:
     description:
       - The machine's C(computerDnsName), compared case-insensitively. A name without a dot also matches the
@@ -119,6 +133,19 @@ EXAMPLES = r'''
     machine_tags: [patch-wave-1]
     odata_filter: "osBuild ge 19045"
     limit: 100
+
+- name: Several machines by id, 50 per call; unknown ids come back in missing_ids
+  defender.endpoint.mde_machine_info:
+    machine_ids:
+      - 1e5bc9d7e413ddd7902c2932e418702b84d0cc07
+      - 7292e4ab76d9a5c1b6d8ec2f09a3c0d64a5d1f20
+  register: found
+
+- name: Several names; check that each is exactly one onboarded machine
+  defender.endpoint.mde_machine_info:
+    machine_names: [ws-00000, ws-00002]
+  register: named
+  failed_when: named.names.values() | map('length') | reject('eq', 1) | list | length > 0
 '''
 
 RETURN = r'''
@@ -147,6 +174,19 @@ machines:
       isAadJoined: true
       aadDeviceId: 80fe8ff8-2624-418e-9591-41f0491218f9
       machineTags: [test tag 1, test tag 2]
+missing_ids:
+  description: With O(machine_ids), the ids (lower case) of which Defender knows no machine.
+  returned: when O(machine_ids) is given
+  type: list
+  elements: str
+  sample: [0000000000000000000000000000000000000000]
+  version_added: 0.2.0
+names:
+  description: With O(machine_names), each name and the ids of the onboarded machines it matched.
+  returned: when O(machine_names) is given
+  type: dict
+  sample: {"ws-00042": [1e5bc9d7e413ddd7902c2932e418702b84d0cc07]}
+  version_added: 0.2.0
 filter:
   description: The OData C($filter) that was sent, if any.
   returned: always
@@ -164,6 +204,19 @@ FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure
 
 def run(ctx):
     p = ctx.params
+    if p["machine_ids"] is not None:
+        ids = mu.check_machine_ids(p["machine_ids"])
+        found = mu.read_by_ids(ctx.client, ids)
+        missing = [i for i in odata.unique(ids) if i not in found]
+        return dict(changed=False, machines=[found[i] for i in odata.unique(ids) if i in found][:p["limit"]],
+                    missing_ids=missing, filter=None)
+    if p["machine_names"] is not None:
+        machines, names = [], {}
+        for name in odata.unique(p["machine_names"]):
+            matched = mu.machines_named(ctx.client, name)
+            names[name] = [m["id"] for m in matched if (m.get("onboardingStatus") or "").lower() == "onboarded"]
+            machines.extend(m for m in matched if m["id"] not in set(x["id"] for x in machines))
+        return dict(changed=False, machines=machines[:p["limit"]], names=names, filter=None)
     if p["machine_id"]:
         machine = mu.find_machine(ctx.client, machine_id=p["machine_id"])
         return dict(changed=False, machines=[machine], filter=None)
@@ -174,7 +227,7 @@ def run(ctx):
     machines = []
     # rbacGroupName is matched here, so the limit is applied after that match.
     for machine in ctx.client.list("/api/machines", odata_filter=odata_filter, empty_on_404=True,
-                                      limit=None if groups else p["limit"]):
+                                   limit=None if groups else p["limit"]):
         if groups and machine.get("rbacGroupName") not in groups:
             continue
         machines.append(machine)
@@ -186,6 +239,8 @@ def run(ctx):
 ARGUMENT_SPEC = dict(
     machine_id=dict(type="str"),
     machine_name=dict(type="str"),
+    machine_ids=dict(type="list", elements="str"),
+    machine_names=dict(type="list", elements="str"),
     os_platform=dict(type="list", elements="str"),
     health_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["health_status"]),
     onboarding_status=dict(type="list", elements="str", choices=odata.MACHINE_ENUMS["onboarding_status"]),
@@ -198,8 +253,8 @@ ARGUMENT_SPEC = dict(
     limit=dict(type="int"),
 )
 SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name"]] + [
-        [selector, f] for selector in ("machine_id", "machine_name")
+    mutually_exclusive=[["machine_id", "machine_name", "machine_ids", "machine_names"]] + [
+        [selector, f] for selector in ("machine_id", "machine_name", "machine_ids", "machine_names")
         for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
 )
 
@@ -211,6 +266,10 @@ def validate(ctx):
         ctx.checked(mu.check_machine_id, p["machine_id"])
     if p["machine_name"] is not None:
         ctx.checked(mu.check_machine_name, p["machine_name"])
+    if p["machine_ids"] is not None:
+        ctx.checked(mu.check_machine_ids, p["machine_ids"])
+    for name in p["machine_names"] or []:
+        ctx.checked(mu.check_machine_name, name, "machine_names")
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
     if p["last_seen_within"]:

@@ -66,6 +66,7 @@ class MDEActionBase(ActionBase):
     MODULE = None
     TRANSFERS_FILES = False
     _requires_connection = False  # ansible-core 2.19+: no connection is made for this action
+    _supports_async = True  # so that run() itself says why async is refused, on every core
 
     def _task_environment(self):
         """The ``environment:`` of the task, its block and its play, templated, the task's values winning."""

@@ -51,7 +51,9 @@ class Ansible:
         self.tmp_path = tmp_path
         self.app = app
         self.cache_dir = str(tmp_path / "token-cache")
-        # ansible-core version to run (tests/cores.py makes its venv); None: the main venv's.
+        # ansible-core version to run (tests/cores.py makes its venv); None: MDE_TEST_CORE, else the main venv's.
+        core = core or os.environ.get("MDE_TEST_CORE") or None
+        self.core = core or cores.MAIN
         self.bin = cores.ensure(core) if core else BIN
 
     def env(self, app=None, **extra):

@@ -196,7 +196,7 @@ MODULE_CASES = [
     ("api: vulnerability_info unknown machine_id", VULNERABILITIES, dict(machine_id=UNKNOWN_MID),
      ["machine", UNKNOWN_MID]),
     ("api: machine 3000 unknown machine_ids", MACHINE, dict(machine_ids=["%040x" % (i + 1) for i in range(3000)],
-                                                             tags=["x"]),
+                                                            tags=["x"]),
      ["3000 of the 3000 machine ids are not in Defender for Endpoint", "%040x, " % 1, "and 2995 more"]),
     ("api: alert unknown alert_ids", ALERT, dict(alert_ids=["da%018d_%d" % (i, i) for i in range(1, 601)],
                                                  status="Resolved"),

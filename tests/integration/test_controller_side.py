@@ -29,7 +29,7 @@ def every_module(alert):
         {"name": "machine info", M + "mde_machine_info": {"machine_id": "{{ mde_id }}"}},
         {"name": "machine by name", M + "mde_machine_info": {"machine_name": "{{ mde_name }}"}},
         {"name": "isolate", M + "mde_machine_action": {"machine_id": "{{ mde_id }}", "action": "isolate",
-                                                        "comment": "controller-side test"}},
+                                                       "comment": "controller-side test"}},
         {"name": "action info", M + "mde_machine_action_info": {"machine_id": "{{ mde_id }}"}},
         {"name": "tags", M + "mde_machine": {"machine_id": "{{ mde_id }}", "tags": ["ctl-{{ inventory_hostname }}"]}},
         {"name": "vulnerabilities", M + "mde_machine_vulnerability_info": {"machine_id": "{{ mde_id }}"}},

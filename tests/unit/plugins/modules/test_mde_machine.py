@@ -5,7 +5,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machines 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine as module_file
-from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
+from ansible_collections.defender.endpoint.tests.unit.fixtures.microsoft import sample
 
 MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 
@@ -248,7 +248,7 @@ def test_bulk_answer_without_machines_is_followed_by_one_read():
     (dict(machine_name="ws1\r\nx", tags=["a"]), "machine_name must not contain control characters"),
     (dict(machine_ids=[MID, ".", "abc"], tags=["a"]), "2 of the 3 items are not: item 2 '.', item 3 'abc'"),
     (dict(machine_id=MID, tags=["ok", "bad\r\nX-Injected: 1"]), "tags must not contain control characters such as "
-                                                                 "CR, LF or NUL: item 2 'bad\\r\\nX-Injected: 1'"),
+     "CR, LF or NUL: item 2 'bad\\r\\nX-Injected: 1'"),
     (dict(machine_id=MID, tags=["nul\x00"]), "item 1 'nul\\x00'"),
     (dict(machine_id=MID, tags=["line\u2028separator"]), "tags must not contain control characters"),
     (dict(machine_id=MID, tags=["x" * 201]), "tags must be at most 200 characters long: item 1 has 201"),
