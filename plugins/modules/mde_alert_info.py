@@ -33,6 +33,14 @@ options:
       - The id of one alert, such as V(da637472900382838869_1364969609). Returns that one alert.
       - Mutually exclusive with the filters.
     type: str
+  alert_ids:
+    description:
+      - Several alert ids. Returns the alerts found, read 50 ids per call (never one call per alert); the ids
+        Defender does not know are listed in RV(missing_ids), not a failure.
+      - Mutually exclusive with O(alert_id) and the filters.
+    type: list
+    elements: str
+    version_added: 0.2.0
   status:
     description: Only alerts with one of these C(status) values.
     type: list
@@ -112,6 +120,11 @@ EXAMPLES = r'''
   defender.endpoint.mde_alert_info:
     alert_id: da637472900382838869_1364969609
 
+- name: Several alerts by id; unknown ids come back in missing_ids
+  defender.endpoint.mde_alert_info:
+    alert_ids: [da637472900382838869_1364969609, da637472900382838869_1364969610]
+  register: found
+
 - name: Unresolved alerts of one machine, with a raw OData filter
   defender.endpoint.mde_alert_info:
     machine_id: 1e5bc9d7e413ddd7902c2932e418702b84d0cc07
@@ -157,6 +170,13 @@ alerts:
       relatedUser: {userName: temp123, domainName: DOMAIN}
       comments: []
       evidence: []
+missing_ids:
+  description: With O(alert_ids), the ids of which Defender knows no alert.
+  returned: when O(alert_ids) is given
+  type: list
+  elements: str
+  sample: [da000000000000000000_1]
+  version_added: 0.2.0
 filter:
   description: The OData C($filter) that was sent, if any.
   returned: always
@@ -199,6 +219,11 @@ def read_machine_alerts(ctx, machine_id, odata_filter, limit, expand):
 
 def run(ctx):
     p = ctx.params
+    if p["alert_ids"] is not None:
+        ids = odata.unique(alerts_utils.check_alert_ids(p["alert_ids"]))
+        found = alerts_utils.read_by_ids(ctx.client, ids, expand=p["include_evidence"])
+        return dict(changed=False, alerts=[found[i.lower()] for i in ids if i.lower() in found][:p["limit"]],
+                    missing_ids=[i for i in ids if i.lower() not in found], filter=None)
     if p["alert_id"]:
         alert_id = alerts_utils.check_alert_id(p["alert_id"])
         return dict(changed=False, alerts=[read_one(ctx, alert_id, p["include_evidence"])], filter=None)
@@ -214,6 +239,7 @@ def run(ctx):
 
 ARGUMENT_SPEC = dict(
     alert_id=dict(type="str"),
+    alert_ids=dict(type="list", elements="str"),
     status=dict(type="list", elements="str", choices=alerts_utils.STATUSES),
     severity=dict(type="list", elements="str", choices=alerts_utils.SEVERITIES),
     category=dict(type="list", elements="str"),
@@ -228,7 +254,8 @@ ARGUMENT_SPEC = dict(
     limit=dict(type="int"),
 )
 SPEC_OPTIONS = dict(
-    mutually_exclusive=[["alert_id", f] for f in FILTER_OPTIONS + ("machine_id", "odata_filter")],
+    mutually_exclusive=[[selector, f] for selector in ("alert_id", "alert_ids")
+                        for f in FILTER_OPTIONS + ("machine_id", "odata_filter")] + [["alert_id", "alert_ids"]],
 )
 
 
@@ -239,6 +266,8 @@ def validate(ctx):
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
     if p["alert_id"] is not None:
         ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
+    if p["alert_ids"] is not None:
+        ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
     if p["machine_id"] is not None:
         ctx.checked(mu.check_machine_id, p["machine_id"])
     try:

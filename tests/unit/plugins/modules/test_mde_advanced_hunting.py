@@ -1,7 +1,7 @@
 """mde_advanced_hunting: the request it sends and what it returns, with a fake client."""
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
 from ansible_collections.defender.endpoint.plugins.modules import mde_advanced_hunting as module_file
-from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
+from ansible_collections.defender.endpoint.tests.unit.fixtures.microsoft import sample
 
 
 class FakeClient:
