@@ -4,13 +4,17 @@ They never fail on time: each prints ratios against a baseline measured in the s
 """
 import sys
 
-from bench import indicators, inventory, throttle
+from bench import indicators, inventory, task_overhead, throttle
 
-BENCHMARKS = [("throttle", throttle.main), ("indicators", indicators.main), ("inventory", inventory.main)]
+BENCHMARKS = [("throttle", throttle.main), ("indicators", indicators.main), ("inventory", inventory.main),
+              ("task_overhead", task_overhead.main)]
 
 if __name__ == "__main__":
-    wanted = sys.argv[1:] or [name for name, _rest in BENCHMARKS]
+    # `python -m bench NAME [NAME...] [--option ...]`: options after the names go to each benchmark named.
+    args = sys.argv[1:]
+    first_option = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    wanted, options = args[:first_option] or [name for name, _rest in BENCHMARKS], args[first_option:]
     for name, main in BENCHMARKS:
         if name in wanted:
             print("\n### bench.%s" % name, flush=True)
-            main([])
+            main(options)

@@ -3,7 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Alerts: enum tables, the valid classification/determination pairs, filters and update planning.
 
-Plain Python (no Ansible import), shared by mde_alert_info and mde_alert. Digest sections 3.2 and 8.
+Plain Python (no Ansible import), shared by mde_alert_info and mde_alert. The Alert entity and its enums:
+https://learn.microsoft.com/en-us/defender-endpoint/api/alerts; its filters:
+https://learn.microsoft.com/en-us/defender-endpoint/api/get-alerts; updates:
+https://learn.microsoft.com/en-us/defender-endpoint/api/update-alert and
+https://learn.microsoft.com/en-us/defender-endpoint/api/batch-update-alerts.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,15 +23,18 @@ STATUSES = ["New", "InProgress", "Resolved"]
 SEVERITIES = ["UnSpecified", "Informational", "Low", "Medium", "High"]
 CLASSIFICATIONS = ["TruePositive", "InformationalExpectedActivity", "FalsePositive"]
 
-# Which determination goes with which classification, spelled as alerts.md (the entity page) and
-# batch-update-alerts.md spell them (digest 8.1). "Apt" and "SecurityPersonnel" were removed in 2022.
+# Which determination goes with which classification, spelled as the Alert entity page
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/alerts) and the batch update page
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/batch-update-alerts) spell them. "Apt" and
+# "SecurityPersonnel" were removed in 2022.
 DETERMINATIONS_BY_CLASSIFICATION = {
     "TruePositive": ["MultiStagedAttack", "MaliciousUserActivity", "CompromisedUser", "Malware", "Phishing",
                      "UnwantedSoftware", "Other"],
     "InformationalExpectedActivity": ["SecurityTesting", "LineOfBusinessApplication", "ConfirmedUserActivity", "Other"],
     "FalsePositive": ["Clean", "InsufficientData", "Other"],
 }
-# update-alert.md spells two of them differently; both spellings are accepted and sent as alerts.md spells them.
+# The update page (https://learn.microsoft.com/en-us/defender-endpoint/api/update-alert) spells two of them
+# differently; both spellings are accepted and sent as the entity page spells them.
 DETERMINATION_ALIASES = {"ConfirmedActivity": "ConfirmedUserActivity", "NotMalicious": "Clean"}
 
 DETERMINATIONS = []
@@ -42,7 +49,8 @@ UPDATE_FIELDS = (("status", "status"), ("assigned_to", "assignedTo"), ("classifi
                  ("determination", "determination"))
 
 # Filters of mde_alert_info: option -> (API field, kind). Every field is one the alerts endpoint documents
-# as filterable (digest 3.2). machineId is not among them: machine_id is served by /api/machines/{id}/alerts.
+# as filterable (https://learn.microsoft.com/en-us/defender-endpoint/api/get-alerts). machineId is not among them:
+# machine_id is served by /api/machines/{id}/alerts.
 ALERT_FILTERS = (
     ("status", "status", "string"),
     ("severity", "severity", "string"),
@@ -64,7 +72,7 @@ _UPN = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$")
 
 
 def canonical_determination(value):
-    """The alerts.md spelling of a determination (None stays None)."""
+    """The Alert entity's spelling of a determination (None stays None)."""
     if value is None:
         return None
     return DETERMINATION_ALIASES.get(value, value)
@@ -131,7 +139,7 @@ def validate_update(alert_ids=None, status=None, assigned_to=None, classificatio
 
 
 def desired_fields(status=None, assigned_to=None, classification=None, determination=None):
-    """The API properties an update asks for (camelCase), determination in its alerts.md spelling."""
+    """The API properties an update asks for (camelCase), determination in the Alert entity's spelling."""
     values = dict(status=status, assigned_to=assigned_to, classification=classification,
                   determination=canonical_determination(determination))
     return dict((field, values[option]) for option, field in UPDATE_FIELDS if values[option] is not None)

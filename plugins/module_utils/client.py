@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import math
 import random
 import re
 import time
@@ -26,11 +27,11 @@ except ImportError as e:  # pragma: no cover - reported by MDEModule through mis
     REQUESTS_IMPORT_ERROR = e
 
 try:
-    from urllib.parse import urlsplit
+    from urllib.parse import urljoin, urlsplit
 except ImportError:  # pragma: no cover
-    from urlparse import urlsplit  # type: ignore
+    from urlparse import urljoin, urlsplit  # type: ignore
 
-from ansible_collections.defender.endpoint.plugins.module_utils import clouds
+from ansible_collections.defender.endpoint.plugins.module_utils import clouds, files
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import (
     MsalTokenProvider,
     StaticTokenProvider,
@@ -43,7 +44,11 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
 )
 from ansible_collections.defender.endpoint.plugins.module_utils.throttle import MAX_BLOCK, RateBudget, family
 
-USER_AGENT = "defender.endpoint-ansible-collection/0.1.0"
+# The collection's version, as galaxy.yml's ``version:`` gives it. module_utils cannot read galaxy.yml at run time (an
+# installed collection may not ship it, and a task may run from a zip), so it is kept here; a unit test
+# (tests/unit/plugins/module_utils/test_client.py) fails when the two differ, so a release bumps both.
+COLLECTION_VERSION = "0.1.0"
+USER_AGENT = "defender.endpoint-ansible-collection/%s" % COLLECTION_VERSION
 MAX_PAGE_SIZE = 10000
 # A request (connection, answer and its whole body) ends after this many times the timeout option.
 DEADLINE_FACTOR = 4
@@ -60,8 +65,9 @@ MAX_EMPTY_PAGES = 3
 _UNSAFE_LINK = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# The application permission each endpoint needs (digest sections 4.2, 5.2, 5.4, 7.2, 8.2, 9), used to
-# say which permission is missing when the API answers 403. First match wins.
+# The application permission each endpoint needs, as the "Permissions" section of its page documents it (the list of
+# pages: https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list), used to say which permission is
+# missing when the API answers 403. First match wins.
 _ANY_ACTION = "one of Machine.Isolate, Machine.RestrictExecution, Machine.Scan, Machine.CollectForensics, " \
               "Machine.Offboard, Machine.StopAndQuarantine, Machine.LiveResponse"
 PERMISSIONS = [
@@ -254,7 +260,7 @@ def parse_retry_after(value, now=None):
             import datetime
             when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if math.isnan(seconds):
         return None
     return max(MIN_RETRY_AFTER, seconds)
 
@@ -455,12 +461,15 @@ class MDEClient:
                 else "that is not a plain URL of the API"), method="GET", path=path)
         return self.api_url + link[len(self.api_url):]
 
-    def list(self, path, odata_filter=None, params=None, limit=None, page_size=MAX_PAGE_SIZE, empty_on_404=False):
-        """Yield every entity of a collection.
+    def pages(self, path, odata_filter=None, params=None, limit=None, page_size=MAX_PAGE_SIZE, empty_on_404=False,
+              use_top=True):
+        """Yield the entities of a collection one page (a list) at a time: the one paging loop of the collection.
 
         Follows ``@odata.nextLink`` when the API sends one (only onto the API's own base URL; a link seen
         twice is a loop and an error); otherwise pages with ``$top``/``$skip`` until a short page. At most
         MAX_PAGES pages, and MAX_EMPTY_PAGES empty pages in a row, are read before it stops with an error.
+        ``use_top=False``: for endpoints that take no ``$top``/``$skip`` (the vulnerability management ones): plain
+        GETs with ``params``, then only the nextLinks. ``limit``: at most this many entities in all.
         ``empty_on_404``: the machine listing answers 404 when there are no recent machines.
         """
         page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
@@ -484,9 +493,10 @@ class MDEClient:
                     data = self.request("GET", next_link)
                 else:
                     query = dict(base)
-                    query["$top"] = top
-                    if skip:
-                        query["$skip"] = skip
+                    if use_top:
+                        query["$top"] = top
+                        if skip:
+                            query["$skip"] = skip
                     data = self.request("GET", path, params=query)
             except MDEError as e:
                 if empty_on_404 and e.status == 404 and count == 0:
@@ -497,11 +507,13 @@ class MDEClient:
                 raise MDEError("GET %s failed: the API returned the same page twice while paging; stopped after "
                                "%d items." % (path, count), method="GET", path=path)
             previous_first = items[0] if items else None
-            for item in items:
-                yield item
-                count += 1
-                if limit is not None and count >= limit:
-                    return
+            if limit is not None and count + len(items) > limit:
+                items = items[:limit - count]
+            if items:
+                yield items
+            count += len(items)
+            if limit is not None and count >= limit:
+                return
             skip += len(items)
             empty = 0 if items else empty + 1
             link = (data or {}).get("@odata.nextLink")
@@ -517,8 +529,154 @@ class MDEClient:
                 next_link = link
                 continue
             next_link = None
-            if len(items) < top:
+            if not use_top or len(items) < top:
                 return
+
+    def list(self, path, odata_filter=None, params=None, limit=None, page_size=MAX_PAGE_SIZE, empty_on_404=False,
+             use_top=True):
+        """Yield every entity of a collection, all pages (see pages())."""
+        for items in self.pages(path, odata_filter=odata_filter, params=params, limit=limit, page_size=page_size,
+                                empty_on_404=empty_on_404, use_top=use_top):
+            yield from items
+
+    # -- pre-signed downloads ---------------------------------------------------------------------------
+    def download(self, url, dest, what="the file", deadline=None, chunk_size=1024 * 1024):
+        """GET a pre-signed (SAS) ``url`` into the file ``dest``; return ``(dest, sha256 hex digest, size in bytes)``.
+
+        For the links the API hands out to download a result, such as an investigation package
+        (https://learn.microsoft.com/en-us/defender-endpoint/api/get-package-sas-uri) or a live response result
+        (https://learn.microsoft.com/en-us/defender-endpoint/api/get-live-response-result): the link carries its
+        own short-lived credential in its query string, so no bearer token (no Authorization header at all, not even
+        one from ~/.netrc) is sent, and only https:// is followed, redirects included. The body is streamed through
+        files.atomic_writer: ``dest`` appears whole, mode 0600, or not at all. The client's TLS settings and timeout
+        apply; each attempt ends after ``deadline`` seconds (default: the session's request deadline). Dropped
+        connections, timeouts, 429 and 5xx answers are tried again, as for other reads. ``what`` names the file in
+        messages (``the investigation package``). Every failure is an MDEError whose text shows the URL without its
+        query string (its credential).
+        """
+        shown = strip_query(url)
+        if deadline is None:
+            deadline = getattr(self.session, "deadline", None) or DEADLINE_FACTOR * getattr(
+                self.session, "default_timeout", 30)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._download_once(url, dest, what, shown, deadline, chunk_size)
+            except _RetryDownload as e:
+                if attempt >= self.max_attempts:
+                    raise e.error
+                self._wait(attempt, e.retry_after)
+            except files.UnsafeFileError as e:
+                raise MDEError("Downloading %s from %s failed: %s." % (what, shown, str(e).rstrip(".")),
+                               method="GET", path=urlsplit(shown).path)
+            except _WriteError as e:
+                raise MDEError("Downloading %s from %s failed: cannot write %s: %s." % (
+                    what, shown, files.where(e.error, dest), e.error.strerror or type(e.error).__name__),
+                    method="GET", path=urlsplit(shown).path)
+
+    def _download_once(self, url, dest, what, shown, deadline, chunk_size):
+        """One attempt of download(). Raises MDEError, _RetryDownload, _WriteError or files.UnsafeFileError."""
+        started = time.monotonic()
+
+        def failed(text, status=None):
+            return MDEError("Downloading %s from %s failed: %s." % (what, shown, text), status=status, method="GET",
+                            path=urlsplit(shown).path)
+
+        def transport(e):
+            error = failed(_hide_queries(_transport_text(e, getattr(self.session, "default_timeout", None),
+                                                         secrets=(url,))))
+            return _RetryDownload(error) if _transient(e) else error
+
+        target = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(target)
+            if parts.scheme != "https" or not parts.hostname or _UNSAFE_LINK.search(target):
+                raise failed("%s is not a plain https:// URL; not downloading it" % (
+                    "the link" if target == url else "it redirects to %s, which" % strip_query(target)))
+            try:
+                resp = self.session.request("GET", target, stream=True, allow_redirects=False, auth=_no_authorization,
+                                            headers={"Accept": "*/*"})
+            except requests.exceptions.RequestException as e:
+                raise transport(e)
+            if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                resp.close()
+                target = urljoin(target, resp.headers["Location"])
+                continue
+            break
+        else:
+            raise failed("more than %d redirects" % MAX_REDIRECTS)
+        with resp:
+            if resp.status_code != 200:
+                error = failed("HTTP %d %s" % (resp.status_code, resp.reason or ""), status=resp.status_code)
+                if resp.status_code in RETRY_STATUSES or resp.status_code == 429:
+                    raise _RetryDownload(error, parse_retry_after(resp.headers.get("Retry-After")))
+                raise error
+            digest = hashlib.sha256()
+            body = resp.iter_content(chunk_size=chunk_size)
+            try:
+                with files.atomic_writer(dest, mode=0o600) as f:
+                    size = self._stream(body, f, digest, started, deadline, transport, failed)
+            except OSError as e:  # creating, writing, syncing or renaming the file
+                raise _WriteError(e)
+        return dest, digest.hexdigest(), size
+
+    @staticmethod
+    def _stream(body, f, digest, started, deadline, transport, failed):
+        """Copy the answer's chunks into ``f`` and ``digest``; return their size. A failure to read becomes MDEError
+        or _RetryDownload (never OSError, which is the file's)."""
+        size = 0
+        while True:
+            try:
+                if time.monotonic() - started > deadline:
+                    raise DeadlineExceeded("the download did not end within %g seconds" % deadline)
+                chunk = next(body)
+            except StopIteration:
+                return size
+            except requests.exceptions.RequestException as e:
+                raise transport(e)
+            except Exception as e:  # the connection's own errors; their text may hold the URL
+                raise _RetryDownload(failed("the transfer broke off (%s)" % type(e).__name__))
+            f.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+
+
+class _RetryDownload(Exception):
+    """A download failure another attempt may not meet: carries the MDEError to raise when none is left."""
+
+    def __init__(self, error, retry_after=None):
+        super(_RetryDownload, self).__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _WriteError(Exception):
+    """Writing the downloaded file failed (``error``: the OSError)."""
+
+    def __init__(self, error):
+        super(_WriteError, self).__init__(str(error))
+        self.error = error
+
+
+def _no_authorization(prepared):
+    """requests auth hook: no Authorization header on a pre-signed download (and no ~/.netrc credentials either)."""
+    prepared.headers.pop("Authorization", None)
+    return prepared
+
+
+MAX_REDIRECTS = 5
+_QUERY = re.compile(r"\?[^\s'\"<>)]*")
+
+
+def strip_query(url):
+    """A URL without its query string or fragment (a SAS URL's query is its credential)."""
+    return str(url).split("?", 1)[0].split("#", 1)[0]
+
+
+def _hide_queries(text):
+    """``text`` with the query string of every URL in it cut off (``?...``)."""
+    return _QUERY.sub("?...", text)
 
 
 def _check_url(name, url, allow_http=False):

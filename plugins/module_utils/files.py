@@ -245,6 +245,18 @@ def atomic_write(path, data, mode=0o600, lock_path=None, fsync=True):
         f.write(data)
 
 
+def file_digest(path, chunk_size=1024 * 1024):
+    """``(sha256 hex digest, size in bytes)`` of the file at ``path``, read in chunks."""
+    import hashlib
+    digest = hashlib.sha256()
+    size = 0
+    with io.open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def where(error, default):
     """The path an OSError is about (``error.filename`` when it is one), else ``default``."""
     name = getattr(error, "filename", None)

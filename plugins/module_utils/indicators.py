@@ -11,7 +11,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import ipaddress
 import re
 
@@ -28,7 +27,8 @@ ACTIONS = ["Warn", "Block", "Audit", "Alert", "AlertAndBlock", "BlockAndRemediat
 SEVERITIES = ["Informational", "Low", "Medium", "High"]
 LEGACY_ACTIONS = ("Alert", "AlertAndBlock")
 
-# Actions each indicator type accepts (digest 7.1, indicators-overview): files Allowed/Audit/Warn/Block/
+# Actions each indicator type accepts (https://learn.microsoft.com/en-us/defender-endpoint/api/ti-indicator and
+# https://learn.microsoft.com/en-us/defender-endpoint/indicators-overview): files Allowed/Audit/Warn/Block/
 # BlockAndRemediate; IP, URL and domain Allowed/Audit/Warn/Block; certificates Allowed/BlockAndRemediate.
 # The legacy Alert and AlertAndBlock (end of support January 2022, still in every API example) are
 # accepted for every type, with a warning.
@@ -62,7 +62,8 @@ FIELDS = [
 API_NAME = dict(FIELDS)
 REQUIRED_PRESENT = ("action", "title", "description")
 # Fields compared with the existing indicator to decide whether to write. ``application`` is honoured
-# only when an indicator is created (digest 7.2), so it is sent but never compared.
+# only when an indicator is created (https://learn.microsoft.com/en-us/defender-endpoint/api/post-ti-indicator), so it
+# is sent but never compared.
 COMPARED = ("action", "title", "description", "severity", "expirationTime", "recommendedActions",
             "rbacGroupNames", "generateAlert", "educateUrl")
 
@@ -77,7 +78,6 @@ MAX_FILTER_LENGTH = 4000
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(%s\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$" % _LABEL)
 _HEX_RE = re.compile(r"^[0-9A-Fa-f]+$")
-_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$")
 
 
 # -- values ---------------------------------------------------------------------------------------------
@@ -163,38 +163,6 @@ def value_error(indicator_type, value):
     return "unknown indicator type %r" % (indicator_type,)
 
 
-def parse_time(value):
-    """An ISO 8601 time (any number of fraction digits, Z or an offset; no zone = UTC) -> aware UTC datetime.
-
-    Raises ValueError.
-    """
-    if isinstance(value, datetime.datetime):
-        dt = value
-    else:
-        m = _TIME_RE.match(str(value).strip())
-        if not m:
-            raise ValueError("not an ISO 8601 time")
-        year, month, day, hour, minute, second, frac, zone = m.groups()
-        micro = int((frac or "0")[:6].ljust(6, "0"))
-        tz = datetime.timezone.utc
-        if zone and zone not in ("Z", "z"):
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz = datetime.timezone(sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        dt = datetime.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-                               micro, tzinfo=tz)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return dt.astimezone(datetime.timezone.utc)
-
-
-def format_time(dt):
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += (".%06d" % dt.microsecond).rstrip("0")
-    return text + "Z"
-
-
 def match_key(indicator_type, value):
     """What identifies an indicator: its type and value, the value case-insensitive except for URLs."""
     value = (value or "").strip()
@@ -276,12 +244,13 @@ def build(spec, state, where, now=None):
     expiration = spec.get("expiration_time")
     if expiration is not None:
         try:
-            when = parse_time(expiration)
+            when = odata.parse_time(expiration, "expiration_time", relative=False)
         except ValueError:
             fail("expiration_time must be an ISO 8601 time such as 2026-12-31T00:00:00Z, got %r" % (expiration,))
-        if when <= (now or datetime.datetime.now(datetime.timezone.utc)):
-            fail("expiration_time %s is in the past; Defender lists only active indicators" % format_time(when))
-        expiration = format_time(when)
+        if when <= (now or odata.utcnow()):
+            fail("expiration_time %s is in the past; Defender lists only active indicators" % odata.format_time(
+                when, fraction=True))
+        expiration = odata.format_time(when, fraction=True)
 
     body.update({"action": action, "title": spec["title"], "description": spec["description"]})
     for option, api in (("severity", "severity"), ("recommended_actions", "recommendedActions"),
@@ -326,7 +295,7 @@ def _norm(field, value):
         if value in (None, ""):
             return None
         try:
-            return parse_time(value)
+            return odata.parse_time(value, "expirationTime", relative=False)
         except ValueError:
             return value
     if field in ("title", "description", "recommendedActions", "educateUrl"):
@@ -369,10 +338,6 @@ def merged(existing, body):
 
 
 # -- reading ------------------------------------------------------------------------------------------
-def quote(value):
-    return "'%s'" % str(value).replace("'", "''")
-
-
 def value_variants(indicator_type, value):
     """Spellings an existing indicator may have (the API compares strings case-sensitively in $filter)."""
     if indicator_type == "Url":
@@ -386,15 +351,8 @@ def value_variants(indicator_type, value):
 
 def value_filter(bodies):
     """An OData $filter matching any of the given indicators by value (with case variants)."""
-    parts = []
-    for body in bodies:
-        for v in value_variants(body["indicatorType"], body["indicatorValue"]):
-            clause = "indicatorValue eq %s" % quote(v)
-            if clause not in parts:
-                parts.append(clause)
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
+    return odata.any_of("indicatorValue", odata.unique(
+        v for body in bodies for v in value_variants(body["indicatorType"], body["indicatorValue"])))
 
 
 def index(existing):
@@ -483,12 +441,6 @@ def limit_error(visible_total, plan_, limit=TENANT_LIMIT):
     return None
 
 
-def chunks(seq, size=BATCH_SIZE):
-    seq = list(seq)
-    for start in range(0, len(seq), size):
-        yield seq[start:start + size]
-
-
 def batch_delete(client, ids, path="/api/indicators"):
     """Delete indicator ``ids`` with BatchDelete, 500 per call.
 
@@ -497,7 +449,7 @@ def batch_delete(client, ids, path="/api/indicators"):
     only the ids still there. Returns the number of calls made.
     """
     calls = 0
-    for chunk in chunks(ids):
+    for chunk in odata.chunks(ids, BATCH_SIZE):
         calls += 1
         try:
             client.post(path + "/BatchDelete", json={"IndicatorIds": chunk}, retry_safe=True)

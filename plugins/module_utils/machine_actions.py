@@ -4,14 +4,15 @@
 """Machine response actions: the action table, request bodies, state detection and polling.
 
 Plain Python (no Ansible import), used by the mde_machine_action and mde_machine_action_info modules.
-Paths, types, body properties and permissions are those of the API digest, sections 5.1 to 5.4.
+Paths, types, body properties and permissions are those Microsoft documents for the MachineAction entity
+(https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction) and each action's page, such as
+https://learn.microsoft.com/en-us/defender-endpoint/api/isolate-machine.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import re
 import time
 
@@ -25,7 +26,8 @@ STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
 LIVE_STATUSES = ACTIVE_STATUSES + ("Succeeded",)
 ISOLATION_TYPES = ("Full", "Selective", "UnManagedDevice")
 SCAN_TYPES = ("Quick", "Full")
-# Every MachineAction type the API reports (digest 5.1), for filters.
+# Every MachineAction type the API reports (https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction),
+# for filters.
 ACTION_TYPES = ("RunAntiVirusScan", "Offboard", "LiveResponse", "CollectInvestigationPackage", "Isolate", "Unisolate",
                 "StopAndQuarantineFile", "RestrictCodeExecution", "UnrestrictCodeExecution")
 SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -93,7 +95,9 @@ def validate(action, comment=None, isolation_type="Full", scan_type="Quick", sha
 
 
 def build_body(action, comment=None, isolation_type="Full", scan_type="Quick", sha1=None):
-    """The request body, PascalCase as the action endpoints require (digest 3.1 and 5.2)."""
+    """The request body, PascalCase as the action endpoints require (for example
+    https://learn.microsoft.com/en-us/defender-endpoint/api/isolate-machine and
+    https://learn.microsoft.com/en-us/defender-endpoint/api/run-av-scan)."""
     body = {"Comment": comment if comment else DEFAULT_COMMENT}
     if action == "isolate":
         body["IsolationType"] = isolation_type or "Full"
@@ -108,45 +112,20 @@ def action_path(action, machine_id):
     return "/api/machines/%s/%s" % (odata.path_segment(machine_id), ACTIONS[action]["segment"])
 
 
-def parse_time(value):
-    """An API timestamp (up to 7 fractional digits, ``Z``) -> aware UTC datetime; None for missing or bad text."""
-    if not value:
-        return None
-    text = str(value).strip()
-    m = re.match(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$", text)
-    if not m:
-        return None
-    date, hh, mm, ss, frac, tz = m.groups()
-    try:
-        y, mo, d = (int(x) for x in date.split("-"))
-        micro = int((frac or "0")[:6].ljust(6, "0"))
-        dt = datetime.datetime(y, mo, d, int(hh), int(mm), int(ss or 0), micro, tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return None
-    if tz and tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        dt -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return dt
-
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
 def latest(actions):
     """The most recently created action (by ``creationDateTimeUtc``), or None."""
     best = None
     best_time = None
     for action in actions:
-        created = parse_time(action.get("creationDateTimeUtc")) or _EPOCH
+        created = odata.time_or_none(action.get("creationDateTimeUtc")) or odata.EPOCH
         if best is None or created > best_time:
             best, best_time = action, created
     return best
 
 
 def machine_filter(machine_id, types=None, statuses=None):
-    """``machineId eq '<id>' and (type eq 'A' or type eq 'B')`` (digest 3.2: filterable id, status, machineId,
-    type, requestor, creationDateTimeUtc)."""
+    """``machineId eq '<id>' and (type eq 'A' or type eq 'B')`` (filterable: id, status, machineId, type, requestor,
+    creationDateTimeUtc; https://learn.microsoft.com/en-us/defender-endpoint/api/get-machineactions-collection)."""
     return odata.and_all("machineId eq %s" % odata.quote(machine_id), odata.any_of("type", types),
                          odata.any_of("status", statuses))
 
@@ -181,7 +160,8 @@ def same_action(action, params, existing):
 
 
 def is_already_pending(error):
-    """Whether an MDEError is the API's "an identical action is already pending" answer (digest 5.3)."""
+    """Whether an MDEError is the API's "an identical action is already pending" answer (HTTP 400,
+    https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors)."""
     if not isinstance(error, MDEError) or error.status != 400:
         return False
     if error.code == "ActiveRequestAlreadyExists":
@@ -247,8 +227,3 @@ def clean_package_uri(value):
     while text and text[-1] in "\"\\":
         text = text[:-1]
     return text.strip()
-
-
-def strip_query(url):
-    """A URL without its query string (a SAS URL's query is its credential)."""
-    return url.split("?", 1)[0]

@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, defender.endpoint contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Building OData ``$filter`` expressions and parsing times. Plain Python: no Ansible import."""
+"""Building OData ``$filter`` expressions, ids in URL paths, and the one time parser and formatter of the collection.
+
+Plain Python: no Ansible import.
+"""
 
 from __future__ import absolute_import, division, print_function
 
@@ -15,12 +18,11 @@ try:
 except ImportError:  # pragma: no cover
     from urllib import quote as _url_quote  # type: ignore
 
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 # Filters shared by mde_machine_info and the mde_machines inventory plugin: option -> (API field, kind).
-# Every field is one the machines endpoint documents as filterable (digest section 3.2), except
-# rbac_group_name, which the API does not filter on and the callers match client-side.
+# Every field is one the machines endpoint documents as filterable
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/get-machines), except rbac_group_name, which the API does
+# not filter on and the callers match client-side.
 MACHINE_FILTERS = {
     "os_platform": ("osPlatform", "string"),
     "health_status": ("healthStatus", "string"),
@@ -44,8 +46,10 @@ MACHINE_ENUMS = {
 # breaks). None of them belongs in an id, a tag or a name.
 CONTROL_RE = re.compile(u"[\u0000-\u001f\u007f-\u009f\u2028\u2029]")
 # Characters that would change which resource a URL path names ("/", "\\", "?", "#") or be decoded a second time
-# by a proxy ("%"), and whitespace. No id the API documents holds any of them (digest of
-# https://learn.microsoft.com/en-us/defender-endpoint/api/machine, .../api/alerts, .../api/machineaction).
+# by a proxy ("%"), and whitespace. No id the API documents holds any of them:
+# https://learn.microsoft.com/en-us/defender-endpoint/api/machine,
+# https://learn.microsoft.com/en-us/defender-endpoint/api/alerts,
+# https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction.
 _NOT_IN_PATH_ID = re.compile(r"[/\\?#%\s]")
 # How many values a message names before it gives only the count of the others.
 SHOWN = 5
@@ -159,35 +163,115 @@ def any_tag(field, values):
     return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
 
 
+# -- times ----------------------------------------------------------------------------------------------
+# The one parser and formatter of times for the whole collection (modules, inventory, EDA source). The API writes
+# times in ISO 8601 with up to 7 fractional digits (100 ns ticks: ``2021-01-26T20:33:57.7220239Z``, see the Alert
+# and MachineAction entities, https://learn.microsoft.com/en-us/defender-endpoint/api/alerts and
+# https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction), and its $filter takes ``2026-01-31T08:00:00Z``
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-odata-samples).
+TICKS = 10 ** 7  # 100 ns ticks a second
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+# A date, then optionally a time with any number of fraction digits, then optionally Z or an offset (none = UTC).
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+                  r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$")
+# An age: ``30s``, ``5m``, ``24h``, ``7d``, ``2w`` (a bare number of seconds only where the caller allows it).
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def format_time(dt):
-    return dt.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def age_seconds(value, bare=False):
+    """Seconds of an age such as ``30s``, ``5m``, ``24h``, ``7d``, ``2w`` (``bare``: also a plain number of seconds);
+    None when ``value`` is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if bare else None
+    m = _AGE.match(str(value))
+    if not m or (not m.group(2) and not bare):
+        return None
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def parse_time(value, option="time"):
-    """A relative age (``30m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time -> aware UTC datetime.
+def time_ticks(value, allow_date=False):
+    """An ISO 8601 time (any number of fraction digits; ``Z``, an offset or none for UTC) or a datetime -> integer
+    100 ns ticks since 1970-01-01 UTC, exact to the API's 7 fractional digits (more are cut off).
+
+    ``allow_date``: a date alone (``2030-01-01``) is its midnight UTC. Raises ValueError for anything else.
+    """
+    if isinstance(value, datetime.datetime):
+        dt = value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+        delta = dt - EPOCH
+        return (delta.days * 86400 + delta.seconds) * TICKS + delta.microseconds * 10
+    m = _ISO.match(str(value).strip()) if value is not None else None
+    if not m or (m.group(4) is None and not allow_date):
+        raise ValueError("not an ISO 8601 time: %r" % (value,))
+    year, month, day, hour, minute, second, fraction, zone = m.groups()
+    dt = datetime.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                           tzinfo=datetime.timezone.utc)
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        dt -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+    delta = dt - EPOCH
+    return (delta.days * 86400 + delta.seconds) * TICKS + int(((fraction or "") + "0000000")[:7])
+
+
+def ticks_time(ticks):
+    """100 ns ticks -> aware UTC datetime (to the microsecond, the rest cut off)."""
+    return EPOCH + datetime.timedelta(microseconds=int(ticks) // 10)
+
+
+def ticks_text(ticks):
+    """100 ns ticks -> ``YYYY-MM-DDTHH:MM:SS.fffffffZ``, as the API writes times (sortable as text)."""
+    seconds, rest = divmod(int(ticks), TICKS)
+    return "%s.%07dZ" % ((EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S"), rest)
+
+
+def now_ticks():
+    return time_ticks(utcnow())
+
+
+def format_time(dt, fraction=False):
+    """An aware datetime (or 100 ns ticks) as ``2026-01-31T08:00:00Z`` in UTC, floored to the second: the form a
+    $filter takes. ``fraction``: keep the microseconds, without trailing zeros (``...T08:00:00.5Z``)."""
+    if not isinstance(dt, datetime.datetime):
+        dt = ticks_time(dt)
+    dt = dt.astimezone(datetime.timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if fraction and dt.microsecond:
+        text += (".%06d" % dt.microsecond).rstrip("0")
+    return text + "Z"
+
+
+def parse_time(value, option="time", relative=True):
+    """An ISO 8601 time (a date alone is its midnight UTC), a datetime, or (``relative``) an age ago (``30m``,
+    ``24h``, ``7d``, ``2w``) -> aware UTC datetime.
 
     Raises ValueError with a message naming ``option``.
     """
-    if isinstance(value, datetime.datetime):
-        dt = value
-    else:
-        text = str(value).strip()
-        m = _RELATIVE.match(text)
-        if m:
-            return utcnow() - datetime.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
-        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
-        try:
-            dt = datetime.datetime.fromisoformat(iso)
-        except ValueError:
-            raise ValueError("%s must be an ISO 8601 time (2026-01-31T08:00:00Z) or an age such as 30m, 24h or 7d, "
-                             "got %r" % (option, value))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return dt
+    if relative and not isinstance(value, datetime.datetime):
+        seconds = age_seconds(value)
+        if seconds is not None:
+            return utcnow() - datetime.timedelta(seconds=seconds)
+    try:
+        return ticks_time(time_ticks(value, allow_date=True))
+    except (ValueError, OverflowError):
+        raise ValueError("%s must be an ISO 8601 time (2026-01-31T08:00:00Z)%s, got %r" % (
+            option, " or an age such as 30m, 24h or 7d" if relative else "", value))
+
+
+def time_or_none(value):
+    """An API timestamp -> aware UTC datetime; None for a missing or unreadable one."""
+    if not value:
+        return None
+    try:
+        return ticks_time(time_ticks(value))
+    except (ValueError, OverflowError):
+        return None
 
 
 def and_all(*parts):
@@ -238,7 +322,7 @@ def unique(values, key=None):
 
 
 def chunks(values, size):
-    """Consecutive slices of at most ``size`` items (batch endpoints take at most 500 ids a call)."""
+    """Consecutive lists of at most ``size`` items (batch endpoints take at most 500 ids a call)."""
     values = list(values)
     for i in range(0, len(values), size):
         yield values[i:i + size]

@@ -5,11 +5,17 @@
 tenant-wide software vulnerabilities export summarised per machine.
 
 Plain Python (no Ansible import), used by the mde_machine_vulnerability_info module and the mde_machines inventory
-plugin. Paths, fields and limits are those of Microsoft's documentation (defender-endpoint/api):
-``GET /api/machines/{id}/getmissingkbs`` (Software.Read.All), ``GET /api/machines/{id}/vulnerabilities``
-(Vulnerability.Read.All), ``GET /api/machines/{id}/recommendations`` (SecurityRecommendation.Read.All) and
+plugin. Paths, fields and limits are those of Microsoft's documentation:
+``GET /api/machines/{id}/getmissingkbs`` (Software.Read.All,
+https://learn.microsoft.com/en-us/defender-endpoint/api/get-missing-kbs-machine),
+``GET /api/machines/{id}/vulnerabilities`` (Vulnerability.Read.All,
+https://learn.microsoft.com/en-us/defender-endpoint/api/get-discovered-vulnerabilities),
+``GET /api/machines/{id}/recommendations`` (SecurityRecommendation.Read.All,
+https://learn.microsoft.com/en-us/defender-endpoint/api/get-security-recommendations) and
 ``GET /api/machines/SoftwareVulnerabilitiesByMachine`` (Vulnerability.Read.All; ``pageSize`` up to 200,000, pages
-by ``@odata.nextLink``; 30 calls a minute, 1,000 an hour).
+by ``@odata.nextLink``; 30 calls a minute, 1,000 an hour;
+https://learn.microsoft.com/en-us/defender-endpoint/api/get-assessment-software-vulnerabilities).
+Every read goes through the client's one paging loop (MDEClient.pages / list).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -76,26 +82,12 @@ def with_permission(error, permission):
     return error
 
 
-def read_collection(client, path, params=None):
-    """Every item of a collection read with plain GETs (these endpoints take no $top/$skip), following any nextLink."""
-    items = []
-    data = client.get(path, params=params)
-    seen = set()
-    while True:
-        items.extend((data or {}).get("value") or [])
-        link = (data or {}).get("@odata.nextLink")
-        if not link or link in seen:
-            return items
-        seen.add(link)
-        data = client.get(link)
-
-
 def machine_sections(client, machine_id, sections):
     """{section: [entities]} for one machine, one GET per section asked for."""
     out = {}
     for section in sections:
         try:
-            out[section] = read_collection(client, PATHS[section] % machine_id)
+            out[section] = list(client.list(PATHS[section] % machine_id, use_top=False))
         except MDEError as e:
             raise with_permission(e, PERMISSIONS[section])
     return out
@@ -124,21 +116,10 @@ def summarize(missing_kbs=None, vulnerabilities=None, recommendations=None):
 # -- tenant-wide export, for the inventory ---------------------------------------------------------------------
 def export_pages(client, page_size=EXPORT_MAX_PAGE_SIZE):
     """Yield the record lists of the software vulnerabilities export, ``page_size`` records a call, following
-    @odata.nextLink until the last page."""
+    @odata.nextLink until the last page (the export takes ``pageSize``, not ``$top``/``$skip``)."""
     page_size = max(1, min(int(page_size), EXPORT_MAX_PAGE_SIZE))
-    seen = set()
     try:
-        data = client.get(EXPORT_PATH, params={"pageSize": page_size})
-        while True:
-            yield (data or {}).get("value") or []
-            link = (data or {}).get("@odata.nextLink")
-            if not link:
-                return
-            if link in seen:
-                raise MDEError("GET %s failed: @odata.nextLink points back to a page already read." % EXPORT_PATH,
-                               method="GET", path=EXPORT_PATH)
-            seen.add(link)
-            data = client.get(link)
+        yield from client.pages(EXPORT_PATH, params={"pageSize": page_size}, use_top=False)
     except MDEError as e:
         raise with_permission(e, EXPORT_PERMISSION)
 

@@ -157,14 +157,14 @@ def read_current(ctx, ids, single):
         except MDEError as e:
             if e.status == 404:
                 ctx.fail_json(msg="No alert with id %s in Defender for Endpoint; nothing was changed." % ids[0],
-                                 **e.to_dict())
+                              **e.to_dict())
             raise
     found = alerts_utils.read_by_ids(ctx.client, ids)
     missing = [i for i in ids if i.lower() not in found]
     if missing:
         ctx.fail_json(msg="%d of the %d alert ids are not in Defender for Endpoint; nothing was changed: %s "
-                             "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
-                         missing_ids=missing)
+                      "(missing_ids lists them all)." % (len(missing), len(ids), odata.summary(missing)),
+                      missing_ids=missing)
     return [found[i.lower()] for i in ids]
 
 
@@ -193,8 +193,8 @@ def run(ctx):
         diff["after"][alert["id"]] = dict(changes, **({"comment": comment} if comment else {}))
     if invalid:
         ctx.fail_json(msg="Nothing was changed: set determination too, because the current determination of %d "
-                             "alert(s) does not go with the new classification: %s." % (len(invalid), odata.summary(
-                                 invalid, show=str, sep="; ")))
+                      "alert(s) does not go with the new classification: %s."
+                      % (len(invalid), odata.summary(invalid, show=str, sep="; ")))
 
     updated_ids = [ident for ident, _changes in plans]
     result = dict(changed=bool(plans), updated_ids=updated_ids, diff=diff)
@@ -207,7 +207,7 @@ def run(ctx):
             body["comment"] = comment
         # Without a comment, repeating the PATCH cannot do anything twice.
         entities = [odata.entity(ctx.client.patch("/api/alerts/%s" % odata.path_segment(ids[0]), json=body,
-                                                     retry_safe=not comment))]
+                                                  retry_safe=not comment))]
     else:
         done = []
         for changes, group in alerts_utils.batch_groups(plans):

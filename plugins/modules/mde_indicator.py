@@ -316,10 +316,6 @@ PATH = "/api/indicators"
 SINGLE_OPTIONS = [option for option, _api in ti.FIELDS]
 
 
-def _entity(data):
-    return dict((k, v) for k, v in (data or {}).items() if not k.startswith("@odata"))
-
-
 def read_existing(ctx, bodies, single, purge):
     """Existing indicators that may match ``bodies``; and whether that is every visible indicator."""
     if (single or len(bodies) <= ti.SMALL_LIST) and not purge:
@@ -418,7 +414,7 @@ def run(ctx):
                     if e.status != 404:  # already gone: a retried DELETE whose first try succeeded
                         raise
             else:
-                written = _entity(ctx.client.post(PATH, json=item["body"], retry_safe=True))
+                written = odata.entity(ctx.client.post(PATH, json=item["body"], retry_safe=True))
         if written is not None:
             result["indicator"] = written
         elif item["result"] in ("created", "updated"):
@@ -437,10 +433,10 @@ def run(ctx):
     writes = [(n, item) for n, item in enumerate(plan.items) if item["result"] in ("created", "updated")]
     failures = []
     done = 0
-    for chunk in ti.chunks(writes):
+    for chunk in odata.chunks(writes, ti.BATCH_SIZE):
         try:
             response = ctx.client.post(PATH + "/import", json={"Indicators": [item["body"] for _n, item in chunk]},
-                                          retry_safe=True)
+                                       retry_safe=True)
         except MDEError as e:
             facts = e.to_dict()
             facts.update(changed=bool(done or deletes), counts=plan.counts())

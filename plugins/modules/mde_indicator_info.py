@@ -142,7 +142,7 @@ def build_filter(p):
 def run(ctx):
     odata_filter = build_filter(ctx.params)
     found = list(ctx.client.list("/api/indicators", odata_filter=odata_filter, limit=ctx.params["limit"],
-                                    page_size=ti.PAGE_SIZE))
+                                 page_size=ti.PAGE_SIZE))
     return dict(changed=False, indicators=found, filter=odata_filter)
 
 

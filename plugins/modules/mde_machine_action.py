@@ -226,12 +226,12 @@ def finish(ctx, result, wait):
     result["machine_action"] = action
     if not finished:
         ctx.fail_json(msg="%s did not finish within wait_timeout (%d seconds); its status is %s. The action "
-                             "keeps running." % (ma.describe(action), ctx.params["wait_timeout"],
-                                                 action.get("status")), **result)
+                      "keeps running." % (ma.describe(action), ctx.params["wait_timeout"],
+                                          action.get("status")), **result)
     if action.get("status") != "Succeeded":
         why = ma.failure_text(action)
         ctx.fail_json(msg="%s ended with status %s%s." % (ma.describe(action), action.get("status"),
-                                                             ": %s" % why if why else ""), **result)
+                                                          ": %s" % why if why else ""), **result)
     return result
 
 
@@ -252,7 +252,7 @@ def run(ctx):
             result["machine_action"] = deciding
             if action == "isolate" and deciding and deciding.get("scope") and deciding["scope"] != p["isolation_type"]:
                 ctx.warn("%s is isolated with IsolationType %s, not %s; release it first to change the type."
-                            % (machine.get("computerDnsName") or machine_id, deciding["scope"], p["isolation_type"]))
+                         % (machine.get("computerDnsName") or machine_id, deciding["scope"], p["isolation_type"]))
             return finish(ctx, result, p["wait"])
     else:
         pending = [a for a in read_actions(ctx, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)

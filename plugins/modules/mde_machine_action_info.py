@@ -155,16 +155,10 @@ sha256:
   type: str
 '''
 
-import hashlib
 import os
-import tempfile
-
-try:
-    from urllib.parse import urlsplit
-except ImportError:  # pragma: no cover
-    from urlparse import urlsplit  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils import files
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
@@ -185,54 +179,14 @@ def build_filter(p):
         created)
 
 
-def file_facts(path):
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return dict(size=size, sha256=digest.hexdigest())
-
-
 def download(ctx, uri, dest):
-    """Stream ``uri`` into ``dest`` (mode 0600, replaced atomically). No bearer token: the URI is its own key."""
-    parts = urlsplit(uri)
-    shown = ma.strip_query(uri)
-    if parts.scheme != "https" or not parts.hostname:
-        raise MDEError("The investigation package URI is not an https:// URL (%s); not downloading it." % shown)
+    """Stream the package at ``uri`` (a pre-signed link: no bearer token) into ``dest`` (0600, replaced atomically);
+    return its size and sha256."""
     directory = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(directory):
         ctx.fail_json(msg="dest: the directory %s does not exist." % directory)
-    try:
-        resp = ctx.client.session.get(uri, stream=True, headers={"Accept": "*/*"})
-    except Exception as e:  # requests' exceptions; their text may contain the URL and its token
-        raise MDEError("Downloading the investigation package from %s failed: %s." % (shown, type(e).__name__),
-                       method="GET", path=parts.path)
-    fd, tmp = tempfile.mkstemp(prefix=".mde-package-", dir=directory)
-    try:
-        with resp:
-            if resp.status_code != 200:
-                raise MDEError("Downloading the investigation package from %s failed: HTTP %d %s." % (
-                    shown, resp.status_code, resp.reason or ""), status=resp.status_code, method="GET", path=parts.path)
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                fd = None
-                try:
-                    for chunk in resp.iter_content(chunk_size=1024 * 1024):
-                        if chunk:
-                            f.write(chunk)
-                except Exception as e:  # a dropped transfer; the exception text may contain the URL
-                    raise MDEError("Downloading the investigation package from %s failed: %s." % (
-                        shown, type(e).__name__), method="GET", path=parts.path)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, dest)
-        tmp = None
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+    _path, sha256, size = ctx.client.download(uri, dest, what="the investigation package")
+    return dict(size=size, sha256=sha256)
 
 
 def package(ctx, action):
@@ -240,11 +194,11 @@ def package(ctx, action):
     result = {}
     if action.get("type") != "CollectInvestigationPackage":
         ctx.fail_json(msg="%s is not a CollectInvestigationPackage action; it has no investigation package."
-                         % ma.describe(action), machine_actions=[action])
+                      % ma.describe(action), machine_actions=[action])
     if action.get("status") != "Succeeded":
         ctx.fail_json(msg="%s is %s; its investigation package can be downloaded once it has Succeeded (use "
-                             "defender.endpoint.mde_machine_action with wait: true)."
-                         % (ma.describe(action), action.get("status")), machine_actions=[action])
+                      "defender.endpoint.mde_machine_action with wait: true)."
+                      % (ma.describe(action), action.get("status")), machine_actions=[action])
     dest = p["dest"]
     if dest and os.path.isdir(dest):
         dest = os.path.join(dest, "%s.zip" % action["id"])
@@ -262,9 +216,10 @@ def package(ctx, action):
         if fetch:
             result["changed"] = True
             if not ctx.check_mode:
-                download(ctx, uri, dest)
-        if os.path.isfile(dest):
-            result.update(file_facts(dest))
+                result.update(download(ctx, uri, dest))
+        if "sha256" not in result and os.path.isfile(dest):
+            sha256, size = files.file_digest(dest)
+            result.update(size=size, sha256=sha256)
     return result
 
 

@@ -16,14 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import asyncio
-import datetime
 import hashlib
 import json
 import logging
 import os
-import re
 import sys
-import tempfile
 import threading
 
 DOCUMENTATION = r'''
@@ -164,14 +161,16 @@ def _import_collection():
         from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import auth as auth_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import errors as errors_mod
-    return client_mod, auth_mod, errors_mod
+    from ansible_collections.defender.endpoint.plugins.module_utils import files as files_mod
+    from ansible_collections.defender.endpoint.plugins.module_utils import odata as odata_mod
+    return client_mod, auth_mod, errors_mod, files_mod, odata_mod
 
 
 try:
-    client_utils, auth_utils, errors = _import_collection()
+    client_utils, auth_utils, errors, files, odata = _import_collection()
     IMPORT_ERROR = None
 except ImportError as e:  # reported by main() as a configuration error
-    client_utils = auth_utils = errors = None
+    client_utils = auth_utils = errors = files = odata = None
     IMPORT_ERROR = e
 
 logger = logging.getLogger("defender.endpoint.mde_alerts")
@@ -206,48 +205,32 @@ class ConfigError(ValueError):
     """A bad option, found before any API call."""
 
 
-# -- times ------------------------------------------------------------------------------------------------
-# Alert times are compared as integer ticks of 100 ns since the epoch (the API writes 7 fractional digits).
-_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?\s*(Z|z|[+-]\d{2}:?\d{2})?$")
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-TICKS = 10 ** 7
+# -- times ----------------------------------------------------------------------------------------------
+# Alert times are compared as integer ticks of 100 ns since the epoch (the API writes 7 fractional digits), parsed
+# and written by the collection's one time module (module_utils/odata.py).
+TICKS = getattr(odata, "TICKS", 10 ** 7)
 
 
 def time_ticks(value):
     """An API timestamp (``2026-01-31T08:00:00.1234567Z``, any fraction length or offset) -> 100 ns ticks (UTC).
 
-    Raises ValueError for anything else.
+    Raises ValueError for anything else (a date alone included).
     """
-    m = _TIME.match(str(value).strip()) if value is not None else None
-    if not m:
-        raise ValueError("not an ISO 8601 time: %r" % (value,))
-    year, month, day, hour, minute, second, fraction, zone = m.groups()
-    dt = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
-                           tzinfo=datetime.timezone.utc)
-    if zone and zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        dt -= sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    delta = dt - _EPOCH
-    seconds = delta.days * 86400 + delta.seconds
-    return seconds * TICKS + int(((fraction or "") + "0000000")[:7])
+    return odata.time_ticks(value)
 
 
 def ticks_text(ticks):
     """100 ns ticks -> ``YYYY-MM-DDTHH:MM:SS.fffffffZ`` (sortable as text)."""
-    seconds, rest = divmod(int(ticks), TICKS)
-    dt = _EPOCH + datetime.timedelta(seconds=seconds)
-    return "%s.%07dZ" % (dt.strftime("%Y-%m-%dT%H:%M:%S"), rest)
+    return odata.ticks_text(ticks)
 
 
 def filter_time(ticks):
     """An OData datetime literal for ``ticks`` floored to the second (never later than ``ticks``)."""
-    dt = _EPOCH + datetime.timedelta(seconds=int(ticks) // TICKS)
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return odata.format_time(ticks)
 
 
 def now_ticks():
-    return time_ticks(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return odata.now_ticks()
 
 
 # An alert's times can carry what a device reported (https://learn.microsoft.com/en-us/defender-endpoint/api/alerts
@@ -263,22 +246,11 @@ def future_cap(overlap, now):
     return int(now) + int(min(FUTURE_SKEW, overlap) * TICKS)
 
 
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def seconds_of(value, option):
     """A number of seconds or an age such as ``30s``, ``5m``, ``1h``, ``7d`` -> float seconds (>= 0)."""
-    if isinstance(value, bool):
+    seconds = odata.age_seconds(value, bare=True)
+    if seconds is None:
         raise ConfigError("%s must be a number of seconds or an age such as 30s, 5m or 1h, got %r." % (option, value))
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        m = _AGE.match(str(value))
-        if not m:
-            raise ConfigError("%s must be a number of seconds or an age such as 30s, 5m or 1h, got %r."
-                              % (option, value))
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if seconds < 0:
         raise ConfigError("%s must not be negative, got %r." % (option, value))
     return seconds
@@ -355,12 +327,14 @@ def parse_args(args, environ=None, now=None):
     overlap = seconds_of(args.get("overlap", "2m"), "overlap")
     now = now_ticks() if now is None else now
     lookback = args.get("initial_lookback", "1h")
-    if isinstance(lookback, str) and _TIME.match(lookback.strip()):
-        start = time_ticks(lookback)
-        if start > now + FUTURE_SKEW * TICKS:
-            raise ConfigError("initial_lookback %s is in the future; give an age such as 1h or a past time." % lookback)
-    else:
+    try:
+        start = time_ticks(lookback) if isinstance(lookback, str) else None
+    except ValueError:
+        start = None
+    if start is None:
         start = now - int(seconds_of(lookback, "initial_lookback") * TICKS)
+    elif start > now + FUTURE_SKEW * TICKS:
+        raise ConfigError("initial_lookback %s is in the future; give an age such as 1h or a past time." % lookback)
     checkpoint_path = args.get("checkpoint_path")
     checkpoint_path = str(checkpoint_path).strip() if checkpoint_path is not None else ""
     return dict(
@@ -375,22 +349,11 @@ def parse_args(args, environ=None, now=None):
     )
 
 
-def _quote(value):
-    return "'%s'" % str(value).replace("'", "''")
-
-
-def _any_of(field, values):
-    parts = ["%s eq %s" % (field, _quote(v)) for v in values]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else "(%s)" % " or ".join(parts)
-
-
 def build_filter(state, overlap, severity=(), status=()):
     """The ``$filter`` of one poll: alerts updated at or after the watermark less ``overlap`` seconds."""
     cutoff = state["watermark"] - int(overlap * TICKS)
-    parts = ["lastUpdateTime ge %s" % filter_time(cutoff), _any_of("severity", severity), _any_of("status", status)]
-    return " and ".join(p for p in parts if p)
+    return odata.and_all("lastUpdateTime ge %s" % filter_time(cutoff), odata.any_of("severity", severity),
+                         odata.any_of("status", status))
 
 
 # -- what to emit -----------------------------------------------------------------------------------------
@@ -497,24 +460,11 @@ def load_checkpoint(path, overlap=0.0, now=None):
 
 
 def save_checkpoint(path, state):
-    """Write the state to ``path`` atomically (temporary file in the same directory, then rename), mode 0600."""
+    """Write the state to ``path`` atomically (files.atomic_write: a temporary file in the same directory, then a
+    rename), mode 0600, in a directory created 0700 when missing."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".mde_alerts-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state_to_json(state), f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    files.atomic_write(path, json.dumps(state_to_json(state), indent=1, sort_keys=True) + "\n")
 
 
 def default_checkpoint_path(cache_dir, api_url, auth, severity, status):
@@ -677,9 +627,9 @@ class AlertPoller:
         if changed:
             try:
                 save_checkpoint(self.checkpoint_path, self.state)
-            except OSError as e:
+            except (OSError, files.UnsafeFileError) as e:
                 logger.error("mde_alerts: cannot write checkpoint file %s: %s; what was emitted is remembered until "
-                             "the source stops.", self.checkpoint_path, e.strerror or e)
+                             "the source stops.", self.checkpoint_path, getattr(e, "strerror", None) or e)
         logger.info("mde_alerts: %d alert(s) read, %d emitted, watermark %s.", len(alerts), len(emit),
                     ticks_text(self.state["watermark"]))
         return len(emit)

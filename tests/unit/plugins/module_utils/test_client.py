@@ -443,7 +443,7 @@ def _dribbling_server(connections):
     def serve():
         try:
             while True:
-                conn, _ = srv.accept()
+                conn, _addr = srv.accept()
                 connections.append(1)
                 conn.recv(65536)
                 body = b'{"value": []}' + b" " * 87
@@ -480,3 +480,170 @@ def test_a_body_sent_too_slowly_ends_at_the_request_deadline():
     assert took < 4, "a 20 s body held the request for %.1f s" % took
     assert "did not arrive in full within 2 seconds" in str(e.value)
     assert connections == [1], "not repeated: the server is sending, too slowly"
+
+
+# -- the version in the User-Agent -----------------------------------------------------------------------------
+def test_user_agent_carries_the_version_of_galaxy_yml():
+    import os
+    import yaml
+    from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+    with open(os.path.join(root, "galaxy.yml")) as f:
+        version = str(yaml.safe_load(f)["version"])
+    assert client_mod.COLLECTION_VERSION == version, (
+        "galaxy.yml says version %s but plugins/module_utils/client.py COLLECTION_VERSION says %s: change both"
+        % (version, client_mod.COLLECTION_VERSION))
+    assert client_mod.USER_AGENT.endswith("/" + version)
+    assert client_mod.PinnedSession().headers["User-Agent"] == client_mod.USER_AGENT
+
+
+# -- one paging loop: pages() and use_top=False --------------------------------------------------------------
+def test_pages_without_top_follow_only_next_links_and_keep_the_params():
+    t = make(page([{"id": 1}, {"id": 2}], API + "/api/machines/SoftwareVulnerabilitiesByMachine?pageSize=2&$skiptoken=x"),
+             page([{"id": 3}]))
+    pages = list(t.client.pages("/api/machines/SoftwareVulnerabilitiesByMachine", params={"pageSize": 2},
+                                use_top=False))
+    assert pages == [[{"id": 1}, {"id": 2}], [{"id": 3}]]
+    assert t.session.calls[0]["params"] == {"pageSize": 2}
+    assert t.session.calls[1]["url"].endswith("$skiptoken=x") and t.session.calls[1]["params"] == {}
+    assert len(t.session.calls) == 2   # a page without a nextLink is the last, however short
+
+
+def test_list_without_top_reads_one_plain_get_and_refuses_a_loop():
+    t = make(page([{"id": 1}]))
+    assert list(t.client.list("/api/machines/abc/getmissingkbs", use_top=False)) == [{"id": 1}]
+    assert t.session.calls[0]["params"] == {}
+    link = API + "/api/machines/abc/vulnerabilities?$skiptoken=1"
+    t = make(page([{"id": 1}], link), page([{"id": 2}], link))
+    with pytest.raises(MDEError, match="already read"):
+        list(t.client.list("/api/machines/abc/vulnerabilities", use_top=False))
+
+
+def test_pages_trim_the_last_page_to_the_limit():
+    t = make(page([{"id": i} for i in range(5)]))
+    assert list(t.client.pages("/api/alerts", limit=3, use_top=False)) == [[{"id": 0}, {"id": 1}, {"id": 2}]]
+
+
+# -- download(): pre-signed URLs ------------------------------------------------------------------------------
+class StreamResponse:
+    def __init__(self, status=200, chunks=(), headers=None, reason=None):
+        self.status_code = status
+        self.reason = reason or {200: "OK", 302: "Found", 403: "Forbidden", 503: "Service Unavailable"}.get(status, "")
+        self.headers = headers or {}
+        self.chunks = list(chunks)
+
+    def iter_content(self, chunk_size):
+        for chunk in self.chunks:
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class StreamSession:
+    def __init__(self, *script):
+        self.script = list(script)
+        self.calls = []
+        self.default_timeout = 30
+        self.deadline = 120
+
+    def request(self, method, url, **kwargs):
+        self.calls.append(dict(method=method, url=url, **kwargs))
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def downloader(*script):
+    session = StreamSession(*script)
+    sleeps = []
+    return MDEClient(API, FakeTokens(), session, sleep=sleeps.append), session, sleeps
+
+
+SAS = "https://blob.example.test/pkg/p.zip?sv=2024&sig=TOPSECRETSIGNATURE"
+
+
+def test_download_streams_to_a_private_file_and_returns_its_digest(tmp_path):
+    import hashlib
+    import os
+    import stat
+    client, session, _sleeps = downloader(StreamResponse(200, [b"ab", b"", b"cd"]))
+    dest = str(tmp_path / "p.zip")
+    assert client.download(SAS, dest) == (dest, hashlib.sha256(b"abcd").hexdigest(), 4)
+    assert open(dest, "rb").read() == b"abcd" and stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    call, = session.calls
+    assert call["url"] == SAS and call["stream"] is True and call["allow_redirects"] is False
+    assert "Authorization" not in call["headers"]
+    prepared = types.SimpleNamespace(headers={"Authorization": "Basic from-netrc"})
+    assert "Authorization" not in call["auth"](prepared).headers   # an auth hook: ~/.netrc is never consulted
+    assert client.token_provider.refreshes == 0
+
+
+def test_download_follows_https_redirects_only(tmp_path):
+    client, session, _sleeps = downloader(
+        StreamResponse(302, headers={"Location": "https://cdn.example.test/p.zip?sig=OTHERSECRET"}),
+        StreamResponse(200, [b"x"]))
+    assert client.download(SAS, str(tmp_path / "a.zip"))[2] == 1
+    assert session.calls[1]["url"] == "https://cdn.example.test/p.zip?sig=OTHERSECRET"
+    client, session, _sleeps = downloader(
+        StreamResponse(302, headers={"Location": "http://cdn.example.test/p.zip?sig=OTHERSECRET"}))
+    with pytest.raises(MDEError) as e:
+        client.download(SAS, str(tmp_path / "b.zip"))
+    assert "not a plain https" in str(e.value) and "SECRET" not in str(e.value) and len(session.calls) == 1
+
+
+def test_download_retries_5xx_and_dropped_connections_then_hides_the_query(tmp_path):
+    import os
+    client, session, sleeps = downloader(StreamResponse(503), requests.exceptions.ConnectionError(
+        "HTTPSConnectionPool(host='blob.example.test'): Max retries exceeded with url: /pkg/p.zip?sv=2024&sig=TOPSECRET"),
+        StreamResponse(200, [b"ok"]))
+    assert client.download(SAS, str(tmp_path / "p.zip"))[2] == 2
+    assert len(session.calls) == 3 and len(sleeps) == 2
+    error = requests.exceptions.ConnectionError("Max retries exceeded with url: /pkg/p.zip?sv=2024&sig=TOPSECRET")
+    client, session, sleeps = downloader(*[error] * 6)
+    with pytest.raises(MDEError) as e:
+        client.download(SAS, str(tmp_path / "q.zip"))
+    assert "TOPSECRET" not in str(e.value) and "sv=2024" not in str(e.value)
+    assert "https://blob.example.test/pkg/p.zip" in str(e.value) and len(session.calls) == 6
+    assert os.listdir(tmp_path) == ["p.zip"]
+
+
+def test_download_403_is_not_retried_and_leaves_nothing(tmp_path):
+    import os
+    client, session, _sleeps = downloader(StreamResponse(403))
+    with pytest.raises(MDEError) as e:
+        client.download(SAS, str(tmp_path / "p.zip"), what="the investigation package")
+    assert str(e.value) == ("Downloading the investigation package from https://blob.example.test/pkg/p.zip failed: "
+                            "HTTP 403 Forbidden.")
+    assert e.value.status == 403 and len(session.calls) == 1 and os.listdir(tmp_path) == []
+
+
+def test_download_ends_at_its_deadline(tmp_path, monkeypatch):
+    import os
+    from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+    clock = iter(range(0, 1000, 50))
+    monkeypatch.setattr(client_mod.time, "monotonic", lambda: next(clock))
+    client, _session, _sleeps = downloader(StreamResponse(200, [b"a"] * 10))
+    with pytest.raises(MDEError, match="did not end within 120 seconds"):
+        client.download(SAS, str(tmp_path / "p.zip"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_refuses_a_symlink_and_names_a_missing_directory(tmp_path):
+    import os
+    os.symlink("/etc/passwd", str(tmp_path / "link.zip"))
+    client, session, _sleeps = downloader(StreamResponse(200, [b"x"]), StreamResponse(200, [b"x"]))
+    with pytest.raises(MDEError, match="symbolic link"):
+        client.download(SAS, str(tmp_path / "link.zip"))
+    with pytest.raises(MDEError) as e:
+        client.download(SAS, str(tmp_path / "missing" / "p.zip"))
+    assert "cannot write" in str(e.value) and "SECRET" not in str(e.value)

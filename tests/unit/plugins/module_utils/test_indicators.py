@@ -4,6 +4,7 @@ import datetime
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import indicators as ti
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -135,8 +136,10 @@ def test_build_all_rejects_duplicates_case_insensitively():
     ("2030-01-01T01:00:00+01:00", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
     ("2030-01-01T00:00:00", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
 ])
-def test_parse_time(text, expected):
-    assert ti.parse_time(text) == expected
+def test_expiration_times_are_read_by_the_one_time_parser(text, expected):
+    assert odata.parse_time(text, "expiration_time", relative=False) == expected
+    body, _unused = ti.build(spec(expiration_time=text), "present", "indicators[0]", now=NOW)
+    assert odata.parse_time(body["expirationTime"]) == expected
 
 
 def existing(**kw):
@@ -196,8 +199,8 @@ def test_value_filter_has_case_variants_except_urls():
 
 
 def test_chunks():
-    assert [len(c) for c in ti.chunks(range(1201))] == [500, 500, 201]
-    assert list(ti.chunks([])) == []
+    assert [len(c) for c in odata.chunks(range(1201), ti.BATCH_SIZE)] == [500, 500, 201]
+    assert list(odata.chunks([], ti.BATCH_SIZE)) == []
 
 
 def test_pair_results_by_position_and_by_value():

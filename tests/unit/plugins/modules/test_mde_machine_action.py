@@ -6,7 +6,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.context import C
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine_action as module_file
-from ansible_collections.defender.endpoint.tests.unit.fixtures import sample
+from ansible_collections.defender.endpoint.tests.unit.fixtures.microsoft import sample
 
 SHA1 = "87662bc3d60e4200ceaf7aae249d1c343f4b83c9"
 
@@ -203,13 +203,15 @@ def test_package_uri_unwrapped_from_documented_response():
     assert uri.startswith("https://userrequests-us.securitycenter.windows.com:443/safedownload/")
     assert uri.endswith("%3d%3d")
     assert ma.clean_package_uri("https://x.test/p.zip?sig=1") == "https://x.test/p.zip?sig=1"
-    assert ma.strip_query("https://x.test/p.zip?sig=1") == "https://x.test/p.zip"
 
 
-def test_parse_time():
-    assert ma.parse_time("2019-01-02T14:39:38.2262283Z").microsecond == 226228
-    assert ma.parse_time("2019-01-02T16:39:38+02:00") == ma.parse_time("2019-01-02T14:39:38Z")
-    assert ma.parse_time("garbage") is None and ma.parse_time(None) is None
+def test_latest_reads_api_times_and_puts_unreadable_ones_first():
+    early = {"id": "a", "creationDateTimeUtc": "2019-01-02T14:39:38.2262283Z"}
+    later = {"id": "b", "creationDateTimeUtc": "2019-01-02T16:39:38.5+02:00"}   # 14:39:38.5 UTC
+    broken = {"id": "c", "creationDateTimeUtc": "garbage"}
+    assert ma.latest([later, early, broken])["id"] == "b"
+    assert ma.latest([broken, {"id": "d"}])["id"] == "c"
+    assert ma.latest([]) is None
 
 
 # -- the module's plan, over a scripted client ---------------------------------------------------------

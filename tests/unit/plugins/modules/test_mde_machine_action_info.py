@@ -1,11 +1,15 @@
 """mde_machine_action_info: the $filter it builds and the package download (no token, mode 0600, atomic)."""
+import hashlib
 import os
 import stat
 
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine_action_info as info
+from ansible_collections.defender.endpoint.plugins.module_utils.client import MDEClient
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+# The streamed answers and the session that client.download() reads, as the client's own tests script them.
+from ansible_collections.defender.endpoint.tests.unit.plugins.module_utils.test_client import StreamResponse, StreamSession
 
 
 def params(**kw):
@@ -22,71 +26,63 @@ def test_filter_from_options():
         "requestor eq 'o''neil@contoso.com' and creationDateTimeUtc ge 2026-01-31T07:00:00Z")
 
 
-class FakeResponse:
-    def __init__(self, status, chunks):
-        self.status_code = status
-        self.reason = "OK" if status == 200 else "Forbidden"
-        self.chunks = chunks
+class NoTokens:
+    refreshable = False
 
-    def iter_content(self, chunk_size):
-        for chunk in self.chunks:
-            if isinstance(chunk, Exception):
-                raise chunk
-            yield chunk
+    def get_token(self, force_refresh=False):
+        raise AssertionError("a pre-signed download must not ask for a token")
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class FakeSession:
-    def __init__(self, response):
-        self.response = response
-        self.calls = []
-
-    def get(self, url, **kwargs):
-        self.calls.append((url, kwargs))
-        return self.response
+    def describe(self):
+        return "none"
 
 
 class FakeModule:
     def __init__(self, session):
-        self.client = type("C", (), {"session": session})()
+        self.client = MDEClient("https://api.example.test", NoTokens(), session, sleep=lambda s: None)
 
     def fail_json(self, **kw):
         raise AssertionError(kw)
 
 
-def test_download_writes_0600_without_token(tmp_path):
-    session = FakeSession(FakeResponse(200, [b"PK\x03\x04", b"rest"]))
+def headers_sent(prepared_auth, kwargs):
+    """The headers a request would carry once requests applied its auth hook (with an Authorization to remove)."""
+    prepared = type("P", (), {})()
+    prepared.headers = dict(kwargs.get("headers") or {}, Authorization="Bearer leaked")
+    return prepared_auth(prepared).headers
+
+
+def test_download_goes_through_the_client_writes_0600_and_sends_no_token(tmp_path):
+    session = StreamSession(StreamResponse(200, [b"PK\x03\x04", b"rest"]))
     dest = tmp_path / "pkg.zip"
-    info.download(FakeModule(session), "https://dl.example.test/p.zip?sig=SECRET", str(dest))
+    facts = info.download(FakeModule(session), "https://dl.example.test/p.zip?sig=SECRET", str(dest))
     assert dest.read_bytes() == b"PK\x03\x04rest"
+    assert facts == dict(size=8, sha256=hashlib.sha256(b"PK\x03\x04rest").hexdigest())
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    (url, kwargs), = session.calls
-    assert url == "https://dl.example.test/p.zip?sig=SECRET" and kwargs["stream"] is True
+    kwargs, = session.calls
+    assert (kwargs["method"], kwargs["url"]) == ("GET", "https://dl.example.test/p.zip?sig=SECRET")
+    assert kwargs["stream"] is True
     assert "Authorization" not in (kwargs.get("headers") or {})
+    assert "Authorization" not in headers_sent(kwargs["auth"], kwargs)
     assert os.listdir(tmp_path) == ["pkg.zip"]
 
 
 def test_download_failure_leaves_no_file_and_hides_the_sas_token(tmp_path):
     dest = tmp_path / "pkg.zip"
     with pytest.raises(MDEError) as e:
-        info.download(FakeModule(FakeSession(FakeResponse(403, []))), "https://dl.example.test/p.zip?sig=SECRET",
+        info.download(FakeModule(StreamSession(StreamResponse(403, []))), "https://dl.example.test/p.zip?sig=SECRET",
                       str(dest))
     assert "HTTP 403" in str(e.value) and "SECRET" not in str(e.value)
+    assert "https://dl.example.test/p.zip" in str(e.value)
     assert os.listdir(tmp_path) == []
+    broken = [StreamResponse(200, [b"x", IOError("https://dl.example.test/p.zip?sig=SECRET")]) for _i in range(6)]
     with pytest.raises(MDEError) as e:
-        info.download(FakeModule(FakeSession(FakeResponse(200, [b"x", IOError("https://dl.example.test/p.zip?sig=SECRET")]))),
-                      "https://dl.example.test/p.zip?sig=SECRET", str(dest))
+        info.download(FakeModule(StreamSession(*broken)), "https://dl.example.test/p.zip?sig=SECRET", str(dest))
     assert "SECRET" not in str(e.value)
     assert os.listdir(tmp_path) == []
 
 
 def test_download_refuses_plain_http(tmp_path):
-    session = FakeSession(FakeResponse(200, [b"x"]))
-    with pytest.raises(MDEError, match="not an https"):
+    session = StreamSession(StreamResponse(200, [b"x"]))
+    with pytest.raises(MDEError, match="not a plain https"):
         info.download(FakeModule(session), "http://dl.example.test/p.zip?sig=SECRET", str(tmp_path / "p.zip"))
     assert session.calls == []
