@@ -15,7 +15,10 @@ MAIN = "2.19"
 # version -> (the newest patch release, the Python it runs on here)
 CORES = {
     "2.16": ("2.16.19", "3.11"),
+    "2.17": ("2.17.14", "3.11"),
+    "2.18": ("2.18.19", "3.11"),
     "2.19": ("2.19.14", "3.11"),
+    "2.20": ("2.20.10", "3.12"),
     "2.21": ("2.21.5", "3.12"),
 }
 OLDEST = min(CORES, key=lambda v: tuple(int(p) for p in v.split(".")))

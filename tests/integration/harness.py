@@ -36,6 +36,24 @@ class Result:
         return self.tasks(host)[name]
 
     @property
+    def messages(self):
+        """stderr as whole messages: before ansible-core 2.19 Ansible wraps warnings at 80 columns; a message starts
+        at a line beginning with "[", "ERROR" or "<<<" or after a blank line, and its wrapped lines are joined."""
+        out = []
+        for line in self.stderr.splitlines():
+            if not line.strip():
+                out.append("")
+            elif not out or not out[-1] or line.startswith(("[", "ERROR", "<<<", "Traceback")):
+                out.append(line.strip())
+            else:
+                out[-1] += " " + line.strip()
+        return [m for m in out if m]
+
+    def said(self, text):
+        """Whether stderr says ``text``, however Ansible wrapped it."""
+        return text in " ".join(self.stderr.split())
+
+    @property
     def stats(self):
         return (self.data or {}).get("stats", {})
 
@@ -116,12 +134,25 @@ class Ansible:
             data = None
         return Result(proc, data)
 
+    def _inventory_flushes(self):
+        if not hasattr(self, "_flushes"):
+            out = subprocess.run([os.path.join(self.bin, "ansible-inventory"), "--help"], capture_output=True,
+                                 text=True, check=False).stdout
+            self._flushes = "--flush-cache" in out
+        return self._flushes
+
     def inventory(self, config, extra_args=("--list",), app=None, env=None, name="mde.yml", timeout=600):
         path = self.tmp_path / name
         if isinstance(config, dict):
             config = yaml.safe_dump(config, sort_keys=False)
         path.write_text(textwrap.dedent(config))
-        args = [os.path.join(self.bin, "ansible-inventory"), "-i", str(path)] + list(extra_args)
+        extra_args = list(extra_args)
+        if "--flush-cache" in extra_args and not self._inventory_flushes():
+            # ansible-inventory has --flush-cache from ansible-core 2.19 on; before, ansible-playbook's is the way.
+            self.playbook(plays=[{"name": "flush", "hosts": "localhost", "gather_facts": False, "tasks": []}],
+                          inventory=str(path), extra_args=["--flush-cache"], app=app, env=env)
+            extra_args.remove("--flush-cache")
+        args = [os.path.join(self.bin, "ansible-inventory"), "-i", str(path)] + extra_args
         proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
                               timeout=timeout, cwd=str(self.tmp_path), check=False)
         try:

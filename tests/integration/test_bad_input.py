@@ -240,10 +240,10 @@ def _slug(case_id):
 
 def _inventory_messages(result, paths):
     """The message ansible-inventory gives for each failed source (its warning lines, joined)."""
-    text = re.sub(r"\n(?!\[)", " ", result.stderr)  # warnings wrap: one line per warning
     out = {}
     for case_id, path in paths.items():
-        found = [line for line in text.splitlines() if path in line and "Failed to parse" in line]
+        # Before ansible-core 2.19 warnings wrap at 80 columns, long paths included: compare without white space.
+        found = [m for m in result.messages if path in "".join(m.split()) and "Failed to parse" in m]
         out[case_id] = " ".join(found)
     return out
 

@@ -86,7 +86,7 @@ def test_default_onboarded_names_duplicates_and_hostvars(ansible, emulator):
     assert machines[1]["computerDnsName"] is None and machines[1]["id"] in hostvars
     # machines 2 and 3 share a name; 3 was seen more recently and keeps it; the warning names 2
     assert hostvars["dup-00002.contoso.local"]["mde_id"] == machines[3]["id"]
-    warning = [line for line in result.stderr.splitlines() if machines[2]["id"] in line]
+    warning = [line for line in result.messages if machines[2]["id"] in line]
     assert len(warning) == 1 and "left out" in warning[0] and machines[3]["id"] in warning[0]
     # every Machine property as mde_<snake_case>, values as the API sends them
     m0 = hostvars["ws-00000.contoso.local"]
@@ -259,7 +259,8 @@ def test_cache_hit_makes_no_request(ansible, emulator):
 
 
 def _error_lines(result):
-    return [line for line in result.stderr.splitlines() if line.startswith("defender.endpoint.mde_machines: ")]
+    prefix = "defender.endpoint.mde_machines: "
+    return [m[m.index(prefix):] for m in result.messages if prefix in m]
 
 
 def test_missing_permission_and_bad_credentials(ansible, emulator):

@@ -108,8 +108,8 @@ def test_missing_vulnerability_permission_is_named(ansible, emulator):
     env = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true", "ANSIBLE_INVENTORY_ENABLED": "auto"}
     r = inventory(ansible, {"plugin": PLUGIN, "vulnerabilities": {"enabled": True}}, app="readonly", env=env)
     assert r.rc != 0 and "Traceback" not in r.stderr
-    assert "GET %s failed: HTTP 403" % EXPORT in r.stderr
-    assert "application permission Vulnerability.Read.All," in r.stderr
+    assert r.said("GET %s failed: HTTP 403" % EXPORT)
+    assert r.said("application permission Vulnerability.Read.All,")
 
 
 # -- patch_by_missing_kb ------------------------------------------------------------------------------------------

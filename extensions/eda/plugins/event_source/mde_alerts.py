@@ -30,8 +30,8 @@ version_added: 0.1.0
 description:
   - Polls C(GET /api/alerts) every O(interval) seconds for alerts whose C(lastUpdateTime) is at or after the last one
     seen, with the severity and status filters sent to the API as one OData C($filter), reading all pages.
-  - Each new or changed alert (key alert C(id) + C(lastUpdateTime)) becomes one event C({"mde_alert": <alert>}); the
-    alert is the Alert entity as the API returns it (camelCase). An alert that changes again is emitted again.
+  - 'Each new or changed alert (key alert C(id) + C(lastUpdateTime)) becomes one event C({"mde_alert": <alert>}); the
+    alert is the Alert entity as the API returns it (camelCase). An alert that changes again is emitted again.'
   - What was emitted is kept in a checkpoint file (O(checkpoint_path)), so a restarted rulebook emits nothing twice.
   - An alert dated more than 60 seconds ahead of this machine's clock is emitted with a warning; the watermark never
     moves past now + 60 seconds (or + O(overlap), when smaller), so such an alert cannot silence the source.
@@ -163,37 +163,23 @@ def _import_collection():
     from ansible_collections.defender.endpoint.plugins.module_utils import errors as errors_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import files as files_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import odata as odata_mod
-    return client_mod, auth_mod, errors_mod, files_mod, odata_mod
+    from ansible_collections.defender.endpoint.plugins.module_utils import options as options_mod
+    return client_mod, auth_mod, errors_mod, files_mod, odata_mod, options_mod
 
 
 try:
-    client_utils, auth_utils, errors, files, odata = _import_collection()
+    client_utils, auth_utils, errors, files, odata, shared_options = _import_collection()
     IMPORT_ERROR = None
 except ImportError as e:  # reported by main() as a configuration error
-    client_utils = auth_utils = errors = files = odata = None
+    client_utils = auth_utils = errors = files = odata = shared_options = None
     IMPORT_ERROR = e
 
 logger = logging.getLogger("defender.endpoint.mde_alerts")
 
 CHECKPOINT_VERSION = 1
 
-# The shared options and their environment fallbacks, as the modules have them (module_utils/module.py).
-AUTH_OPTIONS = {
-    "tenant_id": ("str", None, ["MDE_TENANT_ID", "AZURE_TENANT_ID", "AZURE_TENANT"]),
-    "client_id": ("str", None, ["MDE_CLIENT_ID", "AZURE_CLIENT_ID"]),
-    "client_secret": ("str", None, ["MDE_CLIENT_SECRET", "AZURE_CLIENT_SECRET", "AZURE_SECRET"]),
-    "client_certificate_path": ("path", None, ["MDE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH"]),
-    "client_certificate_password": ("str", None, ["MDE_CLIENT_CERTIFICATE_PASSWORD",
-                                                  "AZURE_CLIENT_CERTIFICATE_PASSWORD"]),
-    "access_token": ("str", None, ["MDE_ACCESS_TOKEN"]),
-    "cloud": ("str", "global", ["MDE_CLOUD"]),
-    "api_url": ("str", None, ["MDE_API_URL"]),
-    "authority_host": ("str", None, ["MDE_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST"]),
-    "validate_certs": ("bool", True, ["MDE_VALIDATE_CERTS"]),
-    "ca_path": ("path", None, ["MDE_CA_PATH"]),
-    "timeout": ("int", 30, ["MDE_TIMEOUT"]),
-    "token_cache": ("bool", True, ["MDE_TOKEN_CACHE"]),
-}
+# The shared options and their environment fallbacks: one table for the modules, the inventory and this source.
+AUTH_OPTIONS = shared_options.SHARED_OPTIONS if shared_options else {}
 SOURCE_OPTIONS = ("severity", "status", "interval", "initial_lookback", "overlap", "include_evidence",
                   "checkpoint_path")
 # As module_utils/alerts.py spells them (the API's enum values).
@@ -300,7 +286,8 @@ def parse_args(args, environ=None, now=None):
         raise ConfigError("Unknown option(s) %s; the options are %s." % (
             ", ".join(unknown), ", ".join(sorted(set(AUTH_OPTIONS) | set(SOURCE_OPTIONS)))))
     auth = {}
-    for name, (kind, default, env_names) in AUTH_OPTIONS.items():
+    for name, spec in AUTH_OPTIONS.items():
+        kind, default, env_names = spec["type"], spec.get("default"), spec["env"]
         value = args.get(name)
         if value is None or value == "":
             value = next((environ[n] for n in env_names if environ.get(n)), None)
@@ -319,8 +306,8 @@ def parse_args(args, environ=None, now=None):
             else:
                 value = str(value)
         auth[name] = value
-    if auth["cloud"] not in ("global", "gcc", "gcc_high", "dod"):
-        raise ConfigError("cloud must be one of global, gcc, gcc_high, dod, got %r." % auth["cloud"])
+    if auth["cloud"] not in shared_options.CLOUDS:
+        raise ConfigError("cloud must be one of %s, got %r." % (", ".join(shared_options.CLOUDS), auth["cloud"]))
     interval = seconds_of(args.get("interval", 60), "interval")
     if interval <= 0:
         raise ConfigError("interval must be greater than 0, got %r." % args.get("interval"))

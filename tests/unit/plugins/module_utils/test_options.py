@@ -53,3 +53,8 @@ def test_a_module_refines_a_shared_option_and_keeps_its_fallback():
 def test_from_environment_takes_the_first_non_empty_variable():
     got = options.from_environment({"client_id": None}, {"MDE_CLIENT_ID": " ", "AZURE_CLIENT_ID": "app"})
     assert got["client_id"] == "app" and got["cloud"] == "global" and got["timeout"] == 30
+
+
+def test_the_event_source_reads_the_same_table():
+    from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts
+    assert mde_alerts.AUTH_OPTIONS is options.SHARED_OPTIONS
