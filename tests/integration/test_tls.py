@@ -11,13 +11,21 @@ import requests
 
 INFO = "defender.endpoint.mde_machine_info"
 PLUGIN = "defender.endpoint.mde_machines"
-# A CA bundle that does not hold the emulator's CA (what this machine's REQUESTS_CA_BUNDLE points at).
-SYSTEM_BUNDLE = next((p for p in (os.environ.get("REQUESTS_CA_BUNDLE"), "/etc/ssl/certs/ca-certificates.crt",
-                                  "/etc/pki/tls/certs/ca-bundle.crt") if p and os.path.isfile(p)), None)
+
+
+def _unrelated_bundle():
+    """A CA bundle that does not hold the emulator's CA, as a corporate REQUESTS_CA_BUNDLE would be: made here, so
+    the tests need nothing from the machine."""
+    import tempfile
+    import trustme
+    path = os.path.join(tempfile.mkdtemp(prefix="mde-unrelated-ca-"), "ca.pem")
+    trustme.CA().cert_pem.write_to_path(path)
+    return path
+
+
+SYSTEM_BUNDLE = _unrelated_bundle()
 UNKNOWN_CA = {"MDE_CA_PATH": None, "REQUESTS_CA_BUNDLE": SYSTEM_BUNDLE, "CURL_CA_BUNDLE": SYSTEM_BUNDLE}
 TLS_FAILURE = "TLS certificate verification failed"
-
-pytestmark = pytest.mark.skipif(SYSTEM_BUNDLE is None, reason="no system CA bundle")
 
 
 def read(name, **args):
