@@ -389,18 +389,8 @@ def hostvars_of(machine, names):
 
 
 def time_key(value):
-    """A sortable key for an API time such as ``2026-01-31T08:00:00.1234567Z`` (None sorts first)."""
-    if not value:
-        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
-    text = str(value).strip()
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?$", text)
-    if m:
-        text = m.group(1) + "." + (m.group(2) or "0")[:6].ljust(6, "0") + (
-            "+00:00" if m.group(3) in (None, "Z") else m.group(3))
-    try:
-        return odata.parse_time(text, "lastSeen")
-    except ValueError:
-        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+    """A sortable key for an API time such as ``2026-01-31T08:00:00.1234567Z`` (missing or unreadable sorts first)."""
+    return odata.time_or_none(value) or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
 def normalize_filters(filters, option):
