@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat tests/requirements-dev.txt tests/emulato
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
-.PHONY: venv cores collection test unit integration sanity lint demo emulator bench clean
+.PHONY: venv cores collection test unit integration sanity lint galaxy demo emulator bench clean
 
 venv: $(STAMP)
 $(STAMP): tests/requirements-dev.txt tests/emulator/requirements.txt
@@ -43,14 +43,21 @@ sanity: venv
 lint: collection
 	cd $(CURDIR) && $(BIN)/ansible-lint --profile production --offline
 
+# Galaxy's gates on the built collection: galaxy-importer (as Galaxy and Automation Hub run it on upload) and
+# antsibull-docs lint-collection-docs, each in its own venv under .build/galaxy (tests/galaxy/run.sh).
+galaxy: collection
+	bash tests/galaxy/run.sh $(TARBALL)
+
 # The ansible-core versions of the matrix (tests/cores.py), each in its own venv that installs itself.
 cores: venv
 	$(BIN)/python tests/cores.py
 
 test: collection cores
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
+	$(BIN)/python -m tests.matrix
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory galaxy
 
 demo: collection
 	$(BIN)/python demo/run.py

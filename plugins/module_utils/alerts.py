@@ -223,3 +223,63 @@ def batch_groups(plans):
             groups.append((dict(changes), []))
         groups[index[key]][1].append(ident)
     return groups
+
+
+# -- writes: each reconciled when its answer is lost (the client reads back, then sends once more or reports) -------
+def comment_count(alert, comment):
+    """How many of the alert's ``comments`` (``[{comment, createdBy, createdTime}]``,
+    https://learn.microsoft.com/en-us/defender-endpoint/api/alerts) have exactly this text."""
+    if not comment:
+        return 0
+    return sum(1 for c in (alert or {}).get("comments") or [] if isinstance(c, dict) and c.get("comment") == comment)
+
+
+def applied(alert, changes, comment=None, comments_before=0):
+    """Whether ``alert`` shows the update: every changed field as asked, and ``comment`` (if any) once more than the
+    ``comments_before`` times it held it before the write."""
+    return bool(alert) and not plan_update(alert, changes) and (
+        not comment or comment_count(alert, comment) > comments_before)
+
+
+def update(client, alert, changes, comment=None):
+    """``PATCH /api/alerts/{id}`` (https://learn.microsoft.com/en-us/defender-endpoint/api/update-alert) with
+    ``changes`` and ``comment``; ``alert`` is the entity read before. Returns the updated alert. Reading back: the
+    fields are as asked and the comment is there one more time than before, so it is never added twice."""
+    path = "/api/alerts/%s" % odata.path_segment(alert["id"])
+    body = dict(changes)
+    if comment:
+        body["comment"] = comment
+    before = comment_count(alert, comment)
+
+    def reconcile():
+        fresh = odata.entity(client.get(path))
+        return fresh if applied(fresh, changes, comment, before) else None
+
+    return odata.entity(client.patch(path, json=body, reconcile=reconcile))
+
+
+def batch_update(client, alerts, changes, comment=None):
+    """``POST /api/alerts/batchUpdate`` (https://learn.microsoft.com/en-us/defender-endpoint/api/batch-update-alerts)
+    of ``changes`` and ``comment`` on ``alerts`` (the entities read before; at most BATCH_CHUNK). Reading back after a
+    lost answer: each alert's fields as asked and the comment there once more than before. When only some alerts show
+    it, the others are sent on their own call, so no alert gets the comment twice. Returns the number of calls."""
+    before = dict((a["id"].lower(), comment_count(a, comment)) for a in alerts)
+    ids = [a["id"] for a in alerts]
+    body = {"alertIds": ids}
+    body.update(changes)
+    if comment:
+        body["comment"] = comment
+    left = []
+
+    def reconcile():
+        fresh = read_by_ids(client, ids)
+        missing = [i for i in ids if not applied(fresh.get(i.lower()), changes, comment, before[i.lower()])]
+        if len(missing) == len(ids):
+            return None
+        left[:] = [a for a in alerts if a["id"] in missing]
+        return True
+
+    client.post("/api/alerts/batchUpdate", json=body, reconcile=reconcile)
+    if left:
+        return 1 + batch_update(client, list(left), changes, comment)
+    return 1

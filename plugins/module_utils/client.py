@@ -177,6 +177,16 @@ else:  # pragma: no cover
     PinnedSession = DeadlineExceeded = read_body = None
 
 
+def _took_effect(found):
+    """Whether a reconcile function's finding says the write took effect (None and False say it did not)."""
+    return found is not None and found is not False
+
+
+def _sentence(error):
+    """An error's text without its closing full stop, to go on in one sentence."""
+    return str(error).rstrip().rstrip(".")
+
+
 def _error_body(resp):
     try:
         body = resp.json()
@@ -190,6 +200,23 @@ def _error_body(resp):
 
 # Said of a request that failed ambiguously and is not repeated (a POST that is not retry_safe).
 NOT_REPEATED = "; it was not repeated, as the API may have carried it out"
+# How many times a reconciled write is sent in all: once, and once more when reading back showed it had not taken
+# effect (see MDEClient.request's ``reconcile``).
+WRITE_SENDS = 2
+# After a write's answer timed out, the API may still be carrying it out: the state is read back, with growing
+# pauses (seconds), until the request's own deadline has passed, before the write is sent again.
+SETTLE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+class AmbiguousWrite(Exception):
+    """A write failed in a way that leaves open whether the API carried it out: a 5xx, a dropped connection, a read
+    timeout, a 2xx whose body is not JSON. ``error`` is the MDEError to report; ``timed_out``: no answer came in
+    time, so the API may still be carrying it out."""
+
+    def __init__(self, error, timed_out=False):
+        super(AmbiguousWrite, self).__init__(str(error))
+        self.error = error
+        self.timed_out = timed_out
 
 
 _BEARER = re.compile(r"(?i)\b(bearer)(\s|\\[rnt])+[^\s'\",)\]}]*")
@@ -279,6 +306,8 @@ class MDEClient:
         self.max_retry_after = max_retry_after
         self.sleep = sleep
         self.retries = 0  # how many times a request was repeated (exposed for tests and benchmarks)
+        self.reconciled = 0  # how many writes took their result from reading the state back (see write())
+        self.clock = time.monotonic
         self.warnings = []  # sentences for the task's warnings (create_client shares the cache's and budget's)
         # The tenant's call budget shared with the other processes on this controller (throttle.py).
         self.budget = budget
@@ -338,7 +367,7 @@ class MDEClient:
             self.budget.settle(self.budget_key, fam, slot)
 
     def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None,
-                retry_timeouts=True):
+                retry_timeouts=True, reconcile=None):
         """Send one API request and return the parsed JSON body (None when there is none).
 
         ``retry_safe``: whether repeating the request after an ambiguous failure (5xx, a dropped
@@ -346,7 +375,95 @@ class MDEClient:
         ``retry_timeouts=False``: a read timeout is not repeated even so (an advanced hunting query that
         ran out of time would only spend the tenant's CPU budget again).
         429 and a 401 on a cached token are always retried: the API did nothing with those.
+
+        ``reconcile``: makes this a reconciled write (see write()): a function of no arguments that reads the
+        state again and returns what the write produced when it took effect (the entity, or any true value), or
+        None when it did not.
         """
+        if reconcile is not None:
+            return self.write(method, path, json=json, reconcile=reconcile, params=params)
+        return self._request(method, path, params=params, json=json, retry_safe=retry_safe, ok_statuses=ok_statuses,
+                             retry_timeouts=retry_timeouts)
+
+    def write(self, method, path, json=None, reconcile=None, params=None):
+        """A state-changing request whose answer may be lost: reconciled, never sent twice blindly.
+
+        The request is sent once. A 4xx fails at once; 429 and a 401 on a cached token are retried as for any call
+        (the API did nothing with those). An ambiguous failure (a 5xx, a dropped connection, a read timeout, a 2xx
+        whose body is not JSON) is answered by ``reconcile()``, which reads the state again: when it returns what
+        the write produced, that is the result, as if the answer had arrived; when it returns None, the write is
+        sent once more (WRITE_SENDS in all), and reconciled again if that fails ambiguously too. When the answer
+        timed out the API may still be carrying the write out, so the state is read back until the request's own
+        deadline has passed before it is sent again. Whatever stays open fails with one MDEError saying what was
+        sent, what reading back showed, and that nothing more was sent. ``self.reconciled`` counts the writes whose
+        result came from reading back.
+        """
+        method = method.upper()
+        shown_path = urlsplit(path).path if "://" in path else path
+        failures = []
+        sends = 0
+        while True:
+            sends += 1
+            started = self.clock()
+            try:
+                return self._request(method, path, params=params, json=json, retry_safe=False, strict=True)
+            except AmbiguousWrite as e:
+                failures.append(e.error)
+                found = self._read_back(method, shown_path, reconcile, failures, started if e.timed_out else None)
+            except MDEError as e:
+                # Refused when sent again (an action "already in progress", ids already deleted): the first send may
+                # have landed after all, later than the reading back could see it. Read once more before failing.
+                if sends == 1:
+                    raise
+                found = self._read_back(method, shown_path, reconcile, failures + [e])
+                if not _took_effect(found):
+                    raise
+            if _took_effect(found):
+                self.reconciled += 1
+                return found
+            if sends >= WRITE_SENDS:
+                raise self._unsettled(method, shown_path, failures)
+            self._wait(sends)
+
+    def _read_back(self, method, path, reconcile, failures, timed_out_since=None):
+        """``reconcile()``'s finding after an ambiguous failure; with ``timed_out_since`` (when the timed-out request
+        was sent), read again with growing pauses until that request's deadline has passed."""
+        deadline = None
+        if timed_out_since is not None:
+            deadline = timed_out_since + (getattr(self.session, "deadline", None) or DEADLINE_FACTOR * getattr(
+                self.session, "default_timeout", 30))
+        delays = iter(SETTLE_DELAYS)
+        while True:
+            try:
+                found = reconcile()
+            except MDEError as e:
+                raise MDEError("%s; reading the state back to learn whether it took effect failed too (%s), so it was "
+                               "not repeated, as the API may have carried it out." % (
+                                   _sentence(failures[-1]), _sentence(e)), status=failures[-1].status,
+                               code=failures[-1].code, api_message=failures[-1].api_message, method=method, path=path)
+            if _took_effect(found) or deadline is None:
+                return found
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return None
+            self.sleep(min(next(delays, SETTLE_DELAYS[-1]), remaining))
+
+    @staticmethod
+    def _unsettled(method, path, failures):
+        first = _sentence(failures[0])
+        again = _sentence(failures[-1])
+        prefix = "%s %s failed: " % (method, path)
+        if again.startswith(prefix):
+            again = again[len(prefix):]
+        last = failures[-1]
+        return MDEError("%s; read back, it had not taken effect, so it was sent once more and failed again (%s); read "
+                        "back again, it has still not taken effect, and it was not sent a third time." % (first, again),
+                        status=last.status, code=last.code, api_message=last.api_message, method=method, path=path,
+                        sends=len(failures))
+
+    def _request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None, retry_timeouts=True,
+                 strict=False):
+        """request() without reconciling. ``strict``: raise AmbiguousWrite for an ambiguous failure."""
         method = method.upper()
         if path.startswith("https://") or path.startswith("http://"):
             url = path
@@ -381,10 +498,12 @@ class MDEClient:
                     self._wait(attempt)
                     continue
                 ambiguous = not (retry_safe or never_sent) and (_transient(e) or isinstance(e, DeadlineExceeded))
-                raise MDEError("%s %s failed: %s%s." % (
-                    method, path, _transport_text(e, getattr(self.session, "default_timeout", None),
-                                                  secrets=self._secrets(headers)),
-                    NOT_REPEATED if ambiguous else ""), method=method, path=path)
+                text = _transport_text(e, getattr(self.session, "default_timeout", None), secrets=self._secrets(headers))
+                if ambiguous and strict:
+                    raise AmbiguousWrite(MDEError("%s %s failed: %s." % (method, path, text), method=method, path=path),
+                                         timed_out=isinstance(e, (requests.exceptions.ReadTimeout, DeadlineExceeded)))
+                raise MDEError("%s %s failed: %s%s." % (method, path, text, NOT_REPEATED if ambiguous else ""),
+                               method=method, path=path)
             status = resp.status_code
             if status == 429:
                 retry_after = self._retry_after(resp)
@@ -418,6 +537,8 @@ class MDEClient:
             if status >= 400 and not (ok_statuses and status in ok_statuses):
                 error = self._error(method, path, resp)
                 if status >= 500 and not retry_safe:
+                    if strict:
+                        raise AmbiguousWrite(error)
                     error.message = error.message[:-1] + NOT_REPEATED + "."
                 raise error
             if status == 204 or not resp.content:
@@ -428,10 +549,12 @@ class MDEClient:
                 if retry_safe and attempt < self.max_attempts:
                     self._wait(attempt)
                     continue
-                raise MDEError("%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)%s."
-                               % (method, path, status, len(resp.content), resp.headers.get("Content-Type"),
-                                  "" if retry_safe else NOT_REPEATED),
-                               status=status, method=method, path=path)
+                text = "%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)" % (
+                    method, path, status, len(resp.content), resp.headers.get("Content-Type"))
+                if strict and not retry_safe:
+                    raise AmbiguousWrite(MDEError(text + ".", status=status, method=method, path=path))
+                raise MDEError(text + ("" if retry_safe else NOT_REPEATED) + ".", status=status, method=method,
+                               path=path)
 
     def get(self, path, params=None, **kwargs):
         return self.request("GET", path, params=params, **kwargs)

@@ -441,26 +441,104 @@ def limit_error(visible_total, plan_, limit=TENANT_LIMIT):
     return None
 
 
-def batch_delete(client, ids, path="/api/indicators"):
-    """Delete indicator ``ids`` with BatchDelete, 500 per call.
+# -- writes: each reconciled when its answer is lost (the client reads back, then sends once more or reports) -------
+def find_existing(client, bodies, path="/api/indicators"):
+    """Existing indicators that may match ``bodies``: one call filtered on their values while the filter stays short
+    (MAX_FILTER_LENGTH), else every visible indicator. Returns (entities, whether that is every visible one)."""
+    if bodies:
+        odata_filter = value_filter(bodies)
+        if len(odata_filter) <= MAX_FILTER_LENGTH:
+            return list(client.list(path, odata_filter=odata_filter, page_size=PAGE_SIZE)), False
+    return list(client.list(path, page_size=PAGE_SIZE)), True
 
-    The API answers 404 when any id is missing, which is also what a retried call gets after a first try
-    that succeeded but whose answer was lost. A 404 is answered by reading the indicators again and deleting
-    only the ids still there. Returns the number of calls made.
+
+def written(body, entity):
+    """Whether ``entity`` is the indicator ``body`` asks for: same type and value, no compared field differing."""
+    return bool(entity) and match_key(entity.get("indicatorType"), entity.get("indicatorValue")) == match_key(
+        body["indicatorType"], body["indicatorValue"]) and not differences(body, entity)
+
+
+def submit(client, body, path="/api/indicators"):
+    """``POST /api/indicators`` (https://learn.microsoft.com/en-us/defender-endpoint/api/post-ti-indicator, an upsert
+    keyed by type and value); the API's answer. Reading back: the indicator of that type and value holds the
+    fields sent."""
+
+    def reconcile():
+        found = index(find_existing(client, [body], path)[0]).get(match_key(body["indicatorType"],
+                                                                            body["indicatorValue"]))
+        return found if written(body, found) else None
+
+    return client.post(path, json=body, reconcile=reconcile)
+
+
+def import_batch(client, bodies, path="/api/indicators"):
+    """``POST /api/indicators/import`` of at most BATCH_SIZE bodies
+    (https://learn.microsoft.com/en-us/defender-endpoint/api/import-ti-indicators); the API's answer (``value``: one
+    result per item). Reading back: every indicator holds the fields sent; the answer is then built from them, as
+    the API gives it (``id``, ``indicator``, ``isFailed``, ``failureReason``). Any missing: sent once more, an upsert
+    that creates no second copy."""
+
+    def reconcile():
+        found = index(find_existing(client, bodies, path)[0])
+        results = []
+        for body in bodies:
+            entity = found.get(match_key(body["indicatorType"], body["indicatorValue"]))
+            if not written(body, entity):
+                return None
+            results.append({"id": entity.get("id"), "indicator": body["indicatorValue"], "isFailed": False,
+                            "failureReason": None})
+        return {"value": results}
+
+    return client.post(path + "/import", json={"Indicators": list(bodies)}, reconcile=reconcile)
+
+
+def delete_one(client, indicator, path="/api/indicators"):
+    """``DELETE /api/indicators/{id}`` (https://learn.microsoft.com/en-us/defender-endpoint/api/delete-ti-indicator-by-id);
+    an indicator already gone (404: a repeated DELETE whose first try took effect) counts as deleted. Reading back:
+    no indicator of that value has the id any more."""
+    ident = str(indicator["id"])
+
+    def reconcile():
+        entities = find_existing(client, [indicator], path)[0]
+        return True if all(str(e.get("id")) != ident for e in entities) else None
+
+    try:
+        client.delete("%s/%s" % (path, odata.path_segment(ident)), reconcile=reconcile)
+    except MDEError as e:
+        if e.status != 404:
+            raise
+
+
+def batch_delete(client, ids, path="/api/indicators"):
+    """Delete indicator ``ids`` with BatchDelete
+    (https://learn.microsoft.com/en-us/defender-endpoint/api/batch-delete-ti-indicators), 500 per call.
+
+    Reading back after a lost answer: none of the chunk's ids is listed any more. The API answers 404 when any id is
+    missing (another client deleted it meanwhile): the indicators are then read again and only the ids still there
+    deleted. Returns the number of calls made.
     """
     calls = 0
+
+    def remaining(chunk):
+        still = set(str(i.get("id")) for i in client.list(path, page_size=PAGE_SIZE))
+        return [i for i in chunk if i in still]
+
     for chunk in odata.chunks(ids, BATCH_SIZE):
         calls += 1
+
+        def reconcile(chunk=chunk):
+            return None if remaining(chunk) else True
+
         try:
-            client.post(path + "/BatchDelete", json={"IndicatorIds": chunk}, retry_safe=True)
+            client.post(path + "/BatchDelete", json={"IndicatorIds": chunk}, reconcile=reconcile)
         except MDEError as e:
             if e.status != 404:
                 raise
-            still = set(str(i.get("id")) for i in client.list(path, page_size=PAGE_SIZE))
-            remaining = [i for i in chunk if i in still]
-            if remaining:
+            rest = remaining(chunk)
+            if rest:
                 calls += 1
-                client.post(path + "/BatchDelete", json={"IndicatorIds": remaining}, retry_safe=True)
+                client.post(path + "/BatchDelete", json={"IndicatorIds": rest},
+                            reconcile=lambda rest=rest: None if remaining(rest) else True)
     return calls
 
 

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import re
 import time
 
@@ -33,6 +34,9 @@ ACTION_TYPES = ("RunAntiVirusScan", "Offboard", "LiveResponse", "CollectInvestig
 SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_COMMENT = "Requested by Ansible (defender.endpoint.mde_machine_action)"
+# Reading back an action whose answer was lost looks at actions created since this many seconds before the POST,
+# the room left for the controller's clock and the API's to differ.
+CLOCK_SKEW = 60
 
 # State pairs: a machine is in the state of the latest action of its pair that did not fail.
 PAIRS = {
@@ -110,6 +114,30 @@ def build_body(action, comment=None, isolation_type="Full", scan_type="Quick", s
 
 def action_path(action, machine_id):
     return "/api/machines/%s/%s" % (odata.path_segment(machine_id), ACTIONS[action]["segment"])
+
+
+def request_action(client, action, machine_id, body, params, known_ids=(), now=None):
+    """POST the action (``body`` from build_body) and return the MachineAction, reconciled when the answer is lost.
+
+    Reading back (https://learn.microsoft.com/en-us/defender-endpoint/api/get-machineactions-collection, filterable by
+    machineId, type and creationDateTimeUtc): the machine's actions of this type created since just before the POST
+    (CLOCK_SKEW), that the caller had not already read (``known_ids``), that carry this request's comment
+    (``requestorComment``) and are the same action (scan type, file). The newest such action is the one the POST
+    created; none means it did not take effect, and the client sends it once more.
+    """
+    spec = ACTIONS[action]
+    since = (now or datetime.datetime.now(datetime.timezone.utc)) - datetime.timedelta(seconds=CLOCK_SKEW)
+    known = set(str(i) for i in known_ids if i)
+    odata_filter = odata.and_all(machine_filter(machine_id, [spec["type"]]),
+                                 "creationDateTimeUtc ge %s" % odata.format_time(since))
+
+    def reconcile():
+        ours = [a for a in client.list("/api/machineactions", odata_filter=odata_filter)
+                if str(a.get("id")) not in known and same_action(action, params, a)
+                and (a.get("requestorComment") or "") == body.get("Comment", "")]
+        return latest(ours)
+
+    return odata.entity(client.post(action_path(action, machine_id), json=body, reconcile=reconcile))
 
 
 def latest(actions):

@@ -154,6 +154,57 @@ def bulk_calls(plans, tags=None, size=BULK_TAG_MAX):
     return bodies
 
 
+# -- writes: each reconciled when its answer is lost (the client reads back, then sends once more or reports) -------
+def tag_applied(machine, tag, action):
+    """Whether ``machine`` shows the tag change: has the tag after Add, lacks it after Remove."""
+    present = tag in ((machine or {}).get("machineTags") or [])
+    return present if action == "Add" else not present
+
+
+def read_machine(client, machine_id):
+    """The Machine entity by id (https://learn.microsoft.com/en-us/defender-endpoint/api/get-machine-by-id)."""
+    return odata.entity(client.get("/api/machines/%s" % odata.path_segment(machine_id)))
+
+
+def change_tag(client, machine_id, tag, action):
+    """``POST /api/machines/{id}/tags`` (https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-machine-tags);
+    the API's answer (the machine). Reading back: the machine has (Add) or lacks (Remove) the tag."""
+
+    def reconcile():
+        machine = read_machine(client, machine_id)
+        return machine if tag_applied(machine, tag, action) else None
+
+    return client.post("/api/machines/%s/tags" % odata.path_segment(machine_id), json={"Value": tag, "Action": action},
+                       reconcile=reconcile)
+
+
+def change_tags_of_many(client, body):
+    """``POST /api/machines/AddOrRemoveTagForMultipleMachines`` with one body of bulk_calls()
+    (https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-multiple-machine-tags); the API's answer.
+    Reading back: every listed machine has (Add) or lacks (Remove) the tag; the answer is then ``{"value": machines}``."""
+
+    def reconcile():
+        found = read_by_ids(client, body["MachineIds"])
+        machines = [found.get(str(i).lower()) for i in body["MachineIds"]]
+        if all(m is not None and tag_applied(m, body["Value"], body["Action"]) for m in machines):
+            return {"value": machines}
+        return None
+
+    return client.post("/api/machines/AddOrRemoveTagForMultipleMachines", json=body, reconcile=reconcile)
+
+
+def set_device_value(client, machine_id, value):
+    """``POST /api/machines/{id}/setDeviceValue`` (https://learn.microsoft.com/en-us/defender-endpoint/api/set-device-value);
+    the API's answer (the machine). Reading back: the machine's deviceValue is ``value``."""
+
+    def reconcile():
+        machine = read_machine(client, machine_id)
+        return machine if machine.get("deviceValue") == value else None
+
+    return client.post("/api/machines/%s/setDeviceValue" % odata.path_segment(machine_id),
+                       json={"DeviceValue": value}, reconcile=reconcile)
+
+
 def read_by_ids(client, ids, chunk=ID_CHUNK, full_listing_from=FULL_LISTING_FROM):
     """Machine entities by id: dict of lower-cased id -> entity; ids the API does not know are absent.
 

@@ -202,22 +202,16 @@ def run(ctx):
         planned = dict(plans)
         entities = [dict(a, **planned.get(a["id"], {})) for a in current]
     elif single:
-        body = dict(plans[0][1])
-        if comment:
-            body["comment"] = comment
-        # Without a comment, repeating the PATCH cannot do anything twice.
-        entities = [odata.entity(ctx.client.patch("/api/alerts/%s" % odata.path_segment(ids[0]), json=body,
-                                                  retry_safe=not comment))]
+        # A lost answer is reconciled: the alert is read back (fields, and how often it holds the comment) before the
+        # PATCH is ever sent again, so a comment is never added twice.
+        entities = [alerts_utils.update(ctx.client, current[0], plans[0][1], comment)]
     else:
         done = []
+        by_id = dict((a["id"], a) for a in current)
         for changes, group in alerts_utils.batch_groups(plans):
             for part in odata.chunks(group, alerts_utils.BATCH_CHUNK):
-                body = {"alertIds": part}
-                body.update(changes)
-                if comment:
-                    body["comment"] = comment
                 try:
-                    ctx.client.post("/api/alerts/batchUpdate", json=body, retry_safe=not comment)
+                    alerts_utils.batch_update(ctx.client, [by_id[i] for i in part], changes, comment)
                 except MDEError as e:
                     ctx.fail_partway(e, done, len(updated_ids), "alerts", rerun=(
                         "a re-run adds the comment again to those, and changes the others" if comment else None))

@@ -321,9 +321,7 @@ def read_existing(ctx, bodies, single, purge):
     if (single or len(bodies) <= ti.SMALL_LIST) and not purge:
         if not bodies:
             return [], False
-        odata_filter = ti.value_filter(bodies)
-        if len(odata_filter) <= ti.MAX_FILTER_LENGTH:  # long URLs: a full read keeps the query string short
-            return list(ctx.client.list(PATH, odata_filter=odata_filter, page_size=ti.PAGE_SIZE)), False
+        return ti.find_existing(ctx.client, bodies, PATH)  # long URLs: a full read keeps the query string short
     return list(ctx.client.list(PATH, page_size=ti.PAGE_SIZE)), True
 
 
@@ -407,14 +405,11 @@ def run(ctx):
         item = plan.items[0]
         written = None
         if changed and not ctx.check_mode:
+            # Each write is reconciled when its answer is lost: read back before it is ever sent again.
             if item["result"] == "deleted":
-                try:
-                    ctx.client.delete("%s/%s" % (PATH, odata.path_segment(item["existing"]["id"])))
-                except MDEError as e:
-                    if e.status != 404:  # already gone: a retried DELETE whose first try succeeded
-                        raise
+                ti.delete_one(ctx.client, item["existing"], PATH)
             else:
-                written = odata.entity(ctx.client.post(PATH, json=item["body"], retry_safe=True))
+                written = odata.entity(ti.submit(ctx.client, item["body"], PATH))
         if written is not None:
             result["indicator"] = written
         elif item["result"] in ("created", "updated"):
@@ -435,8 +430,7 @@ def run(ctx):
     done = 0
     for chunk in odata.chunks(writes, ti.BATCH_SIZE):
         try:
-            response = ctx.client.post(PATH + "/import", json={"Indicators": [item["body"] for _n, item in chunk]},
-                                       retry_safe=True)
+            response = ti.import_batch(ctx.client, [item["body"] for _n, item in chunk], PATH)
         except MDEError as e:
             facts = e.to_dict()
             facts.update(changed=bool(done or deletes), counts=plan.counts())

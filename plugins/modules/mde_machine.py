@@ -212,20 +212,17 @@ def write_single(ctx, machine, add, remove, value):
     A call that fails after an earlier one changed the machine fails the task as the list form does
     (``fail_partway``): changed, with the machine in ``updated_ids``.
     """
-    path = "/api/machines/%s" % odata.path_segment(machine["id"])
     latest = machine
     done = []
-    # Adding or removing a tag, or setting a value, twice has the effect of doing it once: safe to repeat.
+    # Each write is reconciled when its answer is lost: the machine is read back before it is sent again.
     try:
         for action, tags in (("Remove", remove), ("Add", add)):
             for tag in tags:
-                answer = mu.machines_in(ctx.client.post(path + "/tags", json={"Value": tag, "Action": action},
-                                                        retry_safe=True))
+                answer = mu.machines_in(mu.change_tag(ctx.client, machine["id"], tag, action))
                 latest = answer[0] if answer else latest
                 done[:] = [machine["id"]]
         if value:
-            answer = mu.machines_in(ctx.client.post(path + "/setDeviceValue", json={"DeviceValue": value},
-                                                    retry_safe=True))
+            answer = mu.machines_in(mu.set_device_value(ctx.client, machine["id"], value))
             latest = answer[0] if answer else latest
     except MDEError as e:
         ctx.fail_partway(e, done, 1, "machines")
@@ -244,14 +241,12 @@ def write_many(ctx, plans):
     tag_plans = [(m["id"], add, remove) for m, add, remove, _value in plans if add or remove]
     try:
         for body in mu.bulk_calls(tag_plans, ctx.params["tags"]):
-            for machine in mu.machines_in(ctx.client.post("/api/machines/AddOrRemoveTagForMultipleMachines",
-                                                          json=body, retry_safe=True)):
+            for machine in mu.machines_in(mu.change_tags_of_many(ctx.client, body)):
                 answered[machine["id"].lower()] = machine
             changed(body["MachineIds"])
         for machine, _add, _remove, value in plans:
             if value:
-                path = "/api/machines/%s/setDeviceValue" % odata.path_segment(machine["id"])
-                for fresh in mu.machines_in(ctx.client.post(path, json={"DeviceValue": value}, retry_safe=True)):
+                for fresh in mu.machines_in(mu.set_device_value(ctx.client, machine["id"], value)):
                     answered[fresh["id"].lower()] = fresh
                 changed([machine["id"]])
     except MDEError as e:

@@ -208,7 +208,6 @@ machine_action:
 
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 
@@ -246,6 +245,7 @@ def run(ctx):
     if spec["pair"]:
         key = ma.PAIRS[spec["pair"]]["key"]
         history = read_actions(ctx, machine_id, ma.PAIRS[spec["pair"]]["types"], ma.LIVE_STATUSES)
+        known = [a.get("id") for a in history]
         state, deciding = ma.pair_state(action, history)
         result["diff"] = dict(before={key: state}, after={key: spec["state"]})
         if state == spec["state"]:
@@ -255,8 +255,9 @@ def run(ctx):
                          % (machine.get("computerDnsName") or machine_id, deciding["scope"], p["isolation_type"]))
             return finish(ctx, result, p["wait"])
     else:
-        pending = [a for a in read_actions(ctx, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
-                   if ma.same_action(action, p, a)]
+        active = read_actions(ctx, machine_id, [spec["type"]], ma.ACTIVE_STATUSES)
+        known = [a.get("id") for a in active]
+        pending = [a for a in active if ma.same_action(action, p, a)]
         if pending:
             result["machine_action"] = ma.latest(pending)
             return finish(ctx, result, p["wait"])
@@ -266,8 +267,8 @@ def run(ctx):
         return result
     body = ma.build_body(action, p["comment"], p["isolation_type"], p["scan_type"], p["sha1"])
     try:
-        # Not retry_safe: a repeated POST after an ambiguous failure could request a second action.
-        result["machine_action"] = odata.entity(ctx.client.post(ma.action_path(action, machine_id), json=body))
+        # A lost answer is reconciled: the machine's actions are read back before the POST is ever sent again.
+        result["machine_action"] = ma.request_action(ctx.client, action, machine_id, body, p, known_ids=known)
     except MDEError as e:
         if not ma.is_already_pending(e):
             raise

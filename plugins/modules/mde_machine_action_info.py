@@ -140,6 +140,7 @@ package_uri:
   description: The short-lived download URI of the investigation package.
   returned: when O(package_uri) is true
   type: str
+  sample: "https://userrequests-us.securitycenter.windows.com:443/safedownload/WDATP_Investigation_Package.zip?token=..."
 dest:
   description: The file the investigation package was written to (or would be, in check mode).
   returned: when O(dest) is set
@@ -149,10 +150,12 @@ size:
   description: The size of the file at O(dest) in bytes.
   returned: when O(dest) is set and the file exists
   type: int
+  sample: 2813546
 sha256:
   description: The SHA-256 digest of the file at O(dest).
   returned: when O(dest) is set and the file exists
   type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 '''
 
 import os

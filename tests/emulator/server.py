@@ -125,18 +125,15 @@ class EmulatorApp:
         with state.lock:
             state.log.append(entry)
         fault = state.take_fault(method, path)
+        entry["processed"] = False
         if fault is not None:
             entry["fault"] = fault["kind"]
             if fault["kind"] == "delay":
                 await asyncio.sleep(fault["delay"])
             elif fault["kind"] == "drop":
-                transport = getattr(getattr(send, "__self__", None), "transport", None)
-                if transport is not None:
-                    transport.close()
-                    await asyncio.sleep(0.05)
-                    return
-                raise ConnectionAbortedError("emulated connection drop")
-            else:
+                await self.drop(send)
+                return
+            elif not fault["kind"].endswith("_after"):
                 response = self.fault_response(fault)
                 entry["status"] = response.status_code
                 await response(scope, receive, send)
@@ -146,8 +143,28 @@ class EmulatorApp:
         except Exception:  # pylint: disable=broad-except
             LOG.error("emulator error: %s", traceback.format_exc())
             response = error_response(500, "InternalServerError", "", str(uuid.uuid4()))
+        entry["processed"] = True
         entry["status"] = response.status_code
+        if fault is not None and fault["kind"].endswith("_after"):
+            # The API carried the request out (``handled_status`` is its answer); the client never sees that answer.
+            entry["handled_status"] = response.status_code
+            if fault["kind"] == "drop_after":
+                entry["status"] = None
+                await self.drop(send)
+                return
+            response = self.fault_response(fault)
+            entry["status"] = response.status_code
         await response(scope, receive, send)
+
+    @staticmethod
+    async def drop(send):
+        """Close the connection without an answer."""
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.close()
+            await asyncio.sleep(0.05)
+            return
+        raise ConnectionAbortedError("emulated connection drop")
 
     @staticmethod
     def fault_response(fault):

@@ -168,9 +168,13 @@ class State:
         calls[key] = calls.get(key, 0) + 1
 
     # ---- faults -------------------------------------------------------------------------------------
+    # Faults that answer in place of the API (the request has no effect) and, ``*_after``, faults that let the API
+    # carry the request out and then lose its answer (the effect happened, the client cannot know it).
+    FAULT_KINDS = ("status", "drop", "delay", "invalid_json", "status_after", "drop_after")
+
     def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0):
-        if kind not in ("status", "drop", "delay", "invalid_json"):
-            raise ValueError("fault kind must be one of status, drop, delay, invalid_json")
+        if kind not in self.FAULT_KINDS:
+            raise ValueError("fault kind must be one of %s" % ", ".join(self.FAULT_KINDS))
         with self.lock:
             self.faults.append({"regex": re.compile(path_regex), "pattern": path_regex, "kind": kind, "remaining": int(count),
                                 "status": int(status), "delay": float(delay), "method": method.upper() if method else None,

@@ -1,6 +1,7 @@
 """Fault matrix (issue 9): every injected API fault, for a read, a state-changing action, a bulk indicator import
 and an inventory listing, ends either in success with no duplicate write (the emulator's request log and state
-prove it) or in a failed task with one clear sentence. Never a traceback, never a hang past the timeouts.
+prove it; a write whose answer is lost is reconciled, issue 14, see test_reconcile.py) or in a failed task with one
+clear sentence. Never a traceback, never a hang past the timeouts.
 
 One ansible-playbook run per fault kind covers the four module tasks (each meets its fault once), a second run
 re-runs the action the fault broke, and one ansible-inventory run covers the listing.
@@ -20,7 +21,8 @@ ACTION = "defender.endpoint.mde_machine_action"
 INDICATOR = "defender.endpoint.mde_indicator"
 PLUGIN = "defender.endpoint.mde_machines"
 
-# kind -> (inject_fault keyword arguments or None for the token expiry, what a non-retried POST fails with)
+# kind -> (inject_fault keyword arguments or None for the token expiry, what the first isolate POST fails with when
+# the fault leaves open whether the API carried it out: the write is then reconciled, issue 14)
 FAULTS = {
     "429 with Retry-After": (dict(kind="status", status=429, retry_after=1), None),
     "429 without Retry-After": (dict(kind="status", status=429, retry_after=None), None),
@@ -90,7 +92,8 @@ def wait_answered(emulator, method, path, seconds=DELAY + 5):
     """Wait until the emulator has answered every request to ``path`` (a delayed one finishes after the client gave up)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if all(e["status"] is not None or e.get("fault") == "drop" for e in attempts(emulator, method, path)):
+        if all(e["status"] is not None or e.get("fault") in ("drop", "drop_after")
+               for e in attempts(emulator, method, path)):
             return
         time.sleep(0.2)
     raise AssertionError("the emulator never answered %s %s" % (method, path))
@@ -105,7 +108,7 @@ def assert_timeout_honoured(emulator, method, path):
 
 @pytest.mark.parametrize("kind", list(FAULTS))
 def test_read_action_and_bulk_import(ansible, emulator, kind):
-    fault, action_failure = FAULTS[kind]
+    fault, _action_failure = FAULTS[kind]
     read_machine, target = machines(emulator, 2)
     isolate = "/api/machines/%s/isolate" % target["id"]
     read_path = "/api/machines/%s" % read_machine["id"]
@@ -138,54 +141,47 @@ def test_read_action_and_bulk_import(ansible, emulator, kind):
     assert not alerts.get("failed"), alerts.get("msg")
     assert alerts["alerts"] and all(a["severity"] == "High" for a in alerts["alerts"])
 
-    # The bulk import is an upsert keyed by type and value, so the client repeats it: success, no duplicate.
+    # The bulk import and the isolate POST are writes: an ambiguous failure is reconciled (read back, then sent once
+    # more or reported), a 429 or a rejected token is simply repeated (the API did nothing with those). Either way
+    # the task succeeds and exactly one write took effect.
     imported = result.task("import")
     assert not imported.get("failed"), imported.get("msg")
     assert imported["changed"] is True and imported["counts"]["created"] == 3, imported
     values = [i["indicatorValue"] for i in emulator.indicators]
     for spec in INDICATORS:
         assert values.count(spec["indicator_value"]) == 1
-
-    # The isolate POST: repeated only after a 429 or a rejected token (the API did nothing with those).
     action = result.task("isolate")
-    if action_failure is None:
-        assert not action.get("failed"), action.get("msg")
-        assert action["changed"] is True and action["machine_action"]["type"] == "Isolate"
-        assert len(accepted(emulator, "POST", isolate)) == 1
-    else:
-        assert action.get("failed") is True, action
-        assert action["changed"] is False
-        assert_one_sentence(action["msg"], "POST %s failed: " % isolate, action_failure,
-                            "; it was not repeated, as the API may have carried it out.")
-        assert len(attempts(emulator, "POST", isolate)) == 1  # not repeated: it may have been carried out
+    assert not action.get("failed"), action.get("msg")
+    assert action["changed"] is True and action["machine_action"]["type"] == "Isolate"
+    assert len(accepted(emulator, "POST", isolate)) == 1
     if fault is None:
         # each module run after an expiry: one rejected request, one new token, then on as before
         assert emulator.counters["token_requests"] == 5
         assert len([e for e in emulator.log if e["status"] == 401]) == 4
     elif kind == "read timeout":
+        # The reads gave up after TIMEOUT and were repeated; each write's answer timed out, but the API carried it
+        # out later: read back until its deadline, it was found and never sent again.
         assert_timeout_honoured(emulator, "GET", read_path)
-        assert_timeout_honoured(emulator, "POST", "/api/indicators/import")
+        for path in (isolate, "/api/indicators/import"):
+            assert [e.get("fault") for e in attempts(emulator, "POST", path)] == ["delay"]
     else:
-        for method, path in (("GET", read_path), ("POST", "/api/indicators/import")):
-            assert [e.get("fault") for e in attempts(emulator, method, path)][:2] == [fault["kind"], None]
+        for method, path in (("GET", read_path), ("POST", "/api/indicators/import"), ("POST", isolate)):
+            assert [e.get("fault") for e in attempts(emulator, method, path)] == [fault["kind"], None]
 
-    # A re-run reconciles: the isolation is requested once in all, whether or not the failed POST had landed.
+    # A re-run sends no write: the isolation was requested once in all.
     wait_answered(emulator, "POST", isolate)
-    wait_answered(emulator, "POST", "/api/indicators/import")  # a delayed import lands late: not in the next test
-    landed = bool(accepted(emulator, "POST", isolate))
+    wait_answered(emulator, "POST", "/api/indicators/import")
     rerun, _elapsed = timed(ansible.playbook, tasks=[
         {"name": "isolate", ACTION: {"machine_id": target["id"], "action": "isolate", "timeout": TIMEOUT}},
         {"name": "import", INDICATOR: {"indicators": INDICATORS, "timeout": TIMEOUT}},
     ])
     assert_clean(rerun)
     assert rerun.rc == 0, rerun
-    assert rerun.task("isolate")["changed"] is (not landed)
+    assert rerun.task("isolate")["changed"] is False
     assert rerun.task("import")["changed"] is False
     assert len(accepted(emulator, "POST", isolate)) == 1
     isolations = [a for a in emulator.machine_actions if a["machineId"] == target["id"] and a["type"] == "Isolate"]
     assert len(isolations) == 1
-    if kind == "read timeout":
-        assert landed  # the delayed POST was carried out after the client gave up: the re-run found it
 
 
 def expected_hosts(emulator):

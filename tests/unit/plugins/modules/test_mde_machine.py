@@ -108,8 +108,8 @@ class ListingClient:
         wanted = [part.split("'")[1] for part in odata_filter.strip("()").split(" or ")]
         return iter([m for m in self.machines if m["id"] in wanted])
 
-    def post(self, path, json=None, retry_safe=False):
-        assert retry_safe is True                        # tag and device value changes are safe to repeat
+    def post(self, path, json=None, reconcile=None):
+        assert callable(reconcile)                       # every tag and device value change is reconciled
         self.posts.append((path, json))
         if path.endswith("AddOrRemoveTagForMultipleMachines"):
             changed = []
@@ -224,8 +224,8 @@ def test_single_bodies_match_the_documented_requests():
 
 def test_bulk_answer_without_machines_is_followed_by_one_read():
     class EmptyAnswer(ListingClient):
-        def post(self, path, json=None, retry_safe=False):
-            super(EmptyAnswer, self).post(path, json=json, retry_safe=retry_safe)
+        def post(self, path, json=None, reconcile=None):
+            super(EmptyAnswer, self).post(path, json=json, reconcile=reconcile)
             return None
 
     client = EmptyAnswer(fleet(6))
@@ -292,12 +292,12 @@ class Refused(ListingClient):
         super(Refused, self).__init__(machines)
         self.allowed = allowed
 
-    def post(self, path, json=None, retry_safe=False):
+    def post(self, path, json=None, reconcile=None):
         if len(self.posts) >= self.allowed:
             self.posts.append((path, json))
             raise MDEError("POST %s failed: HTTP 400 InvalidRequestBody." % path, status=400,
                            code="InvalidRequestBody", method="POST", path=path)
-        return super(Refused, self).post(path, json=json, retry_safe=retry_safe)
+        return super(Refused, self).post(path, json=json, reconcile=reconcile)
 
 
 PartwayModule = FakeModule
