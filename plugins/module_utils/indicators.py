@@ -95,12 +95,31 @@ def _ip_error(value):
         addr = ipaddress.ip_address(value)
     except ValueError:
         return "not a valid IPv4 or IPv6 address"
-    if addr.version == 6:
-        if "%" in value:
-            return "an IPv6 zone index (%...) is not supported"
-        if "::" in value or value.count(":") != 7:
-            return "IPv6 addresses must be written in full, 8 groups (for example 2001:db8:0:0:0:0:0:1)"
+    if addr.version == 6 and "%" in value:
+        return "an IPv6 zone index (%...) is not supported"
     return None
+
+
+def normalize(indicator_type, value):
+    """The spelling the API wants and compares for a valid value (https://learn.microsoft.com/en-us/defender-endpoint/
+    indicator-ip-domain: IPv6 in full, 8 groups): an IPv6 address in any form (2001:db8::77) becomes its 8 groups
+    (2001:db8:0:0:0:0:0:77), an IPv4 address its dotted quad; a domain name is lower case without the trailing dot of a
+    fully qualified name; a hash or thumbprint is lower-case hexadecimal. A URL is kept as written (its path is case
+    sensitive)."""
+    value = (value or "").strip()
+    if indicator_type == "IpAddress":
+        try:
+            addr = ipaddress.ip_address(value)
+        except ValueError:
+            return value
+        if addr.version == 6:
+            return ":".join("%x" % int(group, 16) for group in addr.exploded.split(":"))
+        return str(addr)
+    if indicator_type == "DomainName":
+        return value.rstrip(".").lower()
+    if indicator_type in HEX_LENGTH:
+        return value.lower()
+    return value
 
 
 def _url_error(value):
@@ -151,6 +170,7 @@ def value_error(indicator_type, value):
     if indicator_type == "IpAddress":
         return _ip_error(value)
     if indicator_type == "DomainName":
+        value = value.rstrip(".") if value.endswith(".") and not value.endswith("..") else value
         if "*" in value:
             return "wildcards are not supported; a domain indicator already matches its subdomains"
         if "://" in value or "/" in value:
@@ -164,8 +184,9 @@ def value_error(indicator_type, value):
 
 
 def match_key(indicator_type, value):
-    """What identifies an indicator: its type and value, the value case-insensitive except for URLs."""
-    value = (value or "").strip()
+    """What identifies an indicator: its type and its normalized value (normalize()), case-insensitive except for
+    URLs, so 2001:db8::77 and 2001:DB8:0:0:0:0:0:77, or Contoso.COM. and contoso.com, are one indicator."""
+    value = normalize(indicator_type, value)
     return (indicator_type, value if indicator_type == "Url" else value.lower())
 
 
@@ -202,7 +223,7 @@ def build(spec, state, where, now=None):
     reason = value_error(itype, value)
     if reason:
         fail("invalid %s value: %s" % (itype, reason))
-    body = {"indicatorValue": value, "indicatorType": itype}
+    body = {"indicatorValue": normalize(itype, value), "indicatorType": itype}
     if state == "absent":
         return body, warnings
 
@@ -339,13 +360,22 @@ def merged(existing, body):
 
 # -- reading ------------------------------------------------------------------------------------------
 def value_variants(indicator_type, value):
-    """Spellings an existing indicator may have (the API compares strings case-sensitively in $filter)."""
+    """Spellings an existing indicator may have (the API compares strings case-sensitively in $filter): as given,
+    normalized, in upper and lower case, and an IPv6 address also compressed and with every group four digits."""
     if indicator_type == "Url":
         return [value]
+    forms = [value, normalize(indicator_type, value)]
+    if indicator_type == "IpAddress":
+        try:
+            addr = ipaddress.ip_address(forms[1])
+            forms += [addr.compressed, addr.exploded]
+        except ValueError:
+            pass
     out = []
-    for v in (value, value.lower(), value.upper()):
-        if v not in out:
-            out.append(v)
+    for form in forms:
+        for v in (form, form.lower(), form.upper()):
+            if v not in out:
+                out.append(v)
     return out
 
 

@@ -57,7 +57,8 @@ options:
     description:
       - The value of a single indicator; its format depends on O(indicator_type).
       - V(FileSha1) and V(CertificateThumbprint) are 40 hexadecimal characters, V(FileSha256) 64, V(FileMd5) 32.
-      - V(IpAddress) is one IPv4 address or one IPv6 address written in full (8 groups); no CIDR ranges.
+      - V(IpAddress) is one IPv4 or IPv6 address, no CIDR ranges. An IPv6 address may be given in any form
+        (V(2001:db8::77)); it is sent in full, 8 groups, as the API wants.
       - V(DomainName) is a host or domain name without scheme or path, and matches its subdomains too.
       - V(Url) is an http or https URL, with or without the scheme.
       - Leading and trailing spaces are removed. Mutually exclusive with O(indicators).

@@ -293,3 +293,26 @@ def test_import_retried_after_server_error_and_failed_call_reported(ansible, emu
     assert res["failed"] and not res["changed"] and res["status"] == 400
     assert "0 of the 2 indicators to write had been sent before this call" in res["msg"]
     assert len(indicator_api_writes(emulator)) == 1
+
+
+def test_values_as_users_paste_them_are_one_indicator(ansible, emulator):
+    """Compressed IPv6, upper-case domains with a trailing dot, upper-case hashes: sent in the form the API wants
+    (IPv6 in 8 groups, which the API requires), and a re-run with another spelling changes nothing."""
+    common = dict(action="Block", title="pasted", description="pasted")
+    first = ansible.playbook(tasks=[
+        task("ipv6", dict(common, indicator_value="2001:db8::77", indicator_type="IpAddress")),
+        task("domain", dict(common, indicator_value="Evil.Example.COM.", indicator_type="DomainName")),
+        task("hash", dict(common, indicator_value=SHA256, indicator_type="FileSha256")),
+    ])
+    assert first.rc == 0, first
+    sent = sorted(w["body"]["indicatorValue"] for w in indicator_api_writes(emulator))
+    assert sent == sorted(["2001:db8:0:0:0:0:0:77", "evil.example.com", SHA256.lower()])
+    emulator.clear_log()
+    again = ansible.playbook(tasks=[
+        task("ipv6", dict(common, indicator_value="2001:DB8:0:0:0:0:0:0077", indicator_type="IpAddress")),
+        task("domain", dict(common, indicator_value="evil.example.com", indicator_type="DomainName")),
+        task("hash", dict(common, indicator_value=SHA256.lower(), indicator_type="FileSha256")),
+    ])
+    assert again.rc == 0, again
+    assert [again.task(n)["changed"] for n in ("ipv6", "domain", "hash")] == [False, False, False]
+    assert indicator_api_writes(emulator) == []

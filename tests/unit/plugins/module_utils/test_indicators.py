@@ -42,7 +42,6 @@ def test_valid_values(itype, value):
     ("IpAddress", "10.0.0.0/8", "CIDR"),
     ("IpAddress", "10.0.0.1-10.0.0.9", "ranges"),
     ("IpAddress", "256.1.1.1", "not a valid"),
-    ("IpAddress", "2001:db8::1", "in full"),
     ("IpAddress", "contoso.com", "not a valid"),
     ("DomainName", "*.contoso.com", "wildcards"),
     ("DomainName", "http://contoso.com", "no scheme"),
@@ -294,3 +293,26 @@ def test_a_long_bad_value_is_shown_cut_in_the_message():
         ti.build(spec(indicator_value=value), "present", "indicators[0]", now=NOW)
     text = str(err.value)
     assert "(100000 characters)" in text and "invalid FileSha256 value" in text and len(text) < 400
+
+
+# -- what users paste: compressed IPv6, upper case, a trailing dot (issue 14) ----------------------------------
+@pytest.mark.parametrize("itype, given, sent", [
+    ("IpAddress", "2001:db8::77", "2001:db8:0:0:0:0:0:77"),
+    ("IpAddress", "2001:DB8:0000:0000:0000:0000:0000:0077", "2001:db8:0:0:0:0:0:77"),
+    ("IpAddress", "::1", "0:0:0:0:0:0:0:1"),
+    ("IpAddress", " 203.0.113.7 ", "203.0.113.7"),
+    ("DomainName", "Contoso.COM.", "contoso.com"),
+    ("FileSha256", "A" * 64, "a" * 64),
+    ("Url", "https://Contoso.com/Path", "https://Contoso.com/Path"),
+])
+def test_values_are_sent_in_the_form_the_api_wants(itype, given, sent):
+    body, _warnings = ti.build(dict(indicator_value=given, indicator_type=itype, action="Allowed", title="t",
+                                    description="d"), "present", "indicator")
+    assert body["indicatorValue"] == sent
+
+
+def test_one_indicator_whatever_its_spelling():
+    assert ti.match_key("IpAddress", "2001:db8::77") == ti.match_key("IpAddress", "2001:DB8:0:0:0:0:0:77")
+    assert ti.match_key("DomainName", "Contoso.com.") == ti.match_key("DomainName", "contoso.com")
+    assert ti.match_key("Url", "https://a.example/X") != ti.match_key("Url", "https://a.example/x")
+    assert "2001:db8::77" in ti.value_variants("IpAddress", "2001:db8:0:0:0:0:0:77")
