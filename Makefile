@@ -1,4 +1,4 @@
-# The only entry points: demo, test, sanity, lint, bench, emulator. Everything installs itself.
+# The only entry points: demo, test, sanity, lint, galaxy, bench, emulator. Everything installs itself.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat tests/requirements-dev.txt tests/emulato
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
-.PHONY: venv cores collection test unit integration sanity lint galaxy demo emulator bench clean
+.PHONY: venv cores test-tools collection test unit integration sanity lint galaxy demo emulator bench clean
 
 venv: $(STAMP)
 $(STAMP): tests/requirements-dev.txt tests/emulator/requirements.txt
@@ -52,7 +52,14 @@ galaxy: collection
 cores: venv
 	$(BIN)/python tests/cores.py
 
-test: collection cores
+# What only the tests need from Debian: the mdatp role runs in a disposable Debian root (debootstrap), and the
+# coverage report's HTML page is checked in a headless Chromium.
+test-tools:
+	command -v debootstrap >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap chromium; } || \
+	  { echo "debootstrap and chromium are needed by the tests: install them (Debian packages)" >&2; exit 1; }
+
+test: collection cores test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
 	$(BIN)/python -m tests.matrix
 	$(MAKE) --no-print-directory sanity

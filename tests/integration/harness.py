@@ -37,17 +37,18 @@ class Result:
 
     @property
     def messages(self):
-        """stderr as whole messages: before ansible-core 2.19 Ansible wraps warnings at 80 columns; a message starts
-        at a line beginning with "[", "ERROR" or "<<<" or after a blank line, and its wrapped lines are joined."""
+        """stderr as whole messages. Before ansible-core 2.19 Ansible wraps a warning at 80 columns: a line of 40 to 80
+        characters followed by one that starts no message of its own is joined with it."""
         out = []
+        previous = ""
         for line in self.stderr.splitlines():
-            if not line.strip():
-                out.append("")
-            elif not out or not out[-1] or line.startswith(("[", "ERROR", "<<<", "Traceback")):
-                out.append(line.strip())
-            else:
+            wrapped = 40 <= len(previous) <= 80 and line.strip() and not line.startswith(("[", "ERROR", "<<<"))
+            if wrapped and out:
                 out[-1] += " " + line.strip()
-        return [m for m in out if m]
+            elif line.strip():
+                out.append(line.strip())
+            previous = line
+        return out
 
     def said(self, text):
         """Whether stderr says ``text``, however Ansible wrapped it."""

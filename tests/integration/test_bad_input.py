@@ -240,10 +240,12 @@ def _slug(case_id):
 
 def _inventory_messages(result, paths):
     """The message ansible-inventory gives for each failed source (its warning lines, joined)."""
+    # A warning runs until the next line that starts with "["; before ansible-core 2.19 it wraps at 80 columns, long
+    # paths included, so paths are compared without white space.
+    warnings = re.sub(r"\n(?!\[)", " ", result.stderr).splitlines()
     out = {}
     for case_id, path in paths.items():
-        # Before ansible-core 2.19 warnings wrap at 80 columns, long paths included: compare without white space.
-        found = [m for m in result.messages if path in "".join(m.split()) and "Failed to parse" in m]
+        found = [w for w in warnings if path in "".join(w.split()) and "Failed to parse" in w]
         out[case_id] = " ".join(found)
     return out
 

@@ -43,7 +43,7 @@ def test_single_create_rerun_update_delete(ansible, emulator):
     assert check["changed"] and check["counts"]["created"] == 1 and "id" not in check["indicator"]
     assert create["changed"] and create["counts"] == dict(created=1, updated=0, deleted=0, unchanged=0, failed=0)
     ident = create["indicator"]["id"]
-    assert create["indicator"]["indicatorValue"] == SHA256 and create["diff"]["before"] == {}
+    assert create["indicator"]["indicatorValue"] == SHA256.lower() and create["diff"]["before"] == {}
     assert not rerun["changed"] and rerun["counts"]["unchanged"] == 1 and rerun["indicator"]["id"] == ident
     update = r.task("update severity")
     assert update["changed"] and update["counts"]["updated"] == 1 and update["indicator"]["id"] == ident
@@ -58,13 +58,13 @@ def test_single_create_rerun_update_delete(ansible, emulator):
     writes = indicator_api_writes(emulator)
     assert [(w["method"], w["path"]) for w in writes] == [
         ("POST", "/api/indicators"), ("POST", "/api/indicators"), ("DELETE", "/api/indicators/%s" % ident)]
-    assert writes[0]["body"] == {"indicatorValue": SHA256, "indicatorType": "FileSha256", "action": "Block",
+    assert writes[0]["body"] == {"indicatorValue": SHA256.lower(), "indicatorType": "FileSha256", "action": "Block",
                                  "title": "Dropper", "description": "Seen in incident 4711", "rbacGroupNames": ["Servers"]}
     assert writes[1]["body"]["severity"] == "High"
     # each state read is one filtered list call, never a scan of all indicators
     gets = indicator_gets(emulator)
     assert len(gets) == 7
-    assert gets[0]["query"]["$filter"] == "(indicatorValue eq '%s' or indicatorValue eq '%s')" % (SHA256, SHA256.lower())
+    assert gets[0]["query"]["$filter"] == "(indicatorValue eq '%s' or indicatorValue eq '%s')" % (SHA256.lower(), SHA256)
     assert all(g["query"].get("$filter") for g in gets)
     assert SHA256.lower() not in [i["indicatorValue"].lower() for i in emulator.indicators]
 
@@ -176,7 +176,6 @@ def test_invalid_values_fail_before_any_call(ansible, emulator):
         "FileMd5": ("FileMd5", "d41d8cd98f00b204e9800998ecf8427e00", "32 hexadecimal characters, got 34"),
         "CertificateThumbprint": ("CertificateThumbprint", "AB:CD:EF", "without separators"),
         "IpAddress CIDR": ("IpAddress", "10.0.0.0/8", "CIDR"),
-        "IpAddress v6 short": ("IpAddress", "2001:db8::1", "in full"),
         "DomainName": ("DomainName", "*.contoso.com", "wildcards"),
         "Url": ("Url", "ftp://contoso.com/x", "only http"),
     }
