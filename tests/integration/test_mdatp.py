@@ -23,6 +23,7 @@ OLD, NEW = "101.24112.0001", "101.25012.0002"
 ORG = "7a2f0c1e-5b7d-4c39-9a61-2d4e8f0b1c3a"
 HOST = "deb12"
 
+
 @pytest.fixture(scope="module")
 def sensor_host(tmp_path_factory):
     assert os.geteuid() == 0, "the disposable Debian root needs chroot and mount: make test runs as root"

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Stand-in for Microsoft's ``mdatp`` command line, packaged by tests/integration/mdatp/repo.py as /usr/bin/mdatp.
 
 It has no daemon: every call derives the state from the files the real product reads, as documented at

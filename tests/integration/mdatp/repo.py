@@ -72,7 +72,7 @@ def build_deb(out_dir, version):
     os.makedirs(os.path.join(pkg, "DEBIAN"))
     os.makedirs(os.path.join(pkg, "usr", "bin"))
     with open(os.path.join(HERE, "mdatp_cli.py")) as f:
-        cli = f.read().replace("@VERSION@", version)
+        cli = "#!/usr/bin/python3\n" + f.read().replace("@VERSION@", version)  # the package adds the interpreter line
     with open(os.path.join(pkg, "usr", "bin", "mdatp"), "w") as f:
         f.write(cli)
     os.chmod(os.path.join(pkg, "usr", "bin", "mdatp"), 0o755)
