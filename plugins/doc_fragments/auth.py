@@ -62,6 +62,15 @@ options:
       - The token scope always follows O(cloud), whatever this says.
       - If not set, E(MDE_API_URL) is used.
     type: str
+  graph_url:
+    description:
+      - The base URL of Microsoft Graph, without C(/v1.0); Graph requests (advanced hunting, incidents) go to
+        C({graph_url}/v1.0/security/...).
+      - Defaults to the Graph host of O(cloud) (V(global) and V(gcc) C(https://graph.microsoft.com), V(gcc_high)
+        C(https://graph.microsoft.us), V(dod) C(https://dod-graph.microsoft.us)).
+      - The Graph token is requested for the Graph resource of O(cloud) (C(<graph host>/.default)), whatever this says.
+      - If not set, E(MDE_GRAPH_URL) is used.
+    type: str
   authority_host:
     description:
       - The Entra ID sign-in host. Defaults to the one of O(cloud).
@@ -191,6 +200,13 @@ options:
     type: str
     env:
       - name: MDE_API_URL
+  graph_url:
+    description:
+      - The base URL of Microsoft Graph, without C(/v1.0). Defaults to the Graph host of O(cloud).
+      - The Graph token is requested for the Graph resource of O(cloud), whatever this says.
+    type: str
+    env:
+      - name: MDE_GRAPH_URL
   authority_host:
     description:
       - The Entra ID sign-in host. Defaults to the one of O(cloud).

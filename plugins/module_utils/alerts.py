@@ -217,10 +217,16 @@ def batch_groups(plans):
     groups = []
     index = {}
     for ident, changes in plans:
-        key = tuple(sorted(changes.items()))
+        # ``changes`` may also be a (changes, comment) pair: the alerts that need the comment go in their own group.
+        if isinstance(changes, tuple):
+            key = (tuple(sorted(changes[0].items())), changes[1])
+            value = (dict(changes[0]), changes[1])
+        else:
+            key = tuple(sorted(changes.items()))
+            value = dict(changes)
         if key not in index:
             index[key] = len(groups)
-            groups.append((dict(changes), []))
+            groups.append((value, []))
         groups[index[key]][1].append(ident)
     return groups
 

@@ -79,6 +79,7 @@ PERMISSIONS = [
     ("POST", r"^/api/machines/[^/]+/StopAndQuarantineFile$", "Machine.StopAndQuarantine"),
     ("POST", r"^/api/machines/[^/]+/runliveresponse$", "Machine.LiveResponse"),
     ("POST", r"^/api/machineactions/[^/]+/cancel$", _ANY_ACTION),
+    ("POST", r"^/api/machines/[^/]+/startInvestigation$", "Alert.ReadWrite.All"),
     ("GET", r"^/api/machineactions", "Machine.Read.All or Machine.ReadWrite.All"),
     ("POST", r"^/api/machines/", "Machine.ReadWrite.All"),
     ("PATCH", r"^/api/machines/", "Machine.ReadWrite.All"),
@@ -96,10 +97,22 @@ PERMISSIONS = [
     (None, r"^/api/alerts", "Alert.ReadWrite.All"),
     (None, r"^/api/indicators", "Ti.ReadWrite.All (or Ti.ReadWrite for the indicators this application created)"),
     (None, r"^/api/advancedqueries", "AdvancedQuery.Read.All"),
+    ("GET", r"^/api/investigations", "Alert.Read.All or Alert.ReadWrite.All"),
+    ("GET", r"^/api/(files|domains)/[^/]+/machines$", "Machine.Read.All or Machine.ReadWrite.All"),
+    ("GET", r"^/api/users/[^/]+/machines$", "Machine.ReadWrite.All"),
+    ("GET", r"^/api/domains/[^/]+/alerts$", "Alert.ReadWrite.All"),
+    ("GET", r"^/api/(files|ips|users)/[^/]+/alerts$", "Alert.Read.All or Alert.ReadWrite.All"),
     (None, r"^/api/files", "File.Read.All"),
     (None, r"^/api/ips", "Ip.Read.All"),
     (None, r"^/api/domains", "URL.Read.All"),
     (None, r"^/api/users", "User.Read.All"),
+    (None, r"^/api/libraryfiles", "Library.Manage"),
+    # Microsoft Graph (the client's second API, MDEClient.graph): the "Permissions" section of each page, e.g.
+    # https://learn.microsoft.com/en-us/graph/api/security-security-runhuntingquery and
+    # https://learn.microsoft.com/en-us/graph/api/security-list-incidents.
+    ("POST", r"^/v1\.0/security/runHuntingQuery$", "ThreatHunting.Read.All"),
+    ("GET", r"^/v1\.0/security/incidents", "SecurityIncident.Read.All or SecurityIncident.ReadWrite.All"),
+    (None, r"^/v1\.0/security/incidents", "SecurityIncident.ReadWrite.All"),
 ]
 
 
@@ -188,14 +201,22 @@ def _sentence(error):
 
 
 def _error_body(resp):
+    code, message, _inner = _error_parts(resp)
+    return code, message
+
+
+def _error_parts(resp):
+    """``(error.code, error.message, innerError)`` of an error answer; Graph's ``innerError`` (``request-id``,
+    ``date``: https://learn.microsoft.com/en-us/graph/errors) is a dict, or None when absent."""
     try:
         body = resp.json()
     except ValueError:
-        return None, None
+        return None, None, None
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):
-        return err.get("code"), err.get("message")
-    return None, None
+        inner = err.get("innerError") or err.get("innererror")
+        return err.get("code"), err.get("message"), inner if isinstance(inner, dict) else None
+    return None, None, None
 
 
 # Said of a request that failed ambiguously and is not repeated (a POST that is not retry_safe).
@@ -293,7 +314,15 @@ def parse_retry_after(value, now=None):
 
 
 class MDEClient:
-    """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging."""
+    """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging.
+
+    ``graph``: the client of the second API, Microsoft Graph (GraphClient, same session, budget file and warnings,
+    its own token for the Graph resource), or None when the client was built without one.
+    """
+
+    # Which API this client speaks, for messages: the permission's kind on 403, the API's name on 401.
+    permission_kind = "WindowsDefenderATP"
+    api_name = "the Defender for Endpoint API"
 
     def __init__(self, api_url, token_provider, session, max_attempts=6, backoff=1.0, max_backoff=30.0,
                  max_retry_after=MAX_RETRY_AFTER, sleep=time.sleep, budget=None, budget_key=None):
@@ -312,6 +341,7 @@ class MDEClient:
         # The tenant's call budget shared with the other processes on this controller (throttle.py).
         self.budget = budget
         self.budget_key = budget_key or urlsplit(self.api_url).netloc
+        self.graph = None
 
     # -- plumbing -------------------------------------------------------------------------------------
     def _wait(self, attempt, retry_after=None):
@@ -323,24 +353,33 @@ class MDEClient:
         self.sleep(delay)
 
     def _error(self, method, path, resp):
-        code, api_message = _error_body(resp)
+        code, api_message, inner = _error_parts(resp)
         status = resp.status_code
         reason = resp.reason or ""
         text = "%s %s failed: HTTP %d %s" % (method, path, status, reason)
         if code:
             text += " (%s)" % code
         if api_message:
-            text += ": %s" % api_message.rstrip(".")
+            text += ": %s" % str(api_message).rstrip(".")
         permission = None
         if status == 403:
             permission = required_permission(method, path)
             if permission:
-                text += ". The Entra ID application needs the WindowsDefenderATP application permission %s, " \
-                        "granted with admin consent" % permission
+                text += ". The Entra ID application needs the %s application permission %s, " \
+                        "granted with admin consent" % (self.permission_kind, permission)
         elif status == 401:
-            text += ". The access token was rejected (%s)" % self.token_provider.describe()
+            text += ". The access token was rejected by %s (%s)" % (self.api_name, self.token_provider.describe())
+        facts = {}
+        if inner:
+            # Graph's innerError: the request id and date Microsoft support asks for.
+            for key, fact in (("request-id", "request_id"), ("date", "request_date")):
+                if isinstance(inner.get(key), str) and not _CONTROL.search(inner[key]):
+                    facts[fact] = inner[key][:100]
+            if facts:
+                text += " (%s)" % ", ".join("%s %s" % (k, facts[f]) for k, f in (
+                    ("request-id", "request_id"), ("date", "request_date")) if f in facts)
         return MDEError(text + ".", status=status, code=code, api_message=api_message, method=method,
-                        path=path, permission=permission, retry_after=resp.headers.get("Retry-After"))
+                        path=path, permission=permission, retry_after=resp.headers.get("Retry-After"), **facts)
 
     @staticmethod
     def _retry_after(resp):
@@ -367,7 +406,7 @@ class MDEClient:
             self.budget.settle(self.budget_key, fam, slot)
 
     def request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None,
-                retry_timeouts=True, reconcile=None):
+                retry_timeouts=True, reconcile=None, files=None):
         """Send one API request and return the parsed JSON body (None when there is none).
 
         ``retry_safe``: whether repeating the request after an ambiguous failure (5xx, a dropped
@@ -379,13 +418,18 @@ class MDEClient:
         ``reconcile``: makes this a reconciled write (see write()): a function of no arguments that reads the
         state again and returns what the write produced when it took effect (the entity, or any true value), or
         None when it did not.
+
+        ``files``: a multipart/form-data body instead of JSON, as requests takes it: a list of ``(field, (file name,
+        bytes, content type))`` for a file and ``(field, (None, text))`` for a plain field (the live response library
+        upload: https://learn.microsoft.com/en-us/defender-endpoint/api/upload-library). Bytes, never an open file,
+        so that a retried or reconciled request sends the same body again.
         """
         if reconcile is not None:
-            return self.write(method, path, json=json, reconcile=reconcile, params=params)
+            return self.write(method, path, json=json, reconcile=reconcile, params=params, files=files)
         return self._request(method, path, params=params, json=json, retry_safe=retry_safe, ok_statuses=ok_statuses,
-                             retry_timeouts=retry_timeouts)
+                             retry_timeouts=retry_timeouts, files=files)
 
-    def write(self, method, path, json=None, reconcile=None, params=None):
+    def write(self, method, path, json=None, reconcile=None, params=None, files=None):
         """A state-changing request whose answer may be lost: reconciled, never sent twice blindly.
 
         The request is sent once. A 4xx fails at once; 429 and a 401 on a cached token are retried as for any call
@@ -406,7 +450,8 @@ class MDEClient:
             sends += 1
             started = self.clock()
             try:
-                return self._request(method, path, params=params, json=json, retry_safe=False, strict=True)
+                return self._request(method, path, params=params, json=json, retry_safe=False, strict=True,
+                                     files=files)
             except AmbiguousWrite as e:
                 failures.append(e.error)
                 found = self._read_back(method, shown_path, reconcile, failures, started if e.timed_out else None)
@@ -462,7 +507,7 @@ class MDEClient:
                         sends=len(failures))
 
     def _request(self, method, path, params=None, json=None, retry_safe=None, ok_statuses=None, retry_timeouts=True,
-                 strict=False):
+                 strict=False, files=None):
         """request() without reconciling. ``strict``: raise AmbiguousWrite for an ambiguous failure."""
         method = method.upper()
         if path.startswith("https://") or path.startswith("http://"):
@@ -486,7 +531,8 @@ class MDEClient:
             headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
             slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
             try:
-                resp = self.session.request(method, url, params=params, json=json, headers=headers)
+                body = {"files": files} if files is not None else {"json": json}
+                resp = self.session.request(method, url, params=params, headers=headers, **body)
             except requests.exceptions.RequestException as e:
                 self._settle(fam, slot)
                 never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
@@ -528,7 +574,9 @@ class MDEClient:
                 refreshed = True
                 self.token_provider.get_token(force_refresh=True)
                 continue
-            if status in RETRY_STATUSES and retry_safe and attempt < self.max_attempts:
+            # retry_timeouts=False: a gateway's 504 is a timeout too (a query that ran out of time is not re-run).
+            if status in RETRY_STATUSES and retry_safe and attempt < self.max_attempts and (
+                    retry_timeouts or status != 504):
                 retry_after = self._retry_after(resp)
                 if retry_after is not None and retry_after > self.max_retry_after:
                     raise self._too_long(method, path, resp, retry_after)
@@ -765,6 +813,17 @@ class MDEClient:
             size += len(chunk)
 
 
+class GraphClient(MDEClient):
+    """Requests to Microsoft Graph (``{graph_url}/v1.0/security/...``), with Graph's own token (scope
+    ``<graph host>/.default``), error shape (``error.code``, ``error.message``, ``innerError``), permissions and
+    throttling (429 + Retry-After: https://learn.microsoft.com/en-us/graph/throttling), in the same shared budget file.
+    Retries, reconciled writes and paging are MDEClient's; an ``@odata.nextLink`` is followed only onto the Graph
+    base URL. Paths start with ``/v1.0/``; the domain helpers (incidents.py, hunting.py) hold them."""
+
+    permission_kind = "Microsoft Graph"
+    api_name = "Microsoft Graph"
+
+
 class _RetryDownload(Exception):
     """A download failure another attempt may not meet: carries the MDEError to raise when none is left."""
 
@@ -842,7 +901,7 @@ def clean_credential(name, value):
 def create_client(tenant_id=None, client_id=None, client_secret=None, client_certificate_path=None,
                   client_certificate_password=None, access_token=None, cloud="global", api_url=None,
                   authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
-                  **kwargs):
+                  graph_url=None, **kwargs):
     """Validate the shared options and build an MDEClient. Raises MDEConfigError before any network call.
 
     api_url and authority_host must be https:// URLs; the environment variable MDE_ALLOW_HTTP=true (see
@@ -853,9 +912,11 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
         raise MDEDependencyError("requests")
     try:
         api_url, authority_host, scope = clouds.resolve(cloud, api_url, authority_host)
+        graph_url, graph_scope = clouds.resolve_graph(cloud, graph_url)
     except ValueError as e:
         raise MDEConfigError(str(e) + ".")
     _check_url("api_url", api_url, allow_http=allow_http())
+    _check_url("graph_url", graph_url, allow_http=allow_http())
     tenant_id, client_id, client_secret, access_token, client_certificate_password = [
         clean_credential(name, value) for name, value in (
             ("tenant_id", tenant_id), ("client_id", client_id), ("client_secret", client_secret),
@@ -901,17 +962,23 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
     # each, for the Ansible-facing code to show as warnings.
     warnings = []
     if access_token:
-        provider = StaticTokenProvider(access_token)
+        # A ready token has one audience: it works for the API it was issued for (the other answers 401).
+        provider = graph_provider = StaticTokenProvider(access_token)
         identity = "token:" + hashlib.sha256(access_token.encode("utf-8")).hexdigest()[:16]
     else:
-        provider = MsalTokenProvider(
-            tenant_id, client_id, authority_host, scope, session,
+        # One provider per scope; the token cache keys its entries by scope, so a play using both APIs asks Entra ID
+        # once for each.
+        provider, graph_provider = [MsalTokenProvider(
+            tenant_id, client_id, authority_host, token_scope, session,
             client_secret=client_secret, client_certificate_path=client_certificate_path,
             client_certificate_password=client_certificate_password,
-            cache_dir=cache_dir, timeout=timeout, warnings=warnings)
+            cache_dir=cache_dir, timeout=timeout, warnings=warnings) for token_scope in (scope, graph_scope)]
         identity = "%s/%s" % (tenant_id, client_id)
     kwargs.setdefault("budget", RateBudget(cache_dir, scale=rate_limit_scale(), warnings=warnings))
+    graph_kwargs = dict(kwargs, budget_key="%s|%s" % (urlsplit(graph_url).netloc, identity))
     kwargs.setdefault("budget_key", "%s|%s" % (urlsplit(api_url).netloc, identity))
     client = MDEClient(api_url, provider, session, **kwargs)
     client.warnings = warnings
+    client.graph = GraphClient(graph_url, graph_provider, session, **graph_kwargs)
+    client.graph.warnings = warnings
     return client

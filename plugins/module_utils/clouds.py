@@ -8,6 +8,10 @@ Plain Python: no Ansible import. The commercial API host and scope are Microsoft
 sign-in authorities are from https://learn.microsoft.com/en-us/defender-endpoint/gov; the gov scopes are not
 stated by Microsoft and follow what public clients use (the commercial resource for GCC, the .us resource for
 GCC High and DoD).
+
+Microsoft Graph hosts per national cloud: https://learn.microsoft.com/en-us/graph/deployments (GCC uses the global
+service; GCC High graph.microsoft.us; DoD dod-graph.microsoft.us). The Graph token is asked for ``<graph host>/.default``
+of the cloud, whatever ``graph_url`` says, as the Defender scope follows the cloud.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,21 +29,25 @@ CLOUDS = {
         "api_url": "https://api.security.microsoft.com",
         "authority_host": "https://login.microsoftonline.com",
         "scope": "https://api.securitycenter.microsoft.com/.default",
+        "graph_url": "https://graph.microsoft.com",
     },
     "gcc": {
         "api_url": "https://api-gcc.securitycenter.microsoft.us",
         "authority_host": "https://login.microsoftonline.com",
         "scope": "https://securitycenter.onmicrosoft.com/windowsatpservice/.default",
+        "graph_url": "https://graph.microsoft.com",
     },
     "gcc_high": {
         "api_url": "https://api-gov.securitycenter.microsoft.us",
         "authority_host": "https://login.microsoftonline.us",
         "scope": "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        "graph_url": "https://graph.microsoft.us",
     },
     "dod": {
         "api_url": "https://api-gov.securitycenter.microsoft.us",
         "authority_host": "https://login.microsoftonline.us",
         "scope": "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+        "graph_url": "https://dod-graph.microsoft.us",
     },
 }
 
@@ -79,3 +87,16 @@ def resolve(cloud="global", api_url=None, authority_host=None):
 def is_microsoft_authority(authority_host):
     host = (urlsplit(authority_host).hostname or "").lower()
     return host in MICROSOFT_AUTHORITY_HOSTS
+
+
+def resolve_graph(cloud="global", graph_url=None):
+    """Return ``(graph_url, graph_scope)`` for a cloud: the Microsoft Graph root (without ``/v1.0``), with an explicit
+    override applied, and the scope of the cloud's Graph resource (``https://graph.microsoft.us/.default``...)."""
+    try:
+        entry = CLOUDS[cloud or "global"]
+    except KeyError:
+        raise ValueError("cloud must be one of %s, got %r" % (", ".join(cloud_names()), cloud))
+    root = (graph_url or entry["graph_url"]).rstrip("/")
+    if root.lower().endswith("/v1.0"):
+        root = root[:-len("/v1.0")]
+    return root, entry["graph_url"] + "/.default"

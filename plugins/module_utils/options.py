@@ -25,6 +25,7 @@ SHARED_OPTIONS = dict(
     access_token=dict(type="str", no_log=True, env=("MDE_ACCESS_TOKEN",)),
     cloud=dict(type="str", default="global", choices=CLOUDS, env=("MDE_CLOUD",)),
     api_url=dict(type="str", env=("MDE_API_URL",)),
+    graph_url=dict(type="str", env=("MDE_GRAPH_URL",)),
     authority_host=dict(type="str", env=("MDE_AUTHORITY_HOST", "AZURE_AUTHORITY_HOST")),
     validate_certs=dict(type="bool", default=True, env=("MDE_VALIDATE_CERTS",)),
     ca_path=dict(type="path", env=("MDE_CA_PATH",)),

@@ -57,10 +57,22 @@ LIMITS = {
     # Vulnerability management (tests/emulator/README.md, "Vulnerability management").
     ("GET", "/api/machines/SoftwareVulnerabilitiesByMachine"): (30, 1000),
     ("GET", "/api/machines/{id}/vulnerabilities"): (50, 1500),
+    # "50 calls per hour": https://learn.microsoft.com/en-us/defender-endpoint/api/initiate-autoir-investigation
+    ("POST", "/api/machines/{id}/startInvestigation"): (50, 50),
+    # Microsoft Graph security (tests/emulator/README.md, "Microsoft Graph"): advanced hunting as the Defender hunting
+    # API documents it (45 a minute); incidents as the Defender XDR incidents API documents them (50 a minute,
+    # 1,500 an hour), Graph itself publishing no per-endpoint figure for them.
+    ("POST", "/v1.0/security/runHuntingQuery"): (45, 1500),
+    ("GET", "/v1.0/security/incidents"): (50, 1500),
+    ("GET", "/v1.0/security/incidents/{id}"): (50, 1500),
+    ("PATCH", "/v1.0/security/incidents/{id}"): (50, 1500),
+    ("POST", "/v1.0/security/incidents/{id}/comments"): (50, 1500),
 }
+# Graph security collections whose next path segment is an entity id.
+_GRAPH_COLLECTIONS = ("incidents", "alerts_v2")
 
 _COLLECTIONS = ("machines", "machineactions", "alerts", "indicators", "files", "ips", "domains", "users",
-                "vulnerabilities", "recommendations", "software")
+                "vulnerabilities", "recommendations", "software", "libraryfiles", "investigations")
 _NOT_IDS = frozenset(["findbytag", "AddOrRemoveTagForMultipleMachines", "import", "BatchDelete", "batchUpdate",
                       "CreateAlertByReference", "run", "$count", "SoftwareVulnerabilitiesByMachine",
                       "SoftwareVulnerabilitiesExport", "SecureConfigurationsAssessmentByMachine",
@@ -71,6 +83,9 @@ def family(method, path):
     """``("POST", "/api/machines/1e5b.../isolate")`` -> ``"POST /api/machines/{id}/isolate"``."""
     path = re.sub(r"^/api/v1\.0/", "/api/", path.split("?", 1)[0])
     parts = path.split("/")
+    if len(parts) > 4 and parts[1] in ("v1.0", "beta") and parts[2] == "security" and parts[3] in _GRAPH_COLLECTIONS:
+        parts[4] = "{id}"
+        return "%s %s" % (method.upper(), "/".join(parts))
     if len(parts) > 3 and parts[1] == "api" and parts[2] in _COLLECTIONS:
         seg = parts[3]
         if seg not in _NOT_IDS and not seg.startswith(("findbyip(", "find(")):
@@ -79,6 +94,8 @@ def family(method, path):
             parts[3] = seg.split("(", 1)[0] + "(...)"
     if len(parts) > 4 and parts[4].lower() == "getpackageuri":
         parts[4] = "getPackageUri"
+    if len(parts) > 4 and parts[4].lower().startswith("getliveresponseresultdownloadlink("):
+        parts[4] = "GetLiveResponseResultDownloadLink(...)"  # one family whatever the command's index
     return "%s %s" % (method.upper(), "/".join(parts))
 
 
@@ -269,5 +286,153 @@ class RateBudget:
                 start = repr(slot - (slot % (60.0 * self.scale)))
                 if entry.get("hour", {}).get(start):
                     entry["hour"][start] -= 1
+
+        self._locked(update)
+
+
+# -- concurrent sessions ----------------------------------------------------------------------------------------------
+SESSIONS_FILE = "sessions.json"
+SESSIONS_LOCK = "sessions.lock"
+
+
+def process_start(pid):
+    """When process ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22), so that a pid the system
+    gave to a new process is not taken for the old one; None where /proc does not say."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            text = f.read().decode("ascii", "replace")
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (IOError, OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid, start):
+    """Whether the process that recorded ``(pid, start)`` is still running."""
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        if getattr(e, "errno", None) == 1:  # EPERM: it exists, another user's
+            return start is None
+        return False
+    return start is None or process_start(pid) in (None, start)
+
+
+class SessionSlots:
+    """At most ``limit`` sessions at a time per key, across every process of the controller.
+
+    For APIs that cap concurrent work as well as calls: live response allows 25 concurrently running sessions per
+    tenant (https://learn.microsoft.com/en-us/defender-endpoint/api/run-live-response, "Limitations"). A process
+    takes a slot before it starts a session and gives it back once the session is final. Each slot records the
+    process that holds it (pid and start time), so the slots of a process that died are taken back by the next one
+    that looks. A slot handed over to a session that goes on without its process (a task that does not wait) records
+    the session's id and a lease: it is free once the lease has ended, or once ``verify`` (a function of the held
+    session ids returning those that are final) says the session is over.
+
+    The slots live in ``sessions.json`` beside the call budget (mode 0600, under ``sessions.lock``); without a
+    directory, or when it cannot be used, they are this process's own (as the budget falls back to memory).
+    """
+
+    def __init__(self, directory=None, sleep=time.sleep, clock=time.time, warnings=None, poll=0.25):
+        self.directory = directory
+        self.sleep = sleep
+        self.clock = clock
+        self.poll = poll
+        self.warnings = [] if warnings is None else warnings
+        self._memory = {}
+        self._in_memory = not directory or not HAS_FCNTL
+        self.waited = 0.0
+
+    def _locked(self, update):
+        if self._in_memory:
+            return update(self._memory)
+        path = os.path.join(self.directory, SESSIONS_FILE)
+        try:
+            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
+            with files.locked(os.path.join(self.directory, SESSIONS_LOCK)):
+                data = files.read_file(path)
+                try:
+                    state = json.loads(data.decode("utf-8")) if data else {}
+                except ValueError:
+                    state = None
+                if not isinstance(state, dict):
+                    state = {}
+                    message = "The session slots file %s was damaged: it was started anew." % path
+                    if message not in self.warnings:
+                        self.warnings.append(message)
+                result = update(state)
+                files.atomic_write(path, json.dumps(state, separators=(",", ":")), fsync=False)
+            return result
+        except files.UnsafeFileError as e:
+            raise MDEAuthError("Refusing to use the session slots file of the token cache: %s. %s, or set "
+                               "token_cache: false." % (e.problem, e.remedy[:1].upper() + e.remedy[1:]))
+        except (IOError, OSError) as e:
+            self._in_memory = True
+            message = "The session slots file %s cannot be used (%s): this process counts its sessions in memory " \
+                      "only." % (files.where(e, path), e.strerror or e)
+            if message not in self.warnings:
+                self.warnings.append(message)
+            return update(self._memory)
+
+    def _live(self, slot, now):
+        if not isinstance(slot, dict):
+            return False
+        if _number(slot.get("lease_until")) and slot["lease_until"] > now:
+            return True
+        pid = slot.get("pid")
+        return isinstance(pid, int) and not slot.get("lease_until") and process_alive(pid, slot.get("start"))
+
+    def acquire(self, key, limit, timeout=3600.0, verify=None, what="sessions"):
+        """Block until fewer than ``limit`` slots of ``key`` are held, then take one; return its token.
+
+        ``verify(session_ids) -> final ids``: asked, at most every 10 seconds while waiting, about the sessions
+        whose slots are held by a lease only. Raises MDEError after ``timeout`` seconds of waiting."""
+        import uuid
+        from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+        token = uuid.uuid4().hex
+        pid = os.getpid()
+        me = {"pid": pid, "start": process_start(pid), "since": None}
+        started = self.clock()
+        last_verify = None
+        while True:
+            now = self.clock()
+
+            def update(state):
+                held = [s for s in state.get(key, []) if self._live(s, now)]
+                state[key] = held
+                if len(held) < limit:
+                    held.append(dict(me, token=token, since=now))
+                    return None
+                return [s.get("session") for s in held if s.get("lease_until") and s.get("session")]
+
+            leased = self._locked(update)
+            if leased is None:
+                return token
+            if now - started > timeout:
+                raise MDEError("%d %s were already running from this controller for %d seconds; none was started." % (
+                    limit, what, int(now - started)))
+            if verify is not None and leased and (last_verify is None or now - last_verify >= 10):
+                last_verify = now
+                final = set(verify(leased) or ())
+                if final:
+                    self._locked(lambda state: state.__setitem__(key, [
+                        s for s in state.get(key, []) if s.get("session") not in final]))
+                    continue
+            pause = self.poll + random.uniform(0, self.poll)
+            self.waited += pause
+            self.sleep(pause)
+
+    def release(self, key, token):
+        """Give the slot back."""
+        self._locked(lambda state: state.__setitem__(key, [s for s in state.get(key, []) if s.get("token") != token]))
+
+    def hand_over(self, key, token, session_id, lease):
+        """The session goes on without this process: its slot is held for ``lease`` seconds more (or until verify()
+        finds the session final)."""
+        until = self.clock() + lease
+
+        def update(state):
+            for slot in state.get(key, []):
+                if slot.get("token") == token:
+                    slot.update(session=session_id, lease_until=until)
 
         self._locked(update)

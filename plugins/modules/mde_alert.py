@@ -13,8 +13,9 @@ short_description: Update (triage) alerts in Microsoft Defender for Endpoint
 version_added: 0.1.0
 description:
   - Sets the status, owner, classification and determination of one alert or of a list of alerts, and adds a comment.
-  - Reads the alerts first and writes only what differs, so a re-run changes nothing. A comment is always a change
-    (the API appends it to the alert's C(comments)).
+  - Reads the alerts first and writes only what differs, so a re-run changes nothing. A comment is idempotent by its
+    text - it is added to an alert unless the alert already carries a comment with exactly that text (the API appends
+    every comment it is sent to the alert's C(comments)); O(force_comment=true) adds it anyway.
   - One alert is updated with C(PATCH /api/alerts/{id}); a list with C(POST /api/alerts/batchUpdate), one call per
     set of differing fields (the endpoint applies one body to every alert it lists), only for the alerts that need it.
     The batch endpoint allows 10 calls a minute; the shared client waits when the API answers HTTP 429.
@@ -72,8 +73,14 @@ options:
               SecurityTesting, LineOfBusinessApplication, ConfirmedUserActivity, Clean, InsufficientData,
               ConfirmedActivity, NotMalicious]
   comment:
-    description: A comment to add to the alert(s). Always a change.
+    description:
+      - A comment to add to the alert(s), unless an alert already carries a comment with exactly this text.
     type: str
+  force_comment:
+    description: Add O(comment) even to alerts that already carry an identical one.
+    type: bool
+    default: false
+    version_added: 0.2.0
 notes:
   - When O(classification) changes without O(determination) and an alert's current determination does not go with the
     new classification, the task fails before writing and asks for O(determination).
@@ -175,6 +182,7 @@ def run(ctx):
         odata.unique(alerts_utils.check_alert_ids(p["alert_ids"]))
     desired = alerts_utils.desired_fields(p["status"], p["assigned_to"], p["classification"], p["determination"])
     comment = p["comment"]
+    force = p["force_comment"]
 
     current = read_current(ctx, ids, single)
     plans = []
@@ -186,35 +194,37 @@ def run(ctx):
         if error:
             invalid.append("%s (now %s/%s): %s" % (alert["id"], alert.get("classification"),
                                                    alert.get("determination"), error))
-        if not changes and not comment:
+        # A comment is idempotent by its text: added unless the alert already holds an identical one.
+        with_comment = comment if comment and (force or not alerts_utils.comment_count(alert, comment)) else None
+        if not changes and not with_comment:
             continue
-        plans.append((alert["id"], changes))
+        plans.append((alert["id"], changes, with_comment))
         diff["before"][alert["id"]] = dict((k, alert.get(k)) for k in changes)
-        diff["after"][alert["id"]] = dict(changes, **({"comment": comment} if comment else {}))
+        diff["after"][alert["id"]] = dict(changes, **({"comment": comment} if with_comment else {}))
     if invalid:
         ctx.fail_json(msg="Nothing was changed: set determination too, because the current determination of %d "
                       "alert(s) does not go with the new classification: %s."
                       % (len(invalid), odata.summary(invalid, show=str, sep="; ")))
 
-    updated_ids = [ident for ident, _changes in plans]
+    updated_ids = [ident for ident, _changes, _comment in plans]
     result = dict(changed=bool(plans), updated_ids=updated_ids, diff=diff)
     if not plans or ctx.check_mode:
-        planned = dict(plans)
+        planned = dict((ident, changes) for ident, changes, _comment in plans)
         entities = [dict(a, **planned.get(a["id"], {})) for a in current]
     elif single:
         # A lost answer is reconciled: the alert is read back (fields, and how often it holds the comment) before the
         # PATCH is ever sent again, so a comment is never added twice.
-        entities = [alerts_utils.update(ctx.client, current[0], plans[0][1], comment)]
+        entities = [alerts_utils.update(ctx.client, current[0], plans[0][1], plans[0][2])]
     else:
         done = []
         by_id = dict((a["id"], a) for a in current)
-        for changes, group in alerts_utils.batch_groups(plans):
+        for (changes, with_comment), group in alerts_utils.batch_groups(
+                [(ident, (changes, with_comment)) for ident, changes, with_comment in plans]):
             for part in odata.chunks(group, alerts_utils.BATCH_CHUNK):
                 try:
-                    alerts_utils.batch_update(ctx.client, [by_id[i] for i in part], changes, comment)
+                    alerts_utils.batch_update(ctx.client, [by_id[i] for i in part], changes, with_comment)
                 except MDEError as e:
-                    ctx.fail_partway(e, done, len(updated_ids), "alerts", rerun=(
-                        "a re-run adds the comment again to those, and changes the others" if comment else None))
+                    ctx.fail_partway(e, done, len(updated_ids), "alerts")
                 done.extend(part)
         # batchUpdate answers 200 with an empty body: read the updated alerts again to return them.
         fresh = alerts_utils.read_by_ids(ctx.client, updated_ids)
@@ -234,6 +244,7 @@ ARGUMENT_SPEC = dict(
     classification=dict(type="str", choices=alerts_utils.CLASSIFICATIONS),
     determination=dict(type="str", choices=alerts_utils.DETERMINATION_CHOICES),
     comment=dict(type="str"),
+    force_comment=dict(type="bool", default=False),
 )
 SPEC_OPTIONS = dict(
     mutually_exclusive=[["alert_id", "alert_ids"]],

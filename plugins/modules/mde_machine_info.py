@@ -46,6 +46,37 @@ options:
     type: list
     elements: str
     version_added: 0.2.0
+  ip:
+    description:
+      - Returns the machines that had this internal IP address around O(ip_timestamp)
+        (C(GET /api/machines/findbyip(...)), that is within 15 minutes before or after it, in the last 30 days).
+      - One IPv4 or IPv6 address, checked before any call.
+    type: str
+    version_added: 0.2.0
+  ip_timestamp:
+    description:
+      - With O(ip), the moment the address was in use, an ISO 8601 time or an age such as V(2h) (that long ago).
+        Defaults to now. It must be within the last 30 days.
+    type: str
+    version_added: 0.2.0
+  tag:
+    description:
+      - Returns the machines carrying this tag (C(GET /api/machines/findbytag)), compared exactly.
+    type: str
+    version_added: 0.2.0
+  tag_starts_with:
+    description: With O(tag), return the machines with a tag that starts with O(tag) instead.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  logon_users:
+    description:
+      - Also return the users logged on to each machine returned (C(GET /api/machines/{id}/logonusers)), in
+        RV(logon_users). One call per machine; combine it with a selection or O(limit).
+      - Needs the application permission C(User.Read.All).
+    type: bool
+    default: false
+    version_added: 0.2.0
   machine_name:
     description:
       - The machine's C(computerDnsName), compared case-insensitively. A name without a dot also matches the
@@ -141,6 +172,18 @@ EXAMPLES = r'''
       - 7292e4ab76d9a5c1b6d8ec2f09a3c0d64a5d1f20
   register: found
 
+- name: The machines that had this internal IP address two hours ago, with who was logged on
+  defender.endpoint.mde_machine_info:
+    ip: 10.0.0.7
+    ip_timestamp: 2h
+    logon_users: true
+  register: by_ip
+
+- name: Machines with a tag starting with "patch-"
+  defender.endpoint.mde_machine_info:
+    tag: patch-
+    tag_starts_with: true
+
 - name: Several names; check that each is exactly one onboarded machine
   defender.endpoint.mde_machine_info:
     machine_names: [ws-00000, ws-00002]
@@ -187,6 +230,15 @@ names:
   type: dict
   sample: {"ws-00042": [1e5bc9d7e413ddd7902c2932e418702b84d0cc07]}
   version_added: 0.2.0
+logon_users:
+  description:
+    - With O(logon_users), each machine's id and the User entities logged on to it, as the API returns them.
+  returned: when O(logon_users) is true
+  type: dict
+  sample: {"1e5bc9d7e413ddd7902c2932e418702b84d0cc07": [{id: "contoso\\user1", accountName: user1,
+           accountDomain: contoso, firstSeen: "2019-12-18T08:02:54Z", lastSeen: "2020-01-06T08:01:48Z",
+           logonTypes: Interactive, isDomainAdmin: true, isOnlyNetworkUser: false}]}
+  version_added: 0.2.0
 filter:
   description: The OData C($filter) that was sent, if any.
   returned: always
@@ -194,16 +246,47 @@ filter:
   sample: "(osPlatform eq 'WindowsServer2019' or osPlatform eq 'WindowsServer2022') and exposureLevel eq 'High'"
 '''
 
+import datetime
+
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import entities
 
 FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure_level", "risk_score",
                   "machine_tags", "last_seen_within")
 
 
+SELECTORS = ("machine_id", "machine_name", "machine_ids", "machine_names", "ip", "tag")
+
+
 def run(ctx):
+    result = select(ctx)
+    if ctx.params["logon_users"]:
+        result["logon_users"] = dict(
+            (m["id"], entities.collection(ctx.client, "/api/machines/%s/logonusers" % odata.path_segment(m["id"])))
+            for m in result["machines"])
+    return result
+
+
+def find_by(ctx, path, params=None):
+    """The machines of findbyip / findbytag (no OData paging documented on them), at most ``limit``."""
+    limit = ctx.params["limit"]
+    found = [m for page in ctx.client.pages(path, params=params, use_top=False, empty_on_404=True) for m in page]
+    return dict(changed=False, machines=found[:limit] if limit else found, filter=None)
+
+
+def select(ctx):
     p = ctx.params
+    if p["ip"] is not None:
+        # https://learn.microsoft.com/en-us/defender-endpoint/api/find-machines-by-ip: IP quoted, timestamp not.
+        when = odata.parse_time(p["ip_timestamp"], "ip_timestamp") if p["ip_timestamp"] else odata.utcnow()
+        return find_by(ctx, "/api/machines/findbyip(ip=%s,timestamp=%s)" % (
+            odata.quote(entities.check_ip(p["ip"])), odata.format_time(when)))
+    if p["tag"] is not None:
+        # https://learn.microsoft.com/en-us/defender-endpoint/api/find-machines-by-tag
+        return find_by(ctx, "/api/machines/findbytag", params={
+            "tag": p["tag"], "useStartsWithFilter": "true" if p["tag_starts_with"] else "false"})
     if p["machine_ids"] is not None:
         ids = mu.check_machine_ids(p["machine_ids"])
         found = mu.read_by_ids(ctx.client, ids)
@@ -251,11 +334,17 @@ ARGUMENT_SPEC = dict(
     last_seen_within=dict(type="str"),
     odata_filter=dict(type="str"),
     limit=dict(type="int"),
+    ip=dict(type="str"),
+    ip_timestamp=dict(type="str"),
+    tag=dict(type="str"),
+    tag_starts_with=dict(type="bool", default=False),
+    logon_users=dict(type="bool", default=False),
 )
 SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name", "machine_ids", "machine_names"]] + [
-        [selector, f] for selector in ("machine_id", "machine_name", "machine_ids", "machine_names")
-        for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
+    mutually_exclusive=[list(SELECTORS)] + [
+        [selector, f] for selector in SELECTORS for f in FILTER_OPTIONS + ("rbac_group_name", "odata_filter")],
+    required_by=dict(ip_timestamp="ip"),
+    required_if=[["tag_starts_with", True, ["tag"]]],
 )
 
 
@@ -272,6 +361,15 @@ def validate(ctx):
         ctx.checked(mu.check_machine_name, name, "machine_names")
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
+    if p["ip"] is not None:
+        ctx.checked(entities.check_ip, p["ip"])
+        when = ctx.checked(odata.parse_time, p["ip_timestamp"], "ip_timestamp") if p["ip_timestamp"] else None
+        if when is not None and not odata.utcnow() - datetime.timedelta(days=30) <= when <= odata.utcnow() + \
+                datetime.timedelta(minutes=15):
+            ctx.fail_json(msg="ip_timestamp must be within the last 30 days (the API looks addresses up no further "
+                              "back), got %s." % p["ip_timestamp"])
+    if p["tag"] is not None:
+        ctx.checked(mu.check_tags, [p["tag"]], "tag")
     if p["last_seen_within"]:
         try:
             odata.parse_time(p["last_seen_within"], "last_seen_within")

@@ -19,14 +19,24 @@ RESOURCES = {
     "https://api.securitycenter.microsoft.com": "https://api.securitycenter.microsoft.com",
     "https://securitycenter.onmicrosoft.com/windowsatpservice": "https://securitycenter.onmicrosoft.com/windowsatpservice",
 }
+# Microsoft Graph, per national cloud (https://learn.microsoft.com/en-us/graph/deployments): its own audience; a token
+# for it is refused by the MDE API and a Defender token is refused by Graph (README, "Microsoft Graph").
+GRAPH_RESOURCES = {
+    "https://graph.microsoft.com": "https://graph.microsoft.com",
+    "https://graph.microsoft.us": "https://graph.microsoft.us",
+    "https://dod-graph.microsoft.us": "https://dod-graph.microsoft.us",
+}
 ACCEPTED_AUDIENCES = tuple(RESOURCES.values())
+GRAPH_AUDIENCES = tuple(GRAPH_RESOURCES.values())
+ALL_RESOURCES = dict(RESOURCES, **GRAPH_RESOURCES)
+GRAPH_ROLES = ("ThreatHunting.Read.All", "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
 ALL_ROLES = (
     "Machine.Read.All", "Machine.ReadWrite.All", "Machine.Isolate", "Machine.RestrictExecution", "Machine.Scan",
     "Machine.CollectForensics", "Machine.Offboard", "Machine.StopAndQuarantine", "Machine.LiveResponse",
     "Alert.Read.All", "Alert.ReadWrite.All", "Ti.ReadWrite", "Ti.ReadWrite.All", "AdvancedQuery.Read.All",
     "File.Read.All", "Ip.Read.All", "URL.Read.All", "User.Read.All",
-    "Vulnerability.Read.All", "SecurityRecommendation.Read.All", "Software.Read.All",
-)
+    "Vulnerability.Read.All", "SecurityRecommendation.Read.All", "Software.Read.All", "Library.Manage",
+) + GRAPH_ROLES
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -150,10 +160,10 @@ class TokenService:
             resource = (form.get("resource") or "").rstrip("/")
             if not resource:
                 raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'.")
-            if resource not in RESOURCES:
+            if resource not in ALL_RESOURCES:
                 raise AadError(400, "invalid_resource", 500011, "The resource principal named %s was not found in the tenant named %s. This "
                                "can happen if the application has not been installed by the administrator of the tenant." % (resource, self.tenant_id))
-            return RESOURCES[resource]
+            return ALL_RESOURCES[resource]
         scope = (form.get("scope") or "").strip()
         if not scope:
             raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
@@ -162,11 +172,11 @@ class TokenService:
             raise AadError(400, "invalid_scope", 1002012, "The provided value for scope %s is not valid. Client credential flows must have a "
                            "scope value with /.default suffixed to the resource identifier (application ID URI)." % scope)
         resource = scopes[0][: -len("/.default")].rstrip("/")
-        if resource not in RESOURCES:
+        if resource not in ALL_RESOURCES:
             raise AadError(400, "invalid_resource", 500011, "The resource principal named %s was not found in the tenant named %s. This can "
                            "happen if the application has not been installed by the administrator of the tenant or consented to by any user "
                            "in the tenant. You might have sent your authentication request to the wrong tenant." % (resource, self.tenant_id))
-        return RESOURCES[resource]
+        return ALL_RESOURCES[resource]
 
     @staticmethod
     def _check_assertion(form, app, private, token_url):
@@ -230,12 +240,13 @@ class TokenService:
             self._expired_upto = self._seq
             self._cache.clear()
 
-    def verify(self, token):
-        """Return (claims, None) for a valid token or (None, message)."""
-        claims = self._cache.get(token)
+    def verify(self, token, audiences=ACCEPTED_AUDIENCES):
+        """Return (claims, None) for a valid token or (None, message). ``audiences``: those the API accepts (the MDE
+        API's by default; GRAPH_AUDIENCES for Microsoft Graph)."""
+        claims = self._cache.get((token, tuple(audiences)))
         if claims is None:
             try:
-                claims = jwt.decode(token, self.public_key, algorithms=["RS256"], audience=list(ACCEPTED_AUDIENCES),
+                claims = jwt.decode(token, self.public_key, algorithms=["RS256"], audience=list(audiences),
                                     options={"require": ["exp", "aud", "tid"]}, leeway=0)
             except jwt.ExpiredSignatureError:
                 return None, "The access token has expired."
@@ -245,7 +256,7 @@ class TokenService:
                 return None, "The access token is invalid: %s" % exc
             if len(self._cache) > 10000:
                 self._cache.clear()
-            self._cache[token] = claims
+            self._cache[(token, tuple(audiences))] = claims
         if claims["exp"] <= time.time():
             return None, "The access token has expired."
         if int(claims.get("uti", "emu0")[3:] or 0) <= self._expired_upto:

@@ -134,11 +134,12 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
             return {"token_requests": self.state.counters["token_requests"], "calls": dict(self.state.counters["calls"])}
 
     def writes(self):
-        return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith("/api")]
+        return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith(("/api", "/v1.0/"))
+                and e["path"] != "/v1.0/security/runHuntingQuery"]
 
-    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0):
+    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0, message=None):
         self.state.add_fault(path_regex, kind, count=count, status=status, delay=delay, method=method, retry_after=retry_after,
-                             skip=skip)
+                             skip=skip, message=message)
 
     def expire_tokens(self):
         self.tokens.expire_all()

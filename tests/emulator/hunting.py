@@ -119,8 +119,9 @@ def _cols(text):
     return cols
 
 
-def run_query(state, query):
-    """Evaluate the query; return (schema list of (name, type), rows)."""
+def run_query(state, query, since=None):
+    """Evaluate the query; return (schema list of (name, type), rows). ``since``: only rows whose Timestamp is at or
+    after this canonical time (Graph's Timespan)."""
     parts = split_pipes(query)
     table = parts[0]
     if table == "DeviceInfo":
@@ -129,6 +130,8 @@ def run_query(state, query):
         schema, rows = list(PROCESS_SCHEMA), list(state.process_events())
     else:
         return bad("Unsupported table %r" % table)
+    if since is not None:
+        rows = [r for r in rows if (r.get("Timestamp") or "") >= since]
     for stage in parts[1:]:
         words = stage.split(None, 1)
         op = words[0].lower() if words else ""

@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
-from . import api_actions, api_alerts, api_indicators, api_machines, api_tvm, hunting
+from . import api_actions, api_alerts, api_entities, api_indicators, api_live_response, api_machines, api_tvm, hunting
+from . import graph  # Microsoft Graph security (/v1.0/security/...)
 from .auth import AadError
 from .common import ApiError, Ctx, error_response
 from .odata import ODataError
@@ -40,13 +41,15 @@ class Route:
 
 
 # api_tvm first: its /machines/SoftwareVulnerabilitiesByMachine must win over /machines/{id}.
-ROUTES = [Route(*r) for module in (api_tvm, api_machines, api_actions, api_indicators, api_alerts, hunting) for r in module.ROUTES]
+ROUTES = [Route(*r) for module in (api_tvm, api_machines, api_actions, api_live_response, api_entities, api_indicators, api_alerts, hunting) for r in module.ROUTES]
 
 
 def _family(path):
     if API_PREFIX.match(path):
         rest = API_PREFIX.sub("", path).strip("/").split("/")[0].split("(")[0].lower()
         return rest or "api"
+    if graph.GRAPH_PREFIX.match(path):
+        return "graph"
     if TOKEN_V2.match(path) or TOKEN_V1.match(path):
         return "token"
     if OIDC.match(path) or JWKS.match(path):
@@ -57,6 +60,11 @@ def _family(path):
 def _parse_body(raw, content_type):
     if not raw:
         return None
+    if content_type.lower().startswith("multipart/form-data"):  # a library upload: its file logged by name, size, sha256
+        try:
+            return api_live_response.logged_form(api_live_response.parse_multipart(raw, content_type))
+        except ValueError:
+            return None
     text = raw.decode("utf-8", "replace")
     if "application/x-www-form-urlencoded" in content_type:
         return dict(parse_qsl(text, keep_blank_values=True))
@@ -134,7 +142,7 @@ class EmulatorApp:
                 await self.drop(send)
                 return
             elif not fault["kind"].endswith("_after"):
-                response = self.fault_response(fault)
+                response = self.fault_response(fault, path)
                 entry["status"] = response.status_code
                 await response(scope, receive, send)
                 return
@@ -152,7 +160,7 @@ class EmulatorApp:
                 entry["status"] = None
                 await self.drop(send)
                 return
-            response = self.fault_response(fault)
+            response = self.fault_response(fault, path)
             entry["status"] = response.status_code
         await response(scope, receive, send)
 
@@ -167,7 +175,9 @@ class EmulatorApp:
         raise ConnectionAbortedError("emulated connection drop")
 
     @staticmethod
-    def fault_response(fault):
+    def fault_response(fault, path=""):
+        if fault["kind"] != "invalid_json" and graph.GRAPH_PREFIX.match(path):
+            return graph.fault_response(fault)
         if fault["kind"] == "invalid_json":
             return Response("<html><body>Service Unavailable: emulated non-JSON body", status_code=200,
                             headers={"content-type": "application/json; charset=utf-8"})
@@ -185,6 +195,8 @@ class EmulatorApp:
         match = API_PREFIX.match(path)
         if match:
             return self.api(method, path, path[match.end():] or "/", query, query_string, raw, headers, entry)
+        if graph.GRAPH_PREFIX.match(path):
+            return graph.handle(self, method, path, query, raw, headers, entry)
         for regex, kind in ((TOKEN_V2, "v2"), (TOKEN_V1, "v1")):
             found = regex.match(path)
             if found:
@@ -209,6 +221,8 @@ class EmulatorApp:
             return Response(json.dumps(emu.tokens.openid_configuration(emu.url, tenant)), headers={"content-type": "application/json; charset=utf-8"})
         if JWKS.match(path):
             return Response(json.dumps(emu.tokens.jwks()), headers={"content-type": "application/json; charset=utf-8"})
+        if api_live_response.BLOB_PATH.match(path):  # pre-signed live response result links
+            return api_live_response.serve_result(emu, method, path, query, headers, entry)
         return error_response(404, "NotFound", "No resource at %s" % path, str(uuid.uuid4()))
 
     def api(self, method, path, rest, query, query_string, raw, headers, entry):
@@ -247,7 +261,12 @@ class EmulatorApp:
             return error_response(429, "TooManyRequests", "API calls quota exceeded! Maximum allowed calls per time window were reached. Retry "
                                   "after %d seconds." % retry, target, {"Retry-After": str(retry)})
         body = None
-        if raw.strip():
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            try:
+                body = dict(api_live_response.parse_multipart(raw, headers["content-type"]), _multipart=True)
+            except ValueError:
+                return error_response(400, "InvalidRequestBody", "Request body is incorrect: not valid multipart/form-data", target)
+        elif raw.strip():
             try:
                 body = json.loads(raw)
             except ValueError:

@@ -24,6 +24,8 @@ RATE_LIMITS = {
     "liveResponse": [(10, 60)],
     "tvmExport": [(30, 60), (1000, 3600)],
     "tvmMachineVulnerabilities": [(50, 60), (1500, 3600)],
+    "graphIncidents": [(50, 60), (1500, 3600)],
+    "startInvestigation": [(50, 3600)],
 }
 
 
@@ -83,6 +85,8 @@ class State:
             self.action_outcomes = {}
             self._process_events = None
             self.tvm = None  # api_tvm.TvmData, derived from the machines on first use
+            self.graph_incidents = None  # graph.py: Graph incidents, derived from the alerts on first use
+            self.entities = None  # api_entities.EntityData (files, IPs, domains, users, investigations), on first use
             self.log = []
             self.counters = {"token_requests": 0, "calls": {}}
             self.faults = []
@@ -146,7 +150,10 @@ class State:
             return action
         now = now or time.time()
         created = action["_created"]
-        pending, running = self.action_delays
+        # An action may carry its own (pending, running) seconds; live response sessions also advance their commands.
+        pending, running = action.get("_delays") or self.action_delays
+        if action.get("_refresh"):
+            action["_refresh"](action, now)
         if now >= created + pending + running:
             action["status"] = action["_outcome"]
             action["lastUpdateDateTimeUtc"] = seedmod.iso(datetime.datetime.fromtimestamp(created + pending + running, datetime.timezone.utc))
@@ -172,13 +179,14 @@ class State:
     # carry the request out and then lose its answer (the effect happened, the client cannot know it).
     FAULT_KINDS = ("status", "drop", "delay", "invalid_json", "status_after", "drop_after")
 
-    def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0):
+    def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0,
+                  message=None):
         if kind not in self.FAULT_KINDS:
             raise ValueError("fault kind must be one of %s" % ", ".join(self.FAULT_KINDS))
         with self.lock:
             self.faults.append({"regex": re.compile(path_regex), "pattern": path_regex, "kind": kind, "remaining": int(count),
                                 "status": int(status), "delay": float(delay), "method": method.upper() if method else None,
-                                "retry_after": retry_after, "skip": int(skip)})
+                                "retry_after": retry_after, "skip": int(skip), "message": message})
 
     def take_fault(self, method, path):
         with self.lock:

@@ -96,6 +96,7 @@ class Ansible:
             "MDE_TENANT_ID": self.emulator.tenant_id,
             "MDE_CLIENT_ID": app["client_id"],
             "MDE_API_URL": self.emulator.url,
+            "MDE_GRAPH_URL": self.emulator.url,
             "MDE_AUTHORITY_HOST": self.emulator.url,
             "MDE_CA_PATH": self.emulator.ca_path,
             "MDE_TOKEN_CACHE_DIR": self.cache_dir,

@@ -68,7 +68,8 @@ def module_tasks(emulator, machine, alert):
              "description": "secrets probe"}]}},
         {"name": "indicator info", INDICATOR_INFO: {"indicator_type": ["DomainName"]}},
         {"name": "machine tags", MACHINE: {"machine_id": machine["id"], "tags": ["secrets-probe"]}},
-        {"name": "hunting", HUNTING: {"query": "DeviceInfo | take 2"}},
+        # api: mde: a ready access_token has the Defender audience only (Graph would refuse it, as in production).
+        {"name": "hunting", HUNTING: {"query": "DeviceInfo | take 2", "api": "mde"}},
         {"name": "api error", ALERT: {"alert_id": "da000000000000000000_1", "status": "Resolved"},
          "ignore_errors": True},
         {"name": "config error", INFO: {"api_url": "http://127.0.0.1:1"}, "ignore_errors": True},

@@ -84,10 +84,13 @@ def test_unknown_app_tenant_scope(emulator):
                        client_secret=full["client_secret"], scope="https://api.securitycenter.microsoft.com/Machine.Read.All")
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_scope" and resp.json()["error_codes"] == [1002012]
     resp = _post_token(emulator, emulator.tenant_id, grant_type="client_credentials", client_id=full["client_id"],
-                       client_secret=full["client_secret"], scope="https://graph.microsoft.com/.default")
+                       client_secret=full["client_secret"], scope="https://management.azure.com/.default")
     assert resp.status_code == 400 and resp.json()["error_codes"] == [500011]
-    result = msal_app(emulator, "full").acquire_token_for_client(["https://graph.microsoft.com/.default"])
+    result = msal_app(emulator, "full").acquire_token_for_client(["https://management.azure.com/.default"])
     assert result["error_codes"] == [500011]
+    # Microsoft Graph is a known resource (issue 15): its token carries the Graph audience.
+    result = msal_app(emulator, "full").acquire_token_for_client(["https://graph.microsoft.com/.default"])
+    assert "access_token" in result
 
 
 def test_api_401_and_expire(emulator, api):

@@ -65,6 +65,9 @@ options:
   api_url:
     description: The API base URL without C(/api). Default E(MDE_API_URL), else the one of O(cloud).
     type: str
+  graph_url:
+    description: The Microsoft Graph base URL without C(/v1.0). Default E(MDE_GRAPH_URL), else the one of O(cloud).
+    type: str
   authority_host:
     description: The Entra ID sign-in host. Default E(MDE_AUTHORITY_HOST), else the one of O(cloud).
     type: str
@@ -349,7 +352,7 @@ def initial_state(start):
     return {"watermark": int(start), "seen": {}}
 
 
-def select_new(state, alerts, overlap=0.0, now=None):
+def select_new(state, alerts, overlap=0.0, now=None, time_field="lastUpdateTime", noun="alert"):
     """Given the previous state and the alerts of one poll, the alerts to emit (oldest update first) and the new state.
 
     ``state``: ``{"watermark": ticks, "seen": {alert id: ticks of the lastUpdateTime emitted}}``. An alert is emitted
@@ -370,10 +373,10 @@ def select_new(state, alerts, overlap=0.0, now=None):
         if not ident:
             continue
         try:
-            ticks = time_ticks(alert.get("lastUpdateTime"))
+            ticks = time_ticks(alert.get(time_field))
         except ValueError:
-            logger.warning("mde_alerts: ignoring alert %s: its lastUpdateTime %r is not a time.",
-                           ident, alert.get("lastUpdateTime"))
+            logger.warning("mde_alerts: ignoring %s %s: its %s %r is not a time.",
+                           noun, ident, time_field, alert.get(time_field))
             continue
         keyed.append((ticks, str(ident), alert))
     keyed.sort(key=lambda item: (item[0], item[1]))
@@ -386,9 +389,9 @@ def select_new(state, alerts, overlap=0.0, now=None):
         if previous is not None and previous >= ticks:
             continue
         if ticks > now + FUTURE_SKEW * TICKS:
-            logger.warning("mde_alerts: alert %s has lastUpdateTime %s, more than %ds ahead of this machine's clock "
-                           "(%s); emitted, and the next polls still read the alerts updated from now on.", ident,
-                           alert.get("lastUpdateTime"), FUTURE_SKEW, ticks_text(now))
+            logger.warning("mde_alerts: %s %s has %s %s, more than %ds ahead of this machine's clock "
+                           "(%s); emitted, and the next polls still read the ones updated from now on.", noun, ident,
+                           time_field, alert.get(time_field), FUTURE_SKEW, ticks_text(now))
         emit.append(alert)
         seen[ident] = ticks
         watermark = max(watermark, min(ticks, cap))
@@ -586,7 +589,21 @@ def _one_line(error):
 
 
 class AlertPoller:
-    """One source instance: the client, its options, the state and where it is saved."""
+    """One source instance: the client, its options, the state and where it is saved.
+
+    The polling, selection and checkpoint machinery of every event source of the collection: another source (such as
+    mde_incidents) subclasses it and sets what it reads (``EVENT_KEY``, ``TIME_FIELD``, ``NOUN``, ``build_filter()``,
+    ``fetch()``)."""
+
+    EVENT_KEY = "mde_alert"
+    TIME_FIELD = "lastUpdateTime"
+    NOUN = "alert"
+
+    def build_filter(self):
+        return build_filter(self.state, self.config["overlap"], self.config["severity"], self.config["status"])
+
+    def fetch(self, odata_filter):
+        return fetch(self.client, odata_filter, self.config["include_evidence"])
 
     def __init__(self, client, config, checkpoint_path, state, untrusted=None):
         self.client = client
@@ -602,13 +619,14 @@ class AlertPoller:
 
         Raises whatever the read raised (the caller logs it); the state is then unchanged.
         """
-        odata_filter = build_filter(self.state, self.config["overlap"], self.config["severity"], self.config["status"])
-        alerts = await asyncio.to_thread(fetch, self.client, odata_filter, self.config["include_evidence"])
+        odata_filter = self.build_filter()
+        alerts = await asyncio.to_thread(self.fetch, odata_filter)
         self.polls += 1
-        emit, new_state = select_new(self.state, alerts, self.config["overlap"])
+        emit, new_state = select_new(self.state, alerts, self.config["overlap"], time_field=self.TIME_FIELD,
+                                     noun=self.NOUN)
         for alert in emit:
             mark_untrusted(alert, self.untrusted)
-            await queue.put({"mde_alert": alert})
+            await queue.put({self.EVENT_KEY: alert})
         changed = new_state != self.state
         self.state = new_state
         if changed:

@@ -1,0 +1,80 @@
+"""The mde_incidents event source against the emulator: new or changed incidents once each, across a restart, with
+server-side filters and their alerts; it shares mde_alerts' machinery (AlertPoller)."""
+import asyncio
+import time
+
+import requests
+
+from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts
+from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_incidents as src
+
+
+def args(emulator, checkpoint, **more):
+    app = emulator.apps["full"]
+    out = dict(tenant_id=emulator.tenant_id, client_id=app["client_id"], client_secret=app["client_secret"],
+               api_url=emulator.url, graph_url=emulator.url, authority_host=emulator.url, ca_path=emulator.ca_path,
+               token_cache=False, interval=1, initial_lookback="30d", checkpoint_path=str(checkpoint))
+    out.update(more)
+    return out
+
+
+def run(arguments, stop, deadline=30):
+    async def drive():
+        queue = asyncio.Queue()
+        task = asyncio.create_task(src.main(queue, arguments))
+        events = []
+        limit = time.time() + deadline
+        while not stop(events):
+            if task.done():
+                task.result()
+            assert time.time() < limit, "timed out; %d events" % len(events)
+            await asyncio.sleep(0.05)
+            while not queue.empty():
+                events.append(queue.get_nowait())
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return events
+    return asyncio.run(drive())
+
+
+def incident_polls(emulator):
+    return [e for e in emulator.log if e["path"] == "/v1.0/security/incidents" and e["status"] == 200]
+
+
+def test_new_or_changed_incidents_once_each_across_a_restart(emulator, tmp_path):
+    assert issubclass(src.IncidentPoller, mde_alerts.AlertPoller)
+    checkpoint = tmp_path / "incidents.json"
+    incidents = requests.get(emulator.url + "/v1.0/security/incidents", params={"$filter": "severity eq 'high'"},
+                             verify=emulator.ca_path, timeout=30, headers={
+                                 "Authorization": "Bearer " + emulator.token_for("full", "https://graph.microsoft.com/.default")}
+                             ).json()["value"]
+    high = [i["id"] for i in incidents]
+    emulator.clear_log()
+    first = run(args(emulator, checkpoint, severity=["high"]),
+                lambda events: len(events) >= len(high) and len(incident_polls(emulator)) >= 2)
+    assert sorted(e["mde_incident"]["id"] for e in first) == sorted(high)
+    assert all(e["mde_incident"]["alerts"] for e in first)
+    assert all(p["query"]["$filter"].endswith(" and severity eq 'high'") and p["query"]["$expand"] == "alerts"
+               for p in incident_polls(emulator))
+    # Restarted: nothing again until an incident changes; then that one only.
+    emulator.clear_log()
+    requests.post(emulator.url + "/v1.0/security/incidents/%s/comments" % high[0], verify=emulator.ca_path, timeout=30,
+                  json={"comment": "changed"}, headers={
+                      "Authorization": "Bearer " + emulator.token_for("full", "https://graph.microsoft.com/.default")})
+    second = run(args(emulator, checkpoint, severity=["high"]), lambda events: len(incident_polls(emulator)) >= 3)
+    assert [e["mde_incident"]["id"] for e in second] == [high[0]]
+
+
+def test_bad_options_fail_before_any_call(emulator, tmp_path):
+    for bad, text in (({"severity": ["High"]}, "severity"), ({"include_evidence": True}, "include_alerts"),
+                      ({"interval": "soon"}, "interval")):
+        try:
+            src.setup(args(emulator, tmp_path / "x.json", **bad))
+        except src.ConfigError as e:
+            assert text in str(e)
+        else:
+            raise AssertionError(bad)
+    assert emulator.log == []
