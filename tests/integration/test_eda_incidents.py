@@ -78,3 +78,64 @@ def test_bad_options_fail_before_any_call(emulator, tmp_path):
         else:
             raise AssertionError(bad)
     assert emulator.log == []
+
+
+def test_rulebook_contains_the_devices_of_a_new_high_severity_incident(emulator, tmp_path):
+    """The real ansible-rulebook with contain_incident_devices: a new high-severity active incident has its devices
+    isolated and is set in progress with one comment (triage_incident), once."""
+    import datetime
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    from tests.integration.harness import BIN, Ansible
+    from tests.integration.test_eda import iso, java_env, wait_for
+
+    graph = {"Authorization": "Bearer " + emulator.token_for("full", "https://graph.microsoft.com/.default")}
+    listed = requests.get(emulator.url + "/v1.0/security/incidents", verify=emulator.ca_path, timeout=30, headers=graph,
+                          params={"$filter": "severity eq 'high' and status eq 'active'", "$expand": "alerts"})
+    candidates = [i for i in listed.json()["value"]
+                  if any(e.get("mdeDeviceId") for a in i.get("alerts") or [] for e in a.get("evidence") or [])]
+    assert candidates, "the emulator seeds active high-severity incidents with device evidence"
+    incident = candidates[0]
+    devices = sorted({e["mdeDeviceId"] for a in incident["alerts"] for e in a.get("evidence") or []
+                      if e.get("mdeDeviceId")})
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    requests.post(emulator.url + "/v1.0/security/incidents/%s/comments" % incident["id"], verify=emulator.ca_path,
+                  timeout=30, json={"comment": "new evidence"}, headers=graph)   # its lastUpdateDateTime becomes now
+    emulator.clear_log()
+
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump({
+        "mde_incidents_interval": 1, "mde_incidents_initial_lookback": iso(start),
+        "mde_incidents_checkpoint_path": str(tmp_path / "incidents.json")}))
+    env = Ansible(emulator, tmp_path).env(ANSIBLE_STDOUT_CALLBACK=None, ANSIBLE_CALLBACK_PLUGINS=None, **java_env())
+    proc = subprocess.Popen([os.path.join(BIN, "ansible-rulebook"), "--rulebook",
+                             "defender.endpoint.contain_incident_devices", "-i", str(tmp_path / "inventory.yml"),
+                             "--vars", str(tmp_path / "vars.yml")],
+                            env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+    def patched():
+        return [w for w in emulator.writes() if w["method"] == "PATCH"
+                and w["path"] == "/v1.0/security/incidents/%s" % incident["id"]]
+
+    try:
+        wait_for(lambda: patched(), time.time() + 120, "the incident to be triaged", proc)
+        polls = len(incident_polls(emulator))
+        wait_for(lambda: len(incident_polls(emulator)) >= polls + 3, time.time() + 30, "three more polls", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            output = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output = proc.communicate()[0]
+    isolated = sorted(w["path"].split("/")[3] for w in emulator.writes() if w["path"].endswith("/isolate"))
+    assert isolated == devices, output[-6000:]
+    assert len(patched()) == 1 and patched()[0]["body"].get("status") == "inProgress", output[-6000:]
+    comments = [w for w in emulator.writes() if w["path"].endswith("/%s/comments" % incident["id"])]
+    assert len(comments) == 1, output[-6000:]
