@@ -220,7 +220,7 @@ def _start_check_run_rerun(ansible, emulator, m, task):
     assert run.rc == 0, run
     started = run.task("air")["investigation"]
     assert run.task("air")["changed"] and started["machineId"] == m["id"] and started["state"] in ("Queued", "Running")
-    posts = [w for w in emulator.writes()]
+    posts = list(emulator.writes())
     assert [(w["method"], w["path"]) for w in posts] == [("POST", "/api/machines/%s/startInvestigation" % m["id"])]
     assert posts[0]["body"] == {"Comment": "Incident 18"}
 
@@ -317,7 +317,6 @@ def test_cancel_pending_actions_idempotent_with_check_mode(ansible, emulator):
         assert not again.task("by id")["changed"] and again.task("by id")["final_ids"] == [scan_id]
         assert again.task("b scans")["machine_actions"] == [] and not again.task("b scans")["changed"]
         assert writes(emulator) == []
-
 
 
 # -- the contain_by_hash playbook -------------------------------------------------------------------------------------
