@@ -41,8 +41,8 @@ class Route:
 
 
 # api_tvm first: its /machines/SoftwareVulnerabilitiesByMachine must win over /machines/{id}.
-ROUTES = [Route(*r) for module in (api_tvm, api_machines, api_actions, api_live_response, api_entities,
-                                    api_indicators, api_alerts, hunting) for r in module.ROUTES]
+API_MODULES = (api_tvm, api_machines, api_actions, api_live_response, api_entities, api_indicators, api_alerts, hunting)
+ROUTES = [Route(*r) for module in API_MODULES for r in module.ROUTES]
 
 
 def _family(path):

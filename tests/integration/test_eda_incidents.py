@@ -124,7 +124,7 @@ def test_rulebook_contains_the_devices_of_a_new_high_severity_incident(emulator,
                 and w["path"] == "/v1.0/security/incidents/%s" % incident["id"]]
 
     try:
-        wait_for(lambda: patched(), time.time() + 120, "the incident to be triaged", proc)
+        wait_for(patched, time.time() + 120, "the incident to be triaged", proc)
         polls = len(incident_polls(emulator))
         wait_for(lambda: len(incident_polls(emulator)) >= polls + 3, time.time() + 30, "three more polls", proc)
     finally:
