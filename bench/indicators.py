@@ -29,7 +29,7 @@ from bench.common import collections_path  # noqa: E402  pylint: disable=wrong-i
 from tests.emulator import Emulator  # noqa: E402  pylint: disable=wrong-import-position
 from tests.integration.harness import Ansible  # noqa: E402  pylint: disable=wrong-import-position
 
-# Documented limits per endpoint family: (calls, seconds) windows (digest section 11).
+# Documented limits per endpoint family: (calls, seconds) windows (https://learn.microsoft.com/en-us/defender-endpoint/api/ti-indicator).
 LIMITS = {"post": [(100, 60), (1500, 3600)], "import": [(30, 60)], "batchdelete": [(30, 60), (1500, 3600)],
           "list": [(100, 60), (1500, 3600)]}
 

@@ -242,7 +242,8 @@ HOSTNAME_FIELDS = {
     "last_external_ip_address": "lastExternalIpAddress",
     "aad_device_id": "aadDeviceId",
 }
-# The Machine properties the API documents or was seen returning (digest 4.1); others are converted on first sight.
+# The Machine properties the API documents (https://learn.microsoft.com/en-us/defender-endpoint/api/machine) or was
+# seen returning; others are converted on first sight.
 MACHINE_PROPERTIES = (
     "id", "computerDnsName", "firstSeen", "lastSeen", "osPlatform", "onboardingStatus", "osProcessor", "version",
     "osBuild", "lastIpAddress", "lastExternalIpAddress", "healthStatus", "rbacGroupName", "rbacGroupId", "riskScore",

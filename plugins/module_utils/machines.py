@@ -4,7 +4,10 @@
 """Machine tags and device value: validation, planning and reading machines by id.
 
 Plain Python (no Ansible import), used by the mde_machine module. Paths, bodies and limits are those of
-the API digest, section 4.2: ``POST /api/machines/{id}/tags`` ``{"Value", "Action"}``,
+Microsoft's API reference (https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-machine-tags,
+https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-multiple-machine-tags,
+https://learn.microsoft.com/en-us/defender-endpoint/api/set-device-value):
+``POST /api/machines/{id}/tags`` ``{"Value", "Action"}``,
 ``POST /api/machines/AddOrRemoveTagForMultipleMachines`` ``{"Value", "Action", "MachineIds"}`` (at most
 500 ids) and ``POST /api/machines/{id}/setDeviceValue`` ``{"DeviceValue"}``.
 """
@@ -19,7 +22,8 @@ from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 DEVICE_VALUES = ("Normal", "Low", "High")
 STATES = ("present", "absent")
-# MachineIds per AddOrRemoveTagForMultipleMachines call (digest 4.2 and 12: at most 500).
+# MachineIds per AddOrRemoveTagForMultipleMachines call (at most 500:
+# https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-multiple-machine-tags).
 BULK_TAG_MAX = 500
 # Ids per "id eq 'a' or id eq 'b' ..." filter when reading machines by id: about 3 KB of URL each.
 ID_CHUNK = 50

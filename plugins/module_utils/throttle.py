@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tenant's API budget, shared by every process on the controller. Plain Python: no Ansible import.
 
-Defender for Endpoint counts calls per application and tenant, per API (digest sections 3.4 and 11):
+Defender for Endpoint counts calls per application and tenant, per API
+(https://learn.microsoft.com/en-us/defender-endpoint/api/api-terms-of-use and each endpoint's page):
 100 a minute and 1,500 an hour for most, fewer for a few. With ``forks: 50`` every fork is its own
 process, so each would meet HTTP 429 on its own. Instead, every request first takes a slot from a
 budget kept in a small file beside the token cache (``ratelimit.json``, mode 0600, read and written
@@ -45,7 +46,8 @@ DEFAULT_LIMITS = (100, 1500)
 # https://learn.microsoft.com/en-us/defender-endpoint/api/common-errors
 MAX_BLOCK = 120.0
 
-# (method, path template) -> (calls a minute, calls an hour); digest section 11.
+# (method, path template) -> (calls a minute, calls an hour), as each endpoint's page on
+# https://learn.microsoft.com/en-us/defender-endpoint/api/ documents its limitations.
 LIMITS = {
     ("GET", "/api/machineactions/{id}/getPackageUri"): (2, 120),
     ("POST", "/api/machines/{id}/runliveresponse"): (10, 1500),
