@@ -42,3 +42,34 @@ def ansible_env(emulator, cache_dir, app="full", **extra):
     })
     env.update(dict((k, str(v)) for k, v in extra.items()))
     return env
+
+
+def run_per_host_play(emulator, machine_ids, play_text, forks, scale, shared, workdir, play_name="play.yml"):
+    """One ``ansible-playbook`` run of ``play_text`` over one host per machine (``mde_id``), through the JSON
+    callback; returns (the callback's document or None, the process, the monotonic-comparable start, wall seconds)."""
+    import json
+    import subprocess
+    import time
+    inv = os.path.join(workdir, "hosts.ini")
+    with open(inv, "w") as f:
+        f.write("[targets]\n")
+        for i, mid in enumerate(machine_ids):
+            f.write("t%04d mde_id=%s ansible_connection=local\n" % (i, mid))
+    play = os.path.join(workdir, play_name)
+    with open(play, "w") as f:
+        f.write(play_text)
+    env = ansible_env(emulator, os.path.join(workdir, "cache"), MDE_RATE_LIMIT_SCALE=scale,
+                      ANSIBLE_STDOUT_CALLBACK="json_results",
+                      ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "integration", "callback_plugins"))
+    start = time.time()
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", inv, play, "--forks", str(forks),
+                           "-e", "shared_budget=%s" % ("true" if shared else "false")],
+                          env=env, capture_output=True, text=True, check=False)
+    wall = time.time() - start
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = None
+    if data is None or "stats" not in data:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return data, start, wall

@@ -19,15 +19,11 @@ Run: .venv/bin/python -m bench.live_response [--machines 100] [--forks 25] [--sc
      [--baseline-forks 50] [--skip-baseline]
 """
 import argparse
-import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
-from bench.common import BIN, ROOT, ansible_env
+from bench.common import run_per_host_play
 from tests.emulator import Emulator
 from tests.emulator import api_live_response as lr
 
@@ -61,31 +57,14 @@ def max_concurrent(actions):
 
 
 def run(emulator, machine_ids, forks, scale, shared, workdir):
-    inv = os.path.join(workdir, "hosts.ini")
-    with open(inv, "w") as f:
-        f.write("[targets]\n")
-        for i, mid in enumerate(machine_ids):
-            f.write("t%04d mde_id=%s ansible_connection=local\n" % (i, mid))
-    play = os.path.join(workdir, "run.yml")
-    with open(play, "w") as f:
-        f.write(PLAY)
-    env = ansible_env(emulator, os.path.join(workdir, "cache"), MDE_RATE_LIMIT_SCALE=scale,
-                      ANSIBLE_STDOUT_CALLBACK="json_results",
-                      ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "integration", "callback_plugins"))
-    start = time.time()
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", inv, play, "--forks", str(forks),
-                           "-e", "shared_budget=%s" % ("true" if shared else "false")],
-                          env=env, capture_output=True, text=True, check=False)
-    wall = time.time() - start
+    data, start, wall = run_per_host_play(emulator, machine_ids, PLAY, forks, scale, shared, workdir, "run.yml")
     try:
-        data = json.loads(proc.stdout)
         stats = data["stats"]
         failed = sum(s["failures"] for s in stats.values())
         exit_codes = [h.get("results", [{}])[0].get("exit_code") for p in data["plays"] for t in p["tasks"]
                       for h in t["hosts"].values()]
-    except (ValueError, KeyError, IndexError):
+    except (TypeError, KeyError, IndexError):
         failed, exit_codes = len(machine_ids), []
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
     log = emulator.log
     posts = [e for e in log if e["method"] == "POST" and e["path"].endswith("/runliveresponse")]
     started = [e for e in posts if e["status"] == 201]

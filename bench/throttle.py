@@ -15,14 +15,10 @@ bound on a two-core machine.
 Run: .venv/bin/python -m bench.throttle [--actions 300] [--forks 30] [--scale 1]
 """
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
-from bench.common import BIN, ROOT, ansible_env
+from bench.common import run_per_host_play
 from tests.emulator import Emulator
 
 PLAY = """
@@ -41,28 +37,11 @@ PLAY = """
 
 
 def run(emulator, machine_ids, forks, scale, shared, workdir):
-    inv = os.path.join(workdir, "hosts.ini")
-    with open(inv, "w") as f:
-        f.write("[targets]\n")
-        for i, mid in enumerate(machine_ids):
-            f.write("t%04d mde_id=%s ansible_connection=local\n" % (i, mid))
-    play = os.path.join(workdir, "isolate.yml")
-    with open(play, "w") as f:
-        f.write(PLAY)
-    env = ansible_env(emulator, os.path.join(workdir, "cache"), MDE_RATE_LIMIT_SCALE=scale,
-                      ANSIBLE_STDOUT_CALLBACK="json_results",
-                      ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "integration", "callback_plugins"))
-    start = time.time()
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", inv, play, "--forks", str(forks),
-                           "-e", "shared_budget=%s" % ("true" if shared else "false")],
-                          env=env, capture_output=True, text=True, check=False)
-    wall = time.time() - start
+    data, start, wall = run_per_host_play(emulator, machine_ids, PLAY, forks, scale, shared, workdir, "isolate.yml")
     try:
-        stats = json.loads(proc.stdout)["stats"]
-        failed = sum(s["failures"] for s in stats.values())
-    except (ValueError, KeyError):
+        failed = sum(s["failures"] for s in data["stats"].values())
+    except (TypeError, KeyError):
         failed = len(machine_ids)
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
     posts = [e for e in emulator.log if e["method"] == "POST" and e["path"].endswith("/isolate")]
     accepted = [e for e in posts if e["status"] == 201]
     api = [e for e in emulator.log if e["path"].startswith("/api/")]
