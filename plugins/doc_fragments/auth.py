@@ -14,13 +14,15 @@ options:
   tenant_id:
     description:
       - The Entra ID directory (tenant) ID, a GUID or a domain such as C(contoso.onmicrosoft.com).
-      - Required unless O(access_token) is set.
+      - Required unless O(access_token) is set or O(auth_mode=managed_identity).
       - If not set, the first of the environment variables E(MDE_TENANT_ID), E(AZURE_TENANT_ID) and E(AZURE_TENANT) is used.
     type: str
   client_id:
     description:
       - The application (client) ID of the Entra ID app registration that holds the WindowsDefenderATP application permissions.
-      - Required unless O(access_token) is set.
+      - With O(auth_mode=device_code), the public client application that holds the delegated permissions; with
+        O(auth_mode=managed_identity), the client ID of a user-assigned managed identity (unset for the system-assigned one).
+      - Required unless O(access_token) is set or O(auth_mode=managed_identity).
       - If not set, E(MDE_CLIENT_ID) or E(AZURE_CLIENT_ID) is used.
     type: str
   client_secret:
@@ -46,6 +48,37 @@ options:
       - MSAL is not used and nothing is cached. When the token expires, requests fail with HTTP 401.
       - If not set, E(MDE_ACCESS_TOKEN) is used.
     type: str
+  auth_mode:
+    description:
+      - How to sign in to Entra ID. When not set, the credential given decides. O(client_secret) means
+        V(client_secret), O(client_certificate_path) V(client_certificate), O(access_token) V(access_token), and
+        O(federated_token_file) alone V(workload_identity). So a play written for one of them needs no change.
+      - V(client_secret), V(client_certificate) and V(workload_identity) sign in as the application (application
+        context, the C(roles) claim, application permissions). V(workload_identity) uses the token in
+        O(federated_token_file) (AKS workload identity, GitHub Actions, any OIDC issuer trusted by the app's
+        federated identity credential) as the client assertion, read afresh for every new token, so no secret at all.
+      - V(device_code) signs in as a user (user context, delegated permissions in the C(scp) claim, actions
+        attributed to that analyst in the Action center). O(client_id) is a public client application. The first
+        run shows "To sign in, use a web browser to open ... and enter the code ..." on the controller's display
+        and waits (up to 15 minutes) while the user signs in, with multifactor authentication as the tenant
+        requires. MSAL's token cache, refresh token included, is kept in the private token cache (O(token_cache)),
+        so later tasks, every fork and later runs sign in silently until the refresh token expires or is revoked.
+        Username and password sign-in (ROPC) is not offered, as it cannot do multifactor authentication and Microsoft
+        advises against it.
+      - V(managed_identity) uses the managed identity of the Azure VM, AKS node, App Service or Arc-enabled server
+        the controller runs on, through MSAL, either the system-assigned identity, or the user-assigned one whose client
+        ID is O(client_id). No secret and no O(tenant_id).
+      - Options that belong to another mode are ignored when O(auth_mode) is set.
+      - If not set, E(MDE_AUTH_MODE) is used.
+    type: str
+    choices: [client_secret, client_certificate, access_token, device_code, managed_identity, workload_identity]
+  federated_token_file:
+    description:
+      - Path on the controller to a file holding a federated (OIDC) token, for O(auth_mode=workload_identity).
+      - The file is read again for each new access token, as the platform replaces the token in it (hourly on AKS).
+      - If not set, E(MDE_FEDERATED_TOKEN_FILE) or E(AZURE_FEDERATED_TOKEN_FILE) is used (the variable the AKS
+        workload identity webhook sets).
+    type: path
   cloud:
     description:
       - The Microsoft cloud of the tenant. It sets the API host, the sign-in authority and the token scope.
@@ -102,7 +135,9 @@ options:
         a play asks Entra ID for a token once rather than once per task and host.
       - The cache is C(~/.cache/defender.endpoint/tokens.json) (or under E(XDG_CACHE_HOME), or in E(MDE_TOKEN_CACHE_DIR));
         its directory must be mode 0700 and the file mode 0600, owned by the user, or the module refuses to use it.
-      - It holds access tokens only, never a secret.
+      - It holds access tokens only, never a secret; with O(auth_mode=device_code), also MSAL's token cache of the
+        signed-in user (C(user_tokens.json), refresh token included, mode 0600). With V(false), a device code sign-in
+        lasts for one task only.
       - The same directory holds the call budget that parallel module runs share (C(ratelimit.json)), so that
         C(forks) pace themselves under the API's rate limits. With V(false), each run paces only its own calls
         and parallel forks meet HTTP 429 more often (still retried after C(Retry-After)).
@@ -122,7 +157,7 @@ notes:
 requirements:
   - python >= 3.9
   - requests
-  - msal (unless O(access_token) is used)
+  - msal >= 1.29.0 (unless O(access_token) is used)
 '''
 
     # The same shared options for the mde_machines inventory plugin (defender.endpoint.auth.inventory). An inventory
@@ -132,7 +167,7 @@ options:
   tenant_id:
     description:
       - The Entra ID directory (tenant) ID, a GUID or a domain such as C(contoso.onmicrosoft.com).
-      - Required unless O(access_token) is set.
+      - Required unless O(access_token) is set or O(auth_mode=managed_identity).
       - May be a Jinja template.
     type: str
     env:
@@ -142,7 +177,9 @@ options:
   client_id:
     description:
       - The application (client) ID of the Entra ID app registration that holds the WindowsDefenderATP application permissions.
-      - Required unless O(access_token) is set.
+      - With O(auth_mode=device_code), the public client application; with O(auth_mode=managed_identity), the client
+        ID of a user-assigned managed identity (unset for the system-assigned one).
+      - Required unless O(access_token) is set or O(auth_mode=managed_identity).
       - May be a Jinja template.
     type: str
     env:
@@ -182,6 +219,24 @@ options:
     type: str
     env:
       - name: MDE_ACCESS_TOKEN
+  auth_mode:
+    description:
+      - How to sign in to Entra ID; see the modules' O(auth_mode) for each mode. When not set, the credential given
+        decides, so nothing existing changes.
+      - With V(device_code), a sign-in needed by the inventory is shown on standard error (never on the standard output
+        that C(ansible-inventory --list) writes its JSON to) while the inventory waits; the sign-in is then shared with
+        the playbook's tasks through the token cache.
+    type: str
+    choices: [client_secret, client_certificate, access_token, device_code, managed_identity, workload_identity]
+    env:
+      - name: MDE_AUTH_MODE
+  federated_token_file:
+    description:
+      - Path on the controller to a federated (OIDC) token file, for O(auth_mode=workload_identity).
+    type: path
+    env:
+      - name: MDE_FEDERATED_TOKEN_FILE
+      - name: AZURE_FEDERATED_TOKEN_FILE
   cloud:
     description:
       - The Microsoft cloud of the tenant. It sets the API host, the sign-in authority and the token scope.
@@ -242,7 +297,8 @@ options:
       - Whether to share access tokens with other runs through a file cache on the controller.
       - The cache is C(~/.cache/defender.endpoint/tokens.json) (or under E(XDG_CACHE_HOME), or in E(MDE_TOKEN_CACHE_DIR));
         its directory must be mode 0700 and the file mode 0600, owned by the user, or it is refused.
-      - It holds access tokens only, never a secret. It is not the inventory cache (O(cache)), which holds machines only.
+      - It holds access tokens only, never a secret (with O(auth_mode=device_code), also the user's refresh token in
+        C(user_tokens.json), mode 0600). It is not the inventory cache (O(cache)), which holds machines only.
     type: bool
     default: true
     env:
@@ -250,5 +306,5 @@ options:
 requirements:
   - python >= 3.9
   - requests
-  - msal (unless O(access_token) is used)
+  - msal >= 1.29.0 (unless O(access_token) is used)
 '''

@@ -477,6 +477,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return None
         return value
 
+    def _show_sign_in(self, message):
+        """A device code sign-in (auth_mode device_code) shown on standard error while the inventory waits: the
+        standard output may be the JSON of ansible-inventory --list."""
+        self.display.display("defender.endpoint.mde_machines: a user must sign in. %s" % message, stderr=True)
+
     def _auth_options(self):
         opts = {}
         for name in AUTH_OPTIONS:
@@ -497,7 +502,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _fetch(self, auth, server_filters, odata_filter):
         from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
         try:
-            client = create_client(**auth)
+            client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)
             self._warnings = client.warnings
             expression = odata.machine_filter(server_filters, odata_filter)
@@ -550,7 +555,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 return cached["machines"]
         from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
         try:
-            client = create_client(**auth)
+            client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)
             self._warnings = client.warnings
             self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))

@@ -1,7 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, defender.endpoint contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Credential -> bearer token, for application context.
+"""Credential -> bearer token: application context (client secret, certificate, workload identity federation, managed
+identity) and user context (device code sign-in).
+
+Microsoft's two ways into the Defender for Endpoint API (https://learn.microsoft.com/en-us/defender-endpoint/api/apis-intro):
+application context (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-webapp), with
+application permissions in the token's ``roles`` claim, and user context
+(https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-nativeapp), with delegated permissions
+in its ``scp`` claim. User context signs in with the device code flow
+(https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-device-code), which works with multifactor
+authentication; username and password (ROPC) is not offered, as it cannot
+(https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth-ropc).
 
 Plain Python on requests and msal (imported only when a token must really be fetched): no Ansible import.
 
@@ -39,12 +49,19 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
 EXPIRY_MARGIN = 300
 CACHE_FILE = "tokens.json"
 LOCK_FILE = "tokens.lock"
+# MSAL's token cache of device code sign-ins (refresh tokens included), with its own lock: a sign-in that waits for the
+# user holds it, and must not hold up application-context tokens meanwhile.
+USER_CACHE_FILE = "user_tokens.json"
+USER_LOCK_FILE = "user_tokens.lock"
+# How long a device code sign-in may wait for the user at most, whatever Entra ID's code allows (15 minutes there).
+SIGN_IN_WAIT = 900
 HAS_FCNTL = files.HAS_FCNTL
 # What the collection itself keeps in its cache directory: the token cache, the call budget (throttle.py), the EDA
 # checkpoints, and Ansible's inventory cache where docs/inventory.md puts it. A directory that holds nothing else
 # is the collection's own, so a mode opened by someone else's default (Ansible's jsonfile plugin makes missing
 # directories with mode 0755) may be closed again.
-CACHE_ENTRIES = frozenset([CACHE_FILE, LOCK_FILE, "ratelimit.json", "ratelimit.lock", "inventory", "eda"])
+CACHE_ENTRIES = frozenset([CACHE_FILE, LOCK_FILE, USER_CACHE_FILE, USER_LOCK_FILE, "ratelimit.json", "ratelimit.lock",
+                           "inventory", "eda"])
 
 
 def is_cache_entry(name):
@@ -94,10 +111,19 @@ def _valid_entry(entry):
             and isinstance(entry.get("expires_on"), numbers.Real) and not isinstance(entry["expires_on"], bool))
 
 
+def _unexpired(entry):
+    return entry["expires_on"] > time.time()
+
+
+def _valid_user_entry(entry):
+    return isinstance(entry, dict) and isinstance(entry.get("msal_cache"), str) and entry["msal_cache"]
+
+
 class StaticTokenProvider:
     """A ready bearer token: MSAL is skipped and nothing is cached."""
 
     refreshable = False
+    delegated = False
 
     def __init__(self, access_token):
         self._token = access_token
@@ -118,12 +144,16 @@ class TokenCache:
     the process's memory: then load() returns {} and save() does nothing.
     """
 
-    def __init__(self, directory, warnings=None):
+    def __init__(self, directory, warnings=None, filename=CACHE_FILE, lock_name=LOCK_FILE, valid=_valid_entry,
+                 keep=_unexpired):
         self.directory = directory
-        self.path = os.path.join(directory, CACHE_FILE)
+        self.path = os.path.join(directory, filename)
+        self.lock_name = lock_name
         self.warnings = [] if warnings is None else warnings
         self.usable = True
         self._lock = None
+        self._valid = valid
+        self._keep = keep
 
     def _warn(self, message):
         if message not in self.warnings:
@@ -143,7 +173,7 @@ class TokenCache:
             return self
         try:
             files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
-            lock = files.locked(os.path.join(self.directory, LOCK_FILE))
+            lock = files.locked(os.path.join(self.directory, self.lock_name))
             lock.__enter__()
             self._lock = lock
         except files.UnsafeFileError as e:
@@ -174,7 +204,7 @@ class TokenCache:
             entries = json.loads(data.decode("utf-8"))
         except ValueError:
             entries = None
-        good = dict((k, v) for k, v in entries.items() if _valid_entry(v)) if isinstance(entries, dict) else {}
+        good = dict((k, v) for k, v in entries.items() if self._valid(v)) if isinstance(entries, dict) else {}
         if not isinstance(entries, dict) or len(good) < len(entries):
             self._warn("The token cache %s was damaged: its unreadable entries were dropped." % self.path)
         return good
@@ -182,8 +212,7 @@ class TokenCache:
     def save(self, entries):
         if not self.usable:
             return
-        now = time.time()
-        entries = dict((k, v) for k, v in entries.items() if _valid_entry(v) and v["expires_on"] > now)
+        entries = dict((k, v) for k, v in entries.items() if self._valid(v) and self._keep(v))
         try:
             files.atomic_write(self.path, json.dumps(entries))
         except files.UnsafeFileError as e:
@@ -230,36 +259,23 @@ def _load_certificate(path, password):
     return {"private_key": key_pem, "public_certificate": cert_pem}
 
 
-class MsalTokenProvider:
-    """Application-context tokens from Entra ID through MSAL's ConfidentialClientApplication."""
+class CachedTokenProvider:
+    """An application-context token (``roles`` claim), shared with the other processes through the file cache.
+
+    Subclasses say how a new token is obtained (``_fetch()`` -> ``(access_token, expires_on)``) and what identifies
+    it (``key_parts``: the cache key is their digest, never the parts themselves).
+    """
 
     refreshable = True
+    delegated = False
 
-    def __init__(self, tenant_id, client_id, authority_host, scope, http_client,
-                 client_secret=None, client_certificate_path=None, client_certificate_password=None,
-                 cache_dir=None, timeout=30, warnings=None):
-        self.tenant_id = tenant_id
-        self.client_id = client_id
-        self.authority = "%s/%s" % (authority_host.rstrip("/"), tenant_id)
-        self.authority_host = authority_host
-        self.scope = scope
-        self.http_client = http_client
-        self.timeout = timeout
-        self._secret = client_secret
-        self._cert_path = client_certificate_path
-        self._cert_password = client_certificate_password
+    def __init__(self, key_parts, cache_dir=None, warnings=None):
         # Problems the token cache worked around, for the Ansible-facing code to show (TokenCache.warnings).
         self.warnings = [] if warnings is None else warnings
         self._cache = TokenCache(cache_dir, warnings=self.warnings) if cache_dir else None
         self._token = None
         self._expires_on = 0
-        credential_id = client_secret if client_secret else "cert:" + (client_certificate_path or "")
-        digest = hashlib.sha256(
-            "\0".join([self.authority, client_id, scope, credential_id]).encode("utf-8")).hexdigest()
-        self._key = digest
-
-    def describe(self):
-        return "client %s in tenant %s" % (self.client_id, self.tenant_id)
+        self._key = hashlib.sha256("\0".join(key_parts).encode("utf-8")).hexdigest()
 
     def _valid(self, expires_on):
         return expires_on - EXPIRY_MARGIN > time.time()
@@ -283,19 +299,57 @@ class MsalTokenProvider:
             self._cache.save(entries)
             return self._token
 
+    def _fetch(self):  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+
+class MsalTokenProvider(CachedTokenProvider):
+    """Application-context tokens from Entra ID through MSAL's ConfidentialClientApplication: a client secret, a
+    certificate, or a federated token read from a file (workload identity federation,
+    https://learn.microsoft.com/en-us/entra/workload-id/workload-identity-federation) as the client assertion."""
+
+    def __init__(self, tenant_id, client_id, authority_host, scope, http_client,
+                 client_secret=None, client_certificate_path=None, client_certificate_password=None,
+                 federated_token_file=None, cache_dir=None, timeout=30, warnings=None):
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.authority = "%s/%s" % (authority_host.rstrip("/"), tenant_id)
+        self.authority_host = authority_host
+        self.scope = scope
+        self.http_client = http_client
+        self.timeout = timeout
+        self._secret = client_secret
+        self._cert_path = client_certificate_path
+        self._cert_password = client_certificate_password
+        self._federated_token_file = federated_token_file
+        if client_secret:
+            credential_id = client_secret
+        elif federated_token_file:
+            credential_id = "federated:" + federated_token_file
+        else:
+            credential_id = "cert:" + (client_certificate_path or "")
+        super(MsalTokenProvider, self).__init__([self.authority, client_id, scope, credential_id], cache_dir, warnings)
+
+    def describe(self):
+        if self._federated_token_file:
+            return "client %s in tenant %s (workload identity, %s)" % (self.client_id, self.tenant_id,
+                                                                        self._federated_token_file)
+        return "client %s in tenant %s" % (self.client_id, self.tenant_id)
+
     def _credential(self):
         if self._secret:
             return self._secret
+        if self._federated_token_file:
+            # Read afresh for every token: the platform rotates it (AKS projects a new one every hour).
+            return {"client_assertion": read_federated_token(self._federated_token_file)}
         return _load_certificate(self._cert_path, self._cert_password)
 
     def _fetch(self):
         credential = self._credential()
-        try:
-            import msal
-        except ImportError:
-            raise MDEDependencyError("msal", "to request tokens from Entra ID")
+        msal = _import_msal()
         microsoft = is_microsoft_authority(self.authority_host)
-        try:
+
+        def call():
             app = msal.ConfidentialClientApplication(
                 self.client_id,
                 client_credential=credential,
@@ -306,22 +360,281 @@ class MsalTokenProvider:
                 timeout=self.timeout,
                 token_cache=msal.TokenCache(),
             )
-            result = app.acquire_token_for_client(scopes=[self.scope])
+            return app.acquire_token_for_client(scopes=[self.scope])
+        result = calling_entra(call, self.describe(), self.authority)
+        if "access_token" not in result:
+            raise _refused(self.describe(), result)
+        return result["access_token"], time.time() + int(result.get("expires_in", 3599))
+
+
+def read_federated_token(path):
+    """The federated token in ``path`` (the file AZURE_FEDERATED_TOKEN_FILE names), without surrounding white space.
+
+    A symbolic link is fine here: Kubernetes projects the token through one (``..data``)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(65536)
+    except (IOError, OSError) as e:
+        raise MDEConfigError("federated_token_file %s cannot be read: %s." % (path, e.strerror or e))
+    try:
+        token = data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = ""
+    # A JWT is three base64url parts; anything else (empty, a path, text) is not sent.
+    if token.count(".") != 2 or not all(c.isalnum() or c in "-_." for c in token):
+        raise MDEConfigError("federated_token_file %s does not hold a token (a JWT: three base64url parts joined by "
+                             "dots)." % path)
+    return token
+
+
+def managed_identity_source():
+    """Which managed identity endpoint MSAL will use, from the environment variables it reads
+    (https://learn.microsoft.com/en-us/entra/msal/python/advanced/managed-identity): for messages only."""
+    env = os.environ
+    if env.get("IDENTITY_ENDPOINT") and env.get("IDENTITY_HEADER"):
+        return "the App Service / Functions identity endpoint %s (IDENTITY_ENDPOINT)" % env["IDENTITY_ENDPOINT"]
+    if env.get("MSI_ENDPOINT") and env.get("MSI_SECRET"):
+        return "the Azure Machine Learning identity endpoint %s (MSI_ENDPOINT)" % env["MSI_ENDPOINT"]
+    if env.get("IDENTITY_ENDPOINT") and env.get("IMDS_ENDPOINT"):
+        return "the Azure Arc identity endpoint %s (IDENTITY_ENDPOINT)" % env["IDENTITY_ENDPOINT"]
+    host = env.get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+    if host:
+        return "the instance metadata service at %s (AZURE_POD_IDENTITY_AUTHORITY_HOST)" % host
+    return "the Azure instance metadata service (IMDS, 169.254.169.254)"
+
+
+class ManagedIdentityTokenProvider(CachedTokenProvider):
+    """Application-context tokens for the managed identity of the Azure resource the controller runs on, through
+    MSAL's ManagedIdentityClient (https://learn.microsoft.com/en-us/entra/msal/python/advanced/managed-identity):
+    system-assigned, or user-assigned by its client ID. No tenant and no secret: the platform's endpoint vouches."""
+
+    def __init__(self, scope, http_client, client_id=None, cache_dir=None, timeout=30, warnings=None):
+        self.client_id = client_id
+        self.scope = scope
+        # Managed identity endpoints take a resource, not a scope: the API's application ID URI.
+        self.resource = scope[:-len("/.default")] if scope.endswith("/.default") else scope
+        self.http_client = http_client
+        self.timeout = timeout
+        self.source = managed_identity_source()
+        super(ManagedIdentityTokenProvider, self).__init__(
+            ["managed_identity", client_id or "system", self.resource, self.source], cache_dir, warnings)
+
+    def describe(self):
+        who = ("the user-assigned managed identity %s" % self.client_id if self.client_id
+               else "the system-assigned managed identity")
+        return "%s (through %s)" % (who, self.source)
+
+    def _fetch(self):
+        msal = _import_msal()
+        if not hasattr(msal, "ManagedIdentityClient"):
+            raise MDEDependencyError("msal>=1.29.0", "for auth_mode managed_identity")
+        identity = (msal.UserAssignedManagedIdentity(client_id=self.client_id) if self.client_id
+                    else msal.SystemAssignedManagedIdentity())
+        try:
+            app = msal.ManagedIdentityClient(identity, http_client=_TimeoutHttpClient(self.http_client, self.timeout),
+                                             token_cache=msal.TokenCache())
+            result = app.acquire_token_for_client(resource=self.resource)
         except MDEError:
             raise
-        except ValueError as e:
-            # msal raises ValueError when the authority (tenant) cannot be found.
-            raise MDEAuthError("Entra ID could not sign in %s at %s: %s"
-                               % (self.describe(), self.authority, _first_line(str(e))))
-        except Exception as e:  # connection and TLS errors from requests
-            raise MDEAuthError("Could not reach the Entra ID token endpoint %s for %s: %s"
-                               % (self.authority, self.describe(), _transport_hint(e)))
+        except Exception as e:  # pylint: disable=broad-except
+            if type(e).__name__ == "ManagedIdentityError":
+                raise MDEAuthError("The managed identity could not be used: %s" % _first_line(str(e)))
+            raise MDEAuthError("Could not get a token for %s: %s. Is the controller running on an Azure resource "
+                               "with a managed identity assigned?" % (self.describe(), _transport_hint(e)))
         if "access_token" not in result:
-            desc = _first_line(result.get("error_description") or "")
-            raise MDEAuthError("Entra ID refused a token to %s: %s%s"
-                               % (self.describe(), result.get("error", "error"), ": " + desc if desc else ""),
-                               code=result.get("error"))
+            raise _refused(self.describe(), result)
         return result["access_token"], time.time() + int(result.get("expires_in", 3599))
+
+
+class _TimeoutHttpClient:
+    """The session with the task's timeout on every call MSAL's managed identity client makes (it sets none)."""
+
+    def __init__(self, session, timeout):
+        self._session = session
+        self._timeout = timeout
+
+    def get(self, url, **kwargs):
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.get(url, **kwargs)
+
+    def post(self, url, **kwargs):
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.post(url, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+class UserSignIn:
+    """One user's device code sign-in to a public client application, shared by the token providers of both APIs
+    (a refresh token from Entra ID serves every resource the app may reach, so one sign-in gives both tokens).
+
+    MSAL's token cache (accounts, access and refresh tokens) lives in ``user_tokens.json`` in the private cache
+    directory, read and written under its own lock: a fork that finds no usable token there signs in while the
+    others wait on the lock, then they all use that sign-in silently. ``show(message)``: how the Ansible-facing code
+    shows Entra ID's sign-in message ("To sign in, use a web browser to open the page ... and enter the code ...");
+    None where nothing can be shown (module mode), where a sign-in that is needed fails with advice instead.
+    """
+
+    def __init__(self, tenant_id, client_id, authority_host, http_client, cache_dir=None, timeout=30, warnings=None,
+                 show=None, wait=SIGN_IN_WAIT):
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.authority_host = authority_host
+        self.authority = "%s/%s" % (authority_host.rstrip("/"), tenant_id)
+        self.http_client = http_client
+        self.timeout = timeout
+        self.warnings = [] if warnings is None else warnings
+        self.show = show
+        self.wait = wait
+        self.username = None
+        self._memory = None  # the serialized MSAL cache when there is no file cache (token_cache: false)
+        self._cache = TokenCache(cache_dir, warnings=self.warnings, filename=USER_CACHE_FILE, lock_name=USER_LOCK_FILE,
+                                 valid=_valid_user_entry, keep=lambda entry: True) if cache_dir else None
+        self._key = hashlib.sha256("\0".join([self.authority, client_id]).encode("utf-8")).hexdigest()
+
+    def describe(self):
+        who = "user %s" % self.username if self.username else "the signed-in user"
+        return "%s of public client %s in tenant %s" % (who, self.client_id, self.tenant_id)
+
+    def token(self, scope, rejected=None):
+        """``(access_token, expires_on)`` for ``scope``: from MSAL's cache, refreshed silently, or after a sign-in."""
+        msal = _import_msal()
+        if self._cache is None:
+            return self._token(msal, scope, rejected, {})
+        with self._cache:  # pylint: disable=not-context-manager
+            entries = self._cache.load()
+            return self._token(msal, scope, rejected, entries)
+
+    def _token(self, msal, scope, rejected, entries):
+        serialized = (entries.get(self._key) or {}).get("msal_cache") or self._memory
+        cache = msal.SerializableTokenCache()
+        if serialized:
+            try:
+                cache.deserialize(serialized)
+            except ValueError:
+                self.warnings.append("The saved sign-in in the token cache was damaged and was dropped.")
+                cache = msal.SerializableTokenCache()
+        microsoft = is_microsoft_authority(self.authority_host)
+
+        def call():
+            app = msal.PublicClientApplication(
+                self.client_id, authority=self.authority, validate_authority=microsoft, instance_discovery=microsoft,
+                http_client=self.http_client, timeout=self.timeout, token_cache=cache)
+            result, problem = self._silent(app, scope, rejected)
+            return result if result is not None else self._sign_in(app, scope, problem)
+        try:
+            result = calling_entra(call, self.describe(), self.authority)
+        finally:
+            if cache.has_state_changed:
+                self._memory = cache.serialize()
+                if self._cache is not None:
+                    entries[self._key] = {"msal_cache": self._memory}
+                    self._cache.save(entries)
+        return result["access_token"], time.time() + int(result.get("expires_in", 3599))
+
+    def _silent(self, app, scope, rejected):
+        """A token from the cache or through the refresh token: ``(result, None)``; ``(None, why)`` when the user
+        must sign in (no saved sign-in, or the refresh token expired or was revoked)."""
+        accounts = app.get_accounts()
+        if not accounts:
+            return None, None
+        account = accounts[0]
+        self.username = account.get("username") or self.username
+        result = app.acquire_token_silent_with_error([scope], account=account)
+        if result and rejected and result.get("access_token") == rejected:
+            result = app.acquire_token_silent_with_error([scope], account=account, force_refresh=True)
+        if result and "access_token" in result:
+            return result, None
+        if result:
+            return None, "the saved sign-in of %s can no longer be used (%s)" % (
+                self.username or "the user", _first_line(result.get("error_description") or result.get("error") or ""))
+        return None, "the saved sign-in of %s has no token for %s" % (self.username or "the user", scope)
+
+    def _sign_in(self, app, scope, problem):
+        if self.show is None:
+            raise MDEAuthError(
+                "auth_mode device_code needs %s to sign in (%s), and a module run on a managed host cannot show a "
+                "sign-in code. Run a task of this collection with ansible-playbook on the controller, where the "
+                "sign-in message is shown, and later runs use that sign-in silently."
+                % (self.describe(), problem or "there is no saved sign-in for this client and tenant"))
+        flow = app.initiate_device_flow(scopes=[scope])
+        if "user_code" not in flow:
+            raise _refused("public client %s in tenant %s" % (self.client_id, self.tenant_id), flow,
+                           action="a device code sign-in")
+        # Give up when the code expires or after ``wait`` seconds, whichever comes first.
+        flow["expires_at"] = min(flow.get("expires_at", 0), time.time() + self.wait)
+        self.show(flow.get("message") or "To sign in, open %s and enter the code %s." % (
+            flow.get("verification_uri"), flow.get("user_code")))
+        result = app.acquire_token_by_device_flow(flow)
+        if "access_token" in result:
+            claims = result.get("id_token_claims") or {}
+            self.username = claims.get("preferred_username") or self.username
+            for other in app.get_accounts():  # keep one sign-in per client and tenant: the newest
+                if other.get("username") != self.username:
+                    app.remove_account(other)
+            return result
+        error = result.get("error")
+        if error in ("authorization_pending", "slow_down", "expired_token", "code_expired"):
+            raise MDEAuthError("Nobody signed in with the code %s within %d minutes; run the task again for a new "
+                               "code." % (flow.get("user_code"), max(1, int(round(flow.get("expires_in", 900) / 60.0)))),
+                               code="expired_token")
+        if error == "authorization_declined":
+            raise MDEAuthError("The sign-in with the code %s was declined; nothing was done." % flow.get("user_code"),
+                               code=error)
+        raise _refused("public client %s in tenant %s" % (self.client_id, self.tenant_id), result)
+
+
+class DeviceCodeTokenProvider:
+    """User-context (delegated) tokens for one scope, from a shared UserSignIn."""
+
+    refreshable = True
+    delegated = True
+
+    def __init__(self, sign_in, scope):
+        self.sign_in = sign_in
+        self.scope = scope
+        self.warnings = sign_in.warnings
+        self._token = None
+        self._expires_on = 0
+
+    def describe(self):
+        return self.sign_in.describe()
+
+    def get_token(self, force_refresh=False):
+        if not force_refresh and self._token and self._expires_on - EXPIRY_MARGIN > time.time():
+            return self._token
+        self._token, self._expires_on = self.sign_in.token(self.scope, rejected=self._token if force_refresh else None)
+        return self._token
+
+
+def calling_entra(call, who, authority):
+    """``call()``'s result; what MSAL or requests raise becomes one MDEAuthError sentence naming ``who``."""
+    try:
+        return call()
+    except MDEError:
+        raise
+    except ValueError as e:
+        # msal raises ValueError when the authority (tenant) cannot be found.
+        raise MDEAuthError("Entra ID could not sign in %s at %s: %s" % (who, authority, _first_line(str(e))))
+    except Exception as e:  # connection and TLS errors from requests
+        raise MDEAuthError("Could not reach the Entra ID token endpoint %s for %s: %s"
+                           % (authority, who, _transport_hint(e)))
+
+
+def _import_msal():
+    try:
+        import msal
+    except ImportError:
+        raise MDEDependencyError("msal", "to request tokens from Entra ID")
+    return msal
+
+
+def _refused(who, result, action="a token"):
+    desc = _first_line(result.get("error_description") or "")
+    return MDEAuthError("Entra ID refused %s to %s: %s%s" % (action, who, result.get("error", "error"),
+                                                             ": " + desc if desc else ""),
+                        code=result.get("error"))
 
 
 def _first_line(text):

@@ -31,10 +31,13 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urljoin, urlsplit  # type: ignore
 
-from ansible_collections.defender.endpoint.plugins.module_utils import clouds, files
+from ansible_collections.defender.endpoint.plugins.module_utils import clouds, files, options
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import (
+    DeviceCodeTokenProvider,
+    ManagedIdentityTokenProvider,
     MsalTokenProvider,
     StaticTokenProvider,
+    UserSignIn,
     default_cache_dir,
 )
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
@@ -80,6 +83,13 @@ PERMISSIONS = [
     ("POST", r"^/api/machines/[^/]+/runliveresponse$", "Machine.LiveResponse"),
     ("POST", r"^/api/machineactions/[^/]+/cancel$", _ANY_ACTION),
     ("POST", r"^/api/machines/[^/]+/startInvestigation$", "Alert.ReadWrite.All"),
+    # Two reads whose delegated permission is not the read's (the fourth item): the investigation package
+    # (https://learn.microsoft.com/en-us/defender-endpoint/api/get-package-sas-uri) and a live response result
+    # (https://learn.microsoft.com/en-us/defender-endpoint/api/get-live-response-result).
+    ("GET", r"^/api/machineactions/[^/]+/getPackageUri$", "Machine.Read.All or Machine.ReadWrite.All",
+     "Machine.CollectForensics"),
+    ("GET", r"^/api/machineactions/[^/]+/GetLiveResponseResultDownloadLink", "Machine.Read.All or Machine.ReadWrite.All",
+     "Machine.LiveResponse"),
     ("GET", r"^/api/machineactions", "Machine.Read.All or Machine.ReadWrite.All"),
     ("POST", r"^/api/machines/", "Machine.ReadWrite.All"),
     ("PATCH", r"^/api/machines/", "Machine.ReadWrite.All"),
@@ -116,10 +126,38 @@ PERMISSIONS = [
 ]
 
 
-def required_permission(method, path):
+# A user-context token carries delegated permissions, named as the "Delegated (work or school account)" row of each
+# page's table: Machine.Read.All -> Machine.Read, Alert.ReadWrite.All -> Alert.ReadWrite..., while a few keep the
+# application name (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-nativeapp,
+# https://learn.microsoft.com/en-us/defender-endpoint/api/get-file-information). Ti.ReadWrite.All has no delegated form.
+_DELEGATED_SAME = frozenset(["File.Read.All", "Ip.Read.All", "URL.Read.All", "User.Read.All"])
+_DELEGATED_TEXT = {
+    "Ti.ReadWrite.All (or Ti.ReadWrite for the indicators this application created)": "Ti.ReadWrite",
+}
+
+
+def delegated_permission(text):
+    """The delegated permission(s) of the Defender for Endpoint API that stand for the application ones in ``text``."""
+    if text in _DELEGATED_TEXT:
+        return _DELEGATED_TEXT[text]
+
+    def one(match):
+        name = match.group(0)
+        if name in _DELEGATED_SAME or not name.endswith(".All"):
+            return name
+        return name[:-len(".All")]
+    return re.sub(r"\b[A-Z][A-Za-z]*\.[A-Za-z.]*[A-Za-z]", one, text)
+
+
+def required_permission(method, path, delegated=False):
+    """The permission the call needs, as its page documents it: the application one, or with ``delegated`` the
+    delegated one (for the Defender for Endpoint API; Microsoft Graph names both alike)."""
     path = re.sub(r"^/api/v1\.0/", "/api/", path)
-    for m, pattern, permission in PERMISSIONS:
+    for entry in PERMISSIONS:
+        m, pattern, permission = entry[:3]
         if (m is None or m == method) and re.search(pattern, path):
+            if delegated and path.startswith("/api/"):
+                return entry[3] if len(entry) > 3 else delegated_permission(permission)
             return permission
     return None
 
@@ -363,8 +401,13 @@ class MDEClient:
             text += ": %s" % str(api_message).rstrip(".")
         permission = None
         if status == 403:
-            permission = required_permission(method, path)
-            if permission:
+            delegated = getattr(self.token_provider, "delegated", False)
+            permission = required_permission(method, path, delegated=delegated)
+            if permission and delegated:
+                text += ". The signed-in user's token needs the %s delegated permission %s (consented for the public " \
+                        "client application), and the user a Defender role that allows this call" % (
+                            self.permission_kind, permission)
+            elif permission:
                 text += ". The Entra ID application needs the %s application permission %s, " \
                         "granted with admin consent" % (self.permission_kind, permission)
         elif status == 401:
@@ -898,14 +941,49 @@ def clean_credential(name, value):
     return stripped or None
 
 
+def resolve_auth_mode(auth_mode=None, client_secret=None, client_certificate_path=None, access_token=None,
+                      federated_token_file=None):
+    """The sign-in mode: ``auth_mode`` when set, else the one the given credential implies (so plays written before
+    auth_mode existed keep working). Raises MDEConfigError when nothing or more than one credential is given."""
+    if auth_mode:
+        if auth_mode not in options.AUTH_MODES:
+            raise MDEConfigError("auth_mode must be one of %s, got %r." % (", ".join(options.AUTH_MODES), auth_mode))
+        return auth_mode
+    given = [name for name, value in (("client_secret", client_secret),
+                                      ("client_certificate_path", client_certificate_path),
+                                      ("access_token", access_token)) if value]
+    if len(given) > 1:
+        raise MDEConfigError("Only one credential may be set, got %s." % " and ".join(given))
+    if given:
+        return {"client_secret": "client_secret", "client_certificate_path": "client_certificate",
+                "access_token": "access_token"}[given[0]]
+    if federated_token_file:
+        return "workload_identity"
+    raise MDEConfigError("No credential given: set exactly one of client_secret, client_certificate_path or "
+                         "access_token (or MDE_CLIENT_SECRET, MDE_CLIENT_CERTIFICATE_PATH, MDE_ACCESS_TOKEN), or "
+                         "auth_mode (device_code, managed_identity, workload_identity).")
+
+
+# What each sign-in mode needs besides tenant_id and client_id (None: that mode needs neither).
+_MODE_NEEDS = {
+    "client_secret": "client_secret",
+    "client_certificate": "client_certificate_path",
+    "access_token": "access_token",
+    "workload_identity": "federated_token_file",
+    "device_code": None,
+    "managed_identity": None,
+}
+
+
 def create_client(tenant_id=None, client_id=None, client_secret=None, client_certificate_path=None,
                   client_certificate_password=None, access_token=None, cloud="global", api_url=None,
                   authority_host=None, validate_certs=True, ca_path=None, timeout=30, token_cache=True,
-                  graph_url=None, **kwargs):
+                  graph_url=None, auth_mode=None, federated_token_file=None, sign_in=None, **kwargs):
     """Validate the shared options and build an MDEClient. Raises MDEConfigError before any network call.
 
     api_url and authority_host must be https:// URLs; the environment variable MDE_ALLOW_HTTP=true (see
-    allow_http()) explicitly allows an http:// api_url, for a test server.
+    allow_http()) explicitly allows an http:// api_url, for a test server. ``sign_in(message)``: how to show a
+    device code sign-in message (auth_mode device_code); None where nothing can be shown.
     """
     if not HAS_REQUESTS:
         from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError
@@ -924,20 +1002,19 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
     if access_token and access_token[:7].lower() == "bearer ":
         access_token = access_token[7:].strip()
     _check_url("authority_host", authority_host)
-    given = [name for name, value in (("client_secret", client_secret),
-                                      ("client_certificate_path", client_certificate_path),
-                                      ("access_token", access_token)) if value]
-    if not given:
-        raise MDEConfigError("No credential given: set exactly one of client_secret, client_certificate_path or "
-                             "access_token (or MDE_CLIENT_SECRET, MDE_CLIENT_CERTIFICATE_PATH, MDE_ACCESS_TOKEN).")
-    if len(given) > 1:
-        raise MDEConfigError("Only one credential may be set, got %s." % " and ".join(given))
-    if client_certificate_password and not client_certificate_path:
+    mode = resolve_auth_mode(auth_mode, client_secret, client_certificate_path, access_token, federated_token_file)
+    needs = _MODE_NEEDS[mode]
+    value = {"client_secret": client_secret, "client_certificate_path": client_certificate_path,
+             "access_token": access_token, "federated_token_file": federated_token_file}.get(needs)
+    if needs and not value:
+        raise MDEConfigError("auth_mode %s needs %s (or %s)." % (
+            mode, needs, " or ".join(options.SHARED_OPTIONS[needs]["env"])))
+    if client_certificate_password and not client_certificate_path and (not auth_mode or mode == "client_certificate"):
         raise MDEConfigError("client_certificate_password needs client_certificate_path.")
-    if not access_token:
+    if mode not in ("access_token", "managed_identity"):
         for name, value in (("tenant_id", tenant_id), ("client_id", client_id)):
             if not value:
-                raise MDEConfigError("%s is required with %s (or set MDE_%s)." % (name, given[0], name.upper()))
+                raise MDEConfigError("%s is required with auth_mode %s (or set MDE_%s)." % (name, mode, name.upper()))
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]*$", tenant_id):
             raise MDEConfigError("tenant_id must be a directory (tenant) GUID or a domain such as "
                                  "contoso.onmicrosoft.com, got %r." % tenant_id)
@@ -961,17 +1038,30 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
     # What the token cache and the shared budget worked around (a damaged file, a read-only home...), one sentence
     # each, for the Ansible-facing code to show as warnings.
     warnings = []
-    if access_token:
+    if mode == "access_token":
         # A ready token has one audience: it works for the API it was issued for (the other answers 401).
         provider = graph_provider = StaticTokenProvider(access_token)
         identity = "token:" + hashlib.sha256(access_token.encode("utf-8")).hexdigest()[:16]
+    elif mode == "device_code":
+        # One sign-in for both APIs: the refresh token it gives serves the Defender and the Graph resource alike.
+        user = UserSignIn(tenant_id, client_id, authority_host, session, cache_dir=cache_dir, timeout=timeout,
+                          warnings=warnings, show=sign_in)
+        provider, graph_provider = [DeviceCodeTokenProvider(user, token_scope) for token_scope in (scope, graph_scope)]
+        identity = "%s/%s" % (tenant_id, client_id)
+    elif mode == "managed_identity":
+        provider, graph_provider = [ManagedIdentityTokenProvider(
+            token_scope, session, client_id=client_id, cache_dir=cache_dir, timeout=timeout, warnings=warnings)
+            for token_scope in (scope, graph_scope)]
+        identity = "managed_identity/%s" % (client_id or "system")
     else:
         # One provider per scope; the token cache keys its entries by scope, so a play using both APIs asks Entra ID
         # once for each.
         provider, graph_provider = [MsalTokenProvider(
             tenant_id, client_id, authority_host, token_scope, session,
-            client_secret=client_secret, client_certificate_path=client_certificate_path,
-            client_certificate_password=client_certificate_password,
+            client_secret=client_secret if mode == "client_secret" else None,
+            client_certificate_path=client_certificate_path if mode == "client_certificate" else None,
+            client_certificate_password=client_certificate_password if mode == "client_certificate" else None,
+            federated_token_file=federated_token_file if mode == "workload_identity" else None,
             cache_dir=cache_dir, timeout=timeout, warnings=warnings) for token_scope in (scope, graph_scope)]
         identity = "%s/%s" % (tenant_id, client_id)
     kwargs.setdefault("budget", RateBudget(cache_dir, scale=rate_limit_scale(), warnings=warnings))

@@ -37,7 +37,7 @@ def dependency_message(library):
 class Context:
     """The task as a module's logic sees it."""
 
-    def __init__(self, params, check_mode=False, diff=False, name=None, client_factory=None):
+    def __init__(self, params, check_mode=False, diff=False, name=None, client_factory=None, sign_in=None):
         self.params = params
         self.check_mode = bool(check_mode)
         self.diff = bool(diff)
@@ -46,13 +46,19 @@ class Context:
         self.warnings = []
         self._client = None
         self._client_factory = client_factory
+        # How to show a device code sign-in message (auth_mode device_code): the action plugin shows it on the
+        # controller's display; module mode has nowhere to show it (None).
+        self.sign_in = sign_in
 
     @property
     def client(self):
         if self._client is None:
             from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
             factory = self._client_factory or create_client
-            self._client = factory(**dict((k, self.params.get(k)) for k in options.NAMES))
+            kwargs = dict((k, self.params.get(k)) for k in options.NAMES)
+            if self.sign_in is not None:
+                kwargs["sign_in"] = self.sign_in
+            self._client = factory(**kwargs)
         return self._client
 
     def warn(self, text):
@@ -114,9 +120,15 @@ def execute(run, ctx, permission=None, validate=None):
         result = dict(e.facts)
         result.update(failed=True, msg=e.msg)
     except MDEError as e:
-        if permission and e.status == 403 and e.permission != permission:
-            e.message = "%s %s needs the application permission %s." % (e, ctx.name, permission)
-            e.permission = permission
+        if permission and e.status == 403:
+            delegated = getattr(getattr(ctx._client, "token_provider", None), "delegated", False)  # pylint: disable=protected-access
+            if delegated:
+                from ansible_collections.defender.endpoint.plugins.module_utils.client import delegated_permission
+                permission = delegated_permission(permission)
+            if e.permission != permission:
+                e.message = "%s %s needs the %s permission %s." % (
+                    e, ctx.name, "delegated" if delegated else "application", permission)
+                e.permission = permission
         try:
             ctx.fail_error(e)
         except TaskFailed as failed:

@@ -13,6 +13,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 CLOUDS = ("global", "gcc", "gcc_high", "dod")
+# How the collection signs in to Entra ID (auth.py). Unset: what the given credential implies.
+AUTH_MODES = ("client_secret", "client_certificate", "access_token", "device_code", "managed_identity",
+              "workload_identity")
 
 # name -> type, environment variables (first set one wins), default, choices, no_log
 SHARED_OPTIONS = dict(
@@ -23,6 +26,8 @@ SHARED_OPTIONS = dict(
     client_certificate_password=dict(type="str", no_log=True,
                                      env=("MDE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_CERTIFICATE_PASSWORD")),
     access_token=dict(type="str", no_log=True, env=("MDE_ACCESS_TOKEN",)),
+    auth_mode=dict(type="str", choices=AUTH_MODES, env=("MDE_AUTH_MODE",)),
+    federated_token_file=dict(type="path", env=("MDE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN_FILE")),
     cloud=dict(type="str", default="global", choices=CLOUDS, env=("MDE_CLOUD",)),
     api_url=dict(type="str", env=("MDE_API_URL",)),
     graph_url=dict(type="str", env=("MDE_GRAPH_URL",)),

@@ -17,14 +17,18 @@ __metaclass__ = type
 import contextlib
 import os
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import env_fallback, remove_values
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context, execute, validation_text
+
+display = Display()
 
 SPEC_KEYWORDS = ("mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")
 
@@ -85,6 +89,17 @@ class MDEActionBase(ActionBase):
             final.update(env)
         return final
 
+    def _sign_in_prompt(self, task_vars):
+        """Show a device code sign-in message (auth_mode device_code) on the controller's display now, while the
+        task waits for the user: from a worker, Display sends it to the main process at once."""
+        host = (task_vars or {}).get("inventory_hostname") or "localhost"
+        task = self._task.get_name()
+
+        def show(message):
+            display.display("defender.endpoint: task '%s' (host %s) needs a user to sign in. %s" % (task, host, message),
+                            color=C.COLOR_HIGHLIGHT)
+        return show
+
     def run(self, tmp=None, task_vars=None):
         del tmp  # no temporary directory on any host: nothing is transferred
         result = super(MDEActionBase, self).run(task_vars=task_vars)
@@ -105,7 +120,7 @@ class MDEActionBase(ActionBase):
                 result.update(failed=True, msg=validation_message(checked, name))
             else:
                 ctx = Context(params, check_mode=self._play_context.check_mode, diff=self._play_context.diff,
-                              name=name)
+                              name=name, sign_in=self._sign_in_prompt(task_vars))
                 outcome = execute(module.run, ctx, permission=getattr(module, "PERMISSION", None),
                                   validate=getattr(module, "validate", None))
                 if ctx.warnings:

@@ -59,6 +59,17 @@ options:
   access_token:
     description: A ready bearer token (expires; not refreshed). Default E(MDE_ACCESS_TOKEN).
     type: str
+  auth_mode:
+    description:
+      - How to sign in, as the modules' O(auth_mode) (V(client_secret), V(client_certificate), V(access_token),
+        V(device_code), V(managed_identity), V(workload_identity)). Default E(MDE_AUTH_MODE), else what the credential
+        given implies.
+      - With V(device_code), a sign-in needed at start is shown on standard error while the source waits; it is then kept
+        in the token cache, so a restarted rulebook signs in silently until the refresh token expires.
+    type: str
+  federated_token_file:
+    description: The federated token file for V(workload_identity). Default E(MDE_FEDERATED_TOKEN_FILE) or E(AZURE_FEDERATED_TOKEN_FILE).
+    type: path
   cloud:
     description: V(global), V(gcc), V(gcc_high) or V(dod). Default E(MDE_CLOUD), else V(global).
     type: str
@@ -311,6 +322,9 @@ def parse_args(args, environ=None, now=None):
         auth[name] = value
     if auth["cloud"] not in shared_options.CLOUDS:
         raise ConfigError("cloud must be one of %s, got %r." % (", ".join(shared_options.CLOUDS), auth["cloud"]))
+    if auth.get("auth_mode") and auth["auth_mode"] not in shared_options.AUTH_MODES:
+        raise ConfigError("auth_mode must be one of %s, got %r." % (", ".join(shared_options.AUTH_MODES),
+                                                                   auth["auth_mode"]))
     interval = seconds_of(args.get("interval", 60), "interval")
     if interval <= 0:
         raise ConfigError("interval must be greater than 0, got %r." % args.get("interval"))
@@ -649,6 +663,13 @@ class AlertPoller:
             await asyncio.sleep(self.config["interval"])
 
 
+def show_sign_in(message):
+    """A device code sign-in (auth_mode device_code) needed at start: shown on ansible-rulebook's standard error while
+    the source waits for the user; the sign-in is then kept in the token cache for the next starts."""
+    sys.stderr.write("defender.endpoint event source: a user must sign in. %s\n" % message)
+    sys.stderr.flush()
+
+
 def setup(args, environ=None):
     """Validate the arguments, build the client and load (or start) the state. Raises ConfigError or MDEError
     (MDEConfigError, MDEDependencyError) for a configuration that cannot work; makes no API call."""
@@ -657,7 +678,7 @@ def setup(args, environ=None):
                           "defender.endpoint collection and its Python requirements (requests, msal) in the decision "
                           "environment." % IMPORT_ERROR)
     config = parse_args(args, environ)
-    client = client_utils.create_client(**config["auth"])
+    client = client_utils.create_client(sign_in=show_sign_in, **config["auth"])
     path = config["checkpoint_path"] or default_checkpoint_path(
         auth_utils.default_cache_dir(), client.api_url, config["auth"], config["severity"], config["status"])
     state = load_checkpoint(path, config["overlap"])

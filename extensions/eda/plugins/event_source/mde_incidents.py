@@ -149,7 +149,7 @@ def setup(args, environ=None):
     if base.IMPORT_ERROR is not None:
         raise ConfigError("defender.endpoint.mde_incidents cannot import the collection's client (%s)." % base.IMPORT_ERROR)
     config = parse_args(args, environ)
-    client = base.client_utils.create_client(**config["auth"])
+    client = base.client_utils.create_client(sign_in=base.show_sign_in, **config["auth"])
     path = config["checkpoint_path"] or default_checkpoint_path(
         base.auth_utils.default_cache_dir(), client.graph.api_url, config["auth"], config["severity"], config["status"])
     state = base.load_checkpoint(path, config["overlap"])
