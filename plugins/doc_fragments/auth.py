@@ -60,7 +60,7 @@ options:
       - V(device_code) signs in as a user (user context, delegated permissions in the C(scp) claim, actions
         attributed to that analyst in the Action center). O(client_id) is a public client application. The first
         run shows "To sign in, use a web browser to open ... and enter the code ..." on the controller's display
-        and waits (up to 15 minutes) while the user signs in, with multifactor authentication as the tenant
+        (standard error) and waits (up to 15 minutes) while the user signs in, with multifactor authentication as the tenant
         requires. MSAL's token cache, refresh token included, is kept in the private token cache (O(token_cache)),
         so later tasks, every fork and later runs sign in silently until the refresh token expires or is revoked.
         Username and password sign-in (ROPC) is not offered, as it cannot do multifactor authentication and Microsoft

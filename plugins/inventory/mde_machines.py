@@ -480,7 +480,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _show_sign_in(self, message):
         """A device code sign-in (auth_mode device_code) shown on standard error while the inventory waits: the
         standard output may be the JSON of ansible-inventory --list."""
-        self.display.display("defender.endpoint.mde_machines: a user must sign in. %s" % message, stderr=True)
+        self.display.display("defender.endpoint.mde_machines needs a user to sign in. %s" % message, stderr=True)
 
     def _auth_options(self):
         opts = {}

@@ -546,6 +546,9 @@ class UserSignIn:
             result = app.acquire_token_silent_with_error([scope], account=account, force_refresh=True)
         if result and "access_token" in result:
             return result, None
+        if result and _needs_consent(result):
+            # A new sign-in would not help: the app lacks consented delegated permissions for this API.
+            raise _refused(self.describe(), result, advice=CONSENT_ADVICE, code="consent_required")
         if result:
             return None, "the saved sign-in of %s can no longer be used (%s)" % (
                 self.username or "the user", _first_line(result.get("error_description") or result.get("error") or ""))
@@ -575,6 +578,8 @@ class UserSignIn:
                     app.remove_account(other)
             return result
         error = result.get("error")
+        if _needs_consent(result):
+            raise _refused(self.describe(), result, advice=CONSENT_ADVICE, code="consent_required")
         if error in ("authorization_pending", "slow_down", "expired_token", "code_expired"):
             raise MDEAuthError("Nobody signed in with the code %s within %d minutes; run the task again for a new "
                                "code." % (flow.get("user_code"), max(1, int(round(flow.get("expires_in", 900) / 60.0)))),
@@ -630,11 +635,20 @@ def _import_msal():
     return msal
 
 
-def _refused(who, result, action="a token"):
-    desc = _first_line(result.get("error_description") or "")
-    return MDEAuthError("Entra ID refused %s to %s: %s%s" % (action, who, result.get("error", "error"),
-                                                             ": " + desc if desc else ""),
-                        code=result.get("error"))
+# https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes (AADSTS65001, suberror consent_required)
+CONSENT_ADVICE = ("Add the delegated permissions this task needs to the public client application, for the API it "
+                  "calls, and grant consent")
+
+
+def _needs_consent(result):
+    return result.get("suberror") == "consent_required" or "AADSTS65001" in (result.get("error_description") or "")
+
+
+def _refused(who, result, action="a token", advice=None, code=None):
+    desc = _first_line(result.get("error_description") or "").rstrip(".")
+    return MDEAuthError("Entra ID refused %s to %s: %s%s%s" % (
+        action, who, result.get("error", "error"), ": " + desc if desc else "", ". " + advice + "." if advice else ""),
+        code=code or result.get("error"))
 
 
 def _first_line(text):

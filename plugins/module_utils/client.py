@@ -424,6 +424,20 @@ class MDEClient:
         return MDEError(text + ".", status=status, code=code, api_message=api_message, method=method,
                         path=path, permission=permission, retry_after=resp.headers.get("Retry-After"), **facts)
 
+    def _token(self, method, path):
+        """The provider's token; a token refused for want of consent names the permission this call needs."""
+        try:
+            return self.token_provider.get_token()
+        except MDEAuthError as e:
+            if e.code == "consent_required" and e.permission is None:
+                permission = required_permission(method, path, delegated=True)
+                if permission:
+                    e.message = "%s %s %s needs the %s delegated permission %s." % (
+                        e.message, method, path, self.permission_kind, permission)
+                    e.permission = permission
+                e.method, e.path = method, path
+            raise
+
     @staticmethod
     def _retry_after(resp):
         return parse_retry_after(resp.headers.get("Retry-After"))
@@ -567,7 +581,7 @@ class MDEClient:
             attempt += 1
             # The token first (it may wait for another fork fetching one), then the slot, then at once the call;
             # its answer settles the slot (throttle.RateBudget.settle), a 429 gives it back.
-            token = self.token_provider.get_token()
+            token = self._token(method, path)
             if _CONTROL.search(token or ""):
                 raise MDEAuthError("The access token (%s) contains a line break or another control character; it "
                                    "was not sent." % self.token_provider.describe(), method=method, path=path)

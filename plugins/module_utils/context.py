@@ -120,7 +120,7 @@ def execute(run, ctx, permission=None, validate=None):
         result = dict(e.facts)
         result.update(failed=True, msg=e.msg)
     except MDEError as e:
-        if permission and e.status == 403:
+        if permission and (e.status == 403 or e.code == "consent_required"):
             delegated = getattr(getattr(ctx._client, "token_provider", None), "delegated", False)  # pylint: disable=protected-access
             if delegated:
                 from ansible_collections.defender.endpoint.plugins.module_utils.client import delegated_permission

@@ -91,13 +91,14 @@ class MDEActionBase(ActionBase):
 
     def _sign_in_prompt(self, task_vars):
         """Show a device code sign-in message (auth_mode device_code) on the controller's display now, while the
-        task waits for the user: from a worker, Display sends it to the main process at once."""
+        task waits for the user: from a worker, Display sends it to the main process at once. On standard error, as
+        Ansible's warnings, so that a JSON stdout callback's output stays JSON."""
         host = (task_vars or {}).get("inventory_hostname") or "localhost"
         task = self._task.get_name()
 
         def show(message):
             display.display("defender.endpoint: task '%s' (host %s) needs a user to sign in. %s" % (task, host, message),
-                            color=C.COLOR_HIGHLIGHT)
+                            color=C.COLOR_HIGHLIGHT, stderr=True)
         return show
 
     def run(self, tmp=None, task_vars=None):

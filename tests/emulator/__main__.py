@@ -26,13 +26,24 @@ def main(argv=None):
     parser.add_argument("--rate-limit-scale", type=float, default=1.0, help="multiplies every rate-limit window: 0.01 allows 100 calls per 0.6 s (default 1.0)")
     parser.add_argument("--action-delays", default="0.5,0.5", help="seconds a machine action stays Pending, then InProgress (default 0.5,0.5)")
     parser.add_argument("--token-lifetime", type=int, default=3600, help="access token lifetime in seconds (default 3600)")
+    parser.add_argument("--device-code-interval", type=int, default=5, help="device code flow: seconds between polls the client is told (default 5)")
+    parser.add_argument("--device-code-expires-in", type=int, default=900, help="device code flow: seconds a code stays valid (default 900)")
+    parser.add_argument("--auto-approve-device-code", metavar="UPN", default=None,
+                        help="sign every device code flow in at once as this user (e.g. analyst@contoso.onmicrosoft.com); "
+                        "without it, approve at URL/devicelogin")
+    parser.add_argument("--identity-header", default=None, help="the managed identity IDENTITY_HEADER secret (default: random)")
     args = parser.parse_args(argv)
     delays = tuple(float(x) for x in args.action_delays.split(","))
     if len(delays) != 2:
         parser.error("--action-delays takes two comma-separated numbers")
-    emu = Emulator(state_dir=args.state_dir, machines=args.machines, alerts=args.alerts, indicators=args.indicators, seed=args.seed,
-                   host=args.host, port=args.port, rate_limit_scale=args.rate_limit_scale, action_delays=delays,
-                   token_lifetime=args.token_lifetime)
+    try:
+        emu = Emulator(state_dir=args.state_dir, machines=args.machines, alerts=args.alerts, indicators=args.indicators, seed=args.seed,
+                       host=args.host, port=args.port, rate_limit_scale=args.rate_limit_scale, action_delays=delays,
+                       token_lifetime=args.token_lifetime, device_code_interval=args.device_code_interval,
+                       device_code_expires_in=args.device_code_expires_in, auto_approve_device_code=args.auto_approve_device_code,
+                       identity_header=args.identity_header)
+    except ValueError as exc:
+        parser.error(str(exc))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

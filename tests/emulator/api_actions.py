@@ -74,7 +74,7 @@ def submit_action(ctx, ident, segment):
     outcome = state.action_outcomes.pop((machine["id"], action_type), "Succeeded")
     action = {
         "id": str(uuid.uuid4()), "type": action_type, "title": "%s from %s" % (TITLES[action_type], ctx.app["display_name"]),
-        "requestor": ctx.client_id, "requestorComment": body["Comment"], "status": "Pending", "machineId": machine["id"],
+        "requestor": ctx.requestor, "requestorComment": body["Comment"], "status": "Pending", "machineId": machine["id"],
         "computerDnsName": machine["computerDnsName"], "creationDateTimeUtc": stamp, "lastUpdateDateTimeUtc": stamp,
         "cancellationRequestor": None, "cancellationComment": None, "cancellationDateTimeUtc": None, "errorHResult": 0,
         "scope": scope, "externalID": body.get("ExternalID"), "requestSource": "PublicApi", "relatedFileInfo": related,
@@ -119,7 +119,7 @@ def cancel_action(ctx, action_id):
     if action["status"] in FINAL_STATUSES:
         raise ApiError(400, "BadRequest", "Action %s is already in a final state (%s) and cannot be cancelled" % (action_id, action["status"]))
     stamp = iso(datetime.datetime.now(datetime.timezone.utc))
-    action.update({"status": "Cancelled", "cancellationRequestor": ctx.client_id, "cancellationComment": body.get("Comment"),
+    action.update({"status": "Cancelled", "cancellationRequestor": ctx.requestor, "cancellationComment": body.get("Comment"),
                    "cancellationDateTimeUtc": stamp, "lastUpdateDateTimeUtc": stamp})
     return entity_response(ctx, "MachineActions/$entity", _action_view(ctx.state, action))
 

@@ -81,7 +81,7 @@ def _apply(ctx, alert, fields, stamp):
     if "status" in fields:
         alert["resolvedTime"] = stamp if fields["status"] == "Resolved" else None
     if fields.get("comment"):
-        alert["comments"] = alert["comments"] + [{"comment": fields["comment"], "createdBy": ctx.client_id, "createdTime": stamp}]
+        alert["comments"] = alert["comments"] + [{"comment": fields["comment"], "createdBy": ctx.requestor, "createdTime": stamp}]
     alert["lastUpdateTime"] = stamp
     ctx.state.touch_alert(alert)
 

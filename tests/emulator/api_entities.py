@@ -365,7 +365,7 @@ def start_investigation(ctx, ident):
     inv = {"id": str(ents.next_investigation), "startTime": seedmod.iso(datetime.datetime.fromtimestamp(now, datetime.timezone.utc)),
            "endTime": None, "state": "Queued", "cancelledBy": None, "statusDetails": None, "machineId": machine["id"],
            "computerDnsName": machine["computerDnsName"], "triggeringAlertId": None, "_created": now, "_outcome": outcome,
-           "_comment": body["Comment"], "_requestor": ctx.client_id}
+           "_comment": body["Comment"], "_requestor": ctx.requestor}
     ents.next_investigation += 1
     ents.investigations.append(inv)
     return entity_response(ctx, "Investigations/$entity", _view(state, inv), status=201)

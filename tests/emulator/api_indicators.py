@@ -37,7 +37,9 @@ TENANT_LIMIT = 15000
 
 
 def visible(ctx, indicator):
-    return "Ti.ReadWrite.All" in ctx.app["roles"] or indicator["createdBy"] == ctx.client_id
+    """Ti.ReadWrite.All apps and signed-in users (their MDE role decides, README) see every indicator; Ti.ReadWrite apps
+    only their own."""
+    return ctx.delegated or "Ti.ReadWrite.All" in ctx.app["roles"] or indicator["createdBy"] == ctx.requestor
 
 
 def active(indicator, now_text):
@@ -134,7 +136,7 @@ def upsert(ctx, item):
     if existing is not None and not visible(ctx, existing):
         raise ApiError(403, "Forbidden", "Indicator %s was created by another application; Ti.ReadWrite only allows changing the app's own indicators"
                        % existing["id"])
-    name = ctx.app["display_name"]
+    name = ctx.actor_name
     if existing is not None:
         for field in ("action", "title", "description", "severity", "recommendedActions", "expirationTime", "generateAlert", "educateUrl", "externalID"):
             if field in fields:
@@ -149,7 +151,7 @@ def upsert(ctx, item):
     state.next_indicator_id += 1
     entity = {
         "id": ident, "indicatorValue": fields["indicatorValue"], "indicatorType": fields["indicatorType"], "action": fields["action"],
-        "application": fields.get("application"), "source": name, "sourceType": "AadApp", "createdBy": ctx.client_id,
+        "application": fields.get("application"), "source": name, "sourceType": ctx.source_type, "createdBy": ctx.requestor,
         "severity": fields.get("severity") or "Informational", "title": fields["title"], "description": fields["description"],
         "recommendedActions": fields.get("recommendedActions"), "creationTimeDateTimeUtc": now, "expirationTime": fields["expirationTime"],
         "lastUpdateTime": now, "lastUpdatedBy": name, "rbacGroupNames": fields["rbacGroupNames"] or [], "rbacGroupIds": [],

@@ -207,7 +207,7 @@ def upload_library(ctx):
     if name.lower() in lib and not override:
         raise ApiError(400, "BadRequest", "A file named %s already exists in the library; set OverrideIfExists to replace it" % name)
     entry = _store(ctx.state, name, upload["content"], _form_field(fields, "Description"), has_parameters,
-                   _form_field(fields, "ParametersDescription"), ctx.client_id)
+                   _form_field(fields, "ParametersDescription"), ctx.requestor)
     return entity_response(ctx, "LibraryFiles/$entity", _library_view(entry))
 
 
@@ -331,7 +331,7 @@ def run_live_response(ctx, ident):
     action_id = str(uuid.uuid4())
     action = {
         "id": action_id, "type": "LiveResponse", "title": "Live response from %s" % ctx.app["display_name"],
-        "requestor": ctx.client_id, "requestorComment": body["Comment"], "status": "Pending", "machineId": machine["id"],
+        "requestor": ctx.requestor, "requestorComment": body["Comment"], "status": "Pending", "machineId": machine["id"],
         "computerDnsName": machine["computerDnsName"], "creationDateTimeUtc": stamp, "lastUpdateDateTimeUtc": stamp,
         "cancellationRequestor": None, "cancellationComment": None, "cancellationDateTimeUtc": None, "errorHResult": 0,
         "scope": None, "externalID": None, "requestSource": "PublicApi", "relatedFileInfo": None, "troubleshootInfo": None,

@@ -1,4 +1,8 @@
-"""Entra ID (Azure AD) v2.0 token endpoint emulation: apps, certificates, access tokens, AADSTS errors."""
+"""Entra ID (Azure AD) v2.0 token endpoint emulation: apps, certificates, access tokens, AADSTS errors.
+
+The client-credentials grant lives here; the delegated grants (device code, refresh token) are in auth_user.py and
+register themselves in ``TokenService.grants``; federated client assertions are checked by auth_identity.py
+(``TokenService.federation``)."""
 
 import base64
 import datetime
@@ -38,6 +42,7 @@ ALL_ROLES = (
     "Vulnerability.Read.All", "SecurityRecommendation.Read.All", "Software.Read.All", "Library.Manage",
 ) + GRAPH_ROLES
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+KNOWN_TENANT_ALIASES = ("contoso.onmicrosoft.com",)
 
 
 def b64url(data):
@@ -60,20 +65,23 @@ def make_self_signed(common_name, password=None):
 class AadError(Exception):
     """An AADSTS error answered by the token endpoint."""
 
-    def __init__(self, status, error, code, description):
+    def __init__(self, status, error, code, description, extra=None):
         super().__init__(description)
         self.status = status
         self.error = error
         self.code = code
         self.description = description
+        self.extra = extra or {}  # more response members, e.g. {"suberror": "consent_required"}
 
     def body(self, base_url):
         now = datetime.datetime.now(datetime.timezone.utc)
         trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
         stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
         desc = "AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %s" % (self.code, self.description, trace, corr, stamp)
-        return {"error": self.error, "error_description": desc, "error_codes": [self.code], "timestamp": stamp,
+        body = {"error": self.error, "error_description": desc, "error_codes": [self.code], "timestamp": stamp,
                 "trace_id": trace, "correlation_id": corr, "error_uri": "%s/error?code=%d" % (base_url, self.code)}
+        body.update(self.extra)
+        return body
 
 
 class TokenService:
@@ -93,12 +101,21 @@ class TokenService:
         self._expired_upto = 0
         self._cache = {}
         self._lock = threading.Lock()
+        self.base_url = None  # the emulator's URL once it serves (Emulator.start)
+        self.grants = {}  # grant_type -> callable(tenant, form, token_url) for the grants other modules add
+        self.federation = None  # auth_identity.Federation: checks client assertions that are not certificate assertions
 
     # ---- apps -------------------------------------------------------------------------------
-    def add_app(self, name, roles, secret=True, cert=False, cert_password=None, client_id=None):
+    def add_app(self, name, roles=(), secret=True, cert=False, cert_password=None, client_id=None, public_client=False, delegated=(),
+                federated=None):
+        """Register an app. ``public_client``: "Allow public client flows" (device code flow without a credential);
+        ``delegated``: the delegated permissions consented for it (MDE and Graph names); ``federated``: its federated
+        identity credentials, ``[{"issuer", "subject", "audiences"}]`` (issuer None = the emulator's own OIDC issuer)."""
         client_id = client_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-app/%s/%s" % (self.tenant_id, name)))
         info = {"name": name, "client_id": client_id, "client_secret": None, "cert_path": None, "cert_password": cert_password,
-                "roles": list(roles), "display_name": "emulator-%s" % name}
+                "roles": list(roles), "display_name": "emulator-%s" % name, "public_client": bool(public_client),
+                "delegated": list(delegated), "federated": [dict(f, audiences=list(f.get("audiences") or ["api://AzureADTokenExchange"]))
+                                                            for f in federated or ()]}
         if secret:
             info["client_secret"] = "emu~%s~%s" % (name, hashlib.sha256(client_id.encode()).hexdigest()[:24])
         private = {"cert": None}
@@ -120,32 +137,57 @@ class TokenService:
         return entry[0] if entry else None
 
     def public_apps(self):
-        return {name: {k: v for k, v in app.items() if k != "display_name"} for name, app in self.apps.items()}
+        out = {}
+        for name, app in self.apps.items():
+            view = {k: v for k, v in app.items() if k != "display_name"}
+            view["federated"] = [dict(f, issuer=f.get("issuer") or self.oidc_issuer) for f in app["federated"]]
+            out[name] = view
+        return out
 
-    # ---- token endpoint ----------------------------------------------------------------------
-    def token_request(self, tenant, form, token_url, v1=False):
-        """Handle a client-credentials request; return the JSON body or raise AadError."""
-        if tenant.lower() not in (self.tenant_id, "contoso.onmicrosoft.com"):
+    @property
+    def oidc_issuer(self):
+        """The emulator's own OIDC issuer (workload identity federation), known once it serves."""
+        return "%s/oidc-issuer" % self.base_url if self.base_url else None
+
+    def check_tenant(self, tenant):
+        if tenant.lower() not in (self.tenant_id,) + KNOWN_TENANT_ALIASES:
             raise AadError(400, "invalid_request", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and are "
                            "signing into the correct cloud. Check with your subscription administrator, this may happen if there are no "
                            "active subscriptions for the tenant." % tenant)
-        grant = form.get("grant_type")
-        if not grant:
-            raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'.")
+
+    @staticmethod
+    def unknown_app(client_id, tenant):
+        return AadError(400, "unauthorized_client", 700016, "Application with identifier '%s' was not found in the directory '%s'. This can "
+                        "happen if the application has not been installed by the administrator of the tenant or consented to by any user "
+                        "in the tenant. You may have sent your authentication request to the wrong tenant." % (client_id, tenant))
+
+    @staticmethod
+    def require(form, name):
+        if not form.get(name):
+            raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: '%s'." % name)
+        return form[name]
+
+    # ---- token endpoint ----------------------------------------------------------------------
+    def token_request(self, tenant, form, token_url, v1=False):
+        """Handle a token request; return the JSON body or raise AadError."""
+        self.check_tenant(tenant)
+        grant = self.require(form, "grant_type")
         if grant != "client_credentials":
-            raise AadError(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '%s'." % grant)
-        client_id = form.get("client_id")
-        if not client_id:
-            raise AadError(400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+            handler = None if v1 else self.grants.get(grant)
+            if handler is None:
+                raise AadError(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '%s'." % grant)
+            return handler(tenant, form, token_url)
+        client_id = self.require(form, "client_id")
         entry = self._by_client.get(client_id)
         if entry is None:
-            raise AadError(400, "unauthorized_client", 700016, "Application with identifier '%s' was not found in the directory '%s'. This can "
-                           "happen if the application has not been installed by the administrator of the tenant or consented to by any user "
-                           "in the tenant. You may have sent your authentication request to the wrong tenant." % (client_id, tenant))
+            raise self.unknown_app(client_id, tenant)
         app, private = entry
         audience = self._audience(form, v1)
         if form.get("client_assertion") or form.get("client_assertion_type"):
-            self._check_assertion(form, app, private, token_url)
+            if self.federation is not None and self.federation.is_federated(form, app):
+                self.federation.check(form, app)
+            else:
+                self._check_assertion(form, app, private, token_url)
         elif "client_secret" in form:
             if not app["client_secret"] or form["client_secret"] != app["client_secret"]:
                 raise AadError(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is "
@@ -217,19 +259,28 @@ class TokenService:
         if claims.get("iss") != app["client_id"] or claims.get("sub") != app["client_id"]:
             fail("The client assertion's iss and sub must both be the client id '%s'." % app["client_id"], code=700021)
 
-    def issue(self, app, audience, v1=False):
-        now = int(time.time())
+    def next_uti(self):
+        """A fresh ``uti`` claim; ``expire_tokens()`` revokes every token whose number is not above the mark."""
         with self._lock:
             self._seq += 1
-            seq = self._seq
+            return "emu%d" % self._seq
+
+    def sign(self, claims):
+        """Sign access or ID token claims with the tenant's key (the one /discovery/v2.0/keys publishes)."""
+        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+
+    def issue(self, app, audience, v1=False, extra=None):
+        """An app-only access token (client credentials; managed identities pass ``extra`` claims)."""
+        now = int(time.time())
         claims = {
             "aud": audience, "iss": "https://sts.windows.net/%s/" % self.tenant_id, "iat": now, "nbf": now, "exp": now + self.lifetime,
             "aio": "emulator", "app_displayname": app["display_name"], "appid": app["client_id"], "appidacr": "1",
             "idp": "https://sts.windows.net/%s/" % self.tenant_id, "oid": str(uuid.uuid5(uuid.NAMESPACE_OID, app["client_id"])),
             "roles": list(app["roles"]), "sub": str(uuid.uuid5(uuid.NAMESPACE_OID, app["client_id"])), "tid": self.tenant_id,
-            "uti": "emu%d" % seq, "ver": "1.0",
+            "uti": self.next_uti(), "ver": "1.0",
         }
-        token = jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
+        claims.update(extra or {})
+        token = self.sign(claims)
         body = {"token_type": "Bearer", "expires_in": self.lifetime, "ext_expires_in": self.lifetime, "access_token": token}
         if v1:
             body.update({"expires_on": str(now + self.lifetime), "not_before": str(now), "resource": audience})

@@ -55,7 +55,7 @@ def public(entity):
 class Ctx:
     """Per-request context handed to handlers."""
 
-    def __init__(self, state, method, path, query, body, app, base_url, raw_query=""):
+    def __init__(self, state, method, path, query, body, app, base_url, raw_query="", user=None):
         self.state = state
         self.method = method
         self.path = path
@@ -64,10 +64,34 @@ class Ctx:
         self.app = app
         self.base_url = base_url
         self.raw_query = raw_query
+        self.user = user  # the signed-in user of a delegated token ({"upn", "display_name", "oid"}); None for app tokens
 
     @property
     def client_id(self):
         return self.app["client_id"] if self.app else None
+
+    @property
+    def delegated(self):
+        return self.user is not None
+
+    @property
+    def requestor(self):
+        """Who a machine action, comment or indicator is attributed to: the user's UPN, else the app's client id."""
+        return self.user["upn"] if self.user else self.client_id
+
+    @property
+    def actor_name(self):
+        """The name shown as an entity's source / last updater: the user's UPN, else the app's display name."""
+        return self.user["upn"] if self.user else (self.app.get("display_name") or self.client_id)
+
+    @property
+    def actor_display_name(self):
+        return self.user["display_name"] if self.user else (self.app.get("display_name") or self.client_id)
+
+    @property
+    def source_type(self):
+        """An indicator's ``sourceType``: ``User`` for a signed-in user, ``AadApp`` for an app."""
+        return "User" if self.user else "AadApp"
 
 
 def require_object(body):

@@ -6,39 +6,62 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 
 import trustme
 import uvicorn
 
-from .auth import ALL_ROLES, TokenService
+from .auth import ALL_RESOURCES, ALL_ROLES, GRAPH_ROLES, TokenService
+from .auth_identity import TOKEN_EXCHANGE_AUDIENCE, Federation, ManagedIdentities
+from .auth_user import MDE_DELEGATED, UserAuth
 from .server import EmulatorApp
 from .state import State
 
 TENANT_ID = "8a6f2c1e-4b7d-4e0a-9c3f-5d2b1a0e9f47"
 SEED_APPS = (
-    # name, roles, secret, cert, cert_password
+    # name, roles, secret, cert, cert_password[, more add_app() keyword arguments]
     ("full", ALL_ROLES, True, False, None),
     ("cert", ALL_ROLES, False, True, None),
     ("cert_encrypted", ALL_ROLES, False, True, "emulator-cert-password"),
     ("readonly", ("Machine.Read.All", "Alert.Read.All"), True, False, None),
     ("ti_own", ("Ti.ReadWrite", "Machine.Read.All"), True, False, None),
     ("noperm", (), True, False, None),
+    # public clients for the device code flow (user context), with delegated permissions consented
+    ("analyst", (), False, False, None, {"public_client": True, "delegated": MDE_DELEGATED + GRAPH_ROLES}),
+    ("analyst_readonly", (), False, False, None, {"public_client": True, "delegated": ("Machine.Read", "Alert.Read")}),
+    # workload identity federation: trusts the emulator's own OIDC issuer (issuer None) for one Kubernetes service account
+    ("workload", ALL_ROLES, False, False, None,
+     {"federated": [{"issuer": None, "subject": "system:serviceaccount:awx:automation-job", "audiences": [TOKEN_EXCHANGE_AUDIENCE]}]}),
 )
+SEED_MANAGED_IDENTITIES = (
+    # name, roles, system-assigned
+    ("system", ALL_ROLES, True),
+    ("automation", ALL_ROLES, False),
+    ("mi_readonly", ("Machine.Read.All",), False),
+)
+WORKLOAD_SUBJECT = "system:serviceaccount:awx:automation-job"
 
 
 class Emulator:  # pylint: disable=too-many-instance-attributes
     """HTTPS emulator of the MDE API and the Entra ID v2 token endpoint. See README.md."""
 
     def __init__(self, state_dir=None, machines=50, alerts=None, indicators=None, seed=1, host="127.0.0.1", port=0,
-                 rate_limit_scale=1.0, action_delays=(0.5, 0.5), token_lifetime=3600):
+                 rate_limit_scale=1.0, action_delays=(0.5, 0.5), token_lifetime=3600, device_code_interval=5, device_code_expires_in=900,
+                 auto_approve_device_code=None, identity_header=None):
         self.state_dir = os.path.abspath(str(state_dir or tempfile.mkdtemp(prefix="mde-emulator-")))
         os.makedirs(self.state_dir, exist_ok=True)
         self.host = host
         self.port = port
         self.tenant_id = TENANT_ID
         self.tokens = TokenService(TENANT_ID, token_lifetime, self.state_dir)
-        for name, roles, secret, cert, password in SEED_APPS:
-            self.tokens.add_app(name, roles, secret=secret, cert=cert, cert_password=password)
+        for name, roles, secret, cert, password, *more in SEED_APPS:
+            self.tokens.add_app(name, roles, secret=secret, cert=cert, cert_password=password, **(more[0] if more else {}))
+        self.user_auth = UserAuth(self.tokens, interval=device_code_interval, expires_in=device_code_expires_in,
+                                  auto_approve=auto_approve_device_code)
+        self.managed_identities = ManagedIdentities(self.tokens, identity_header or str(uuid.uuid4()))
+        for name, roles, system in SEED_MANAGED_IDENTITIES:
+            self.managed_identities.add(name, roles, system=system)
+        self.federation = Federation(self.tokens)
         self.state = State(self.tokens, machines=machines, alerts=alerts, indicators=indicators, seed=seed,
                            rate_limit_scale=rate_limit_scale, action_delays=action_delays)
         self._ca = trustme.CA()
@@ -69,6 +92,7 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         self._sock = sock
         self.port = sock.getsockname()[1]
         self.url = "https://%s:%d" % (self.host, self.port)
+        self.tokens.base_url = self.url
         config = uvicorn.Config(EmulatorApp(self), ssl_certfile=self._cert_file, ssl_keyfile=self._key_file, log_level="warning",
                                 lifespan="off", proxy_headers=False, server_header=False, date_header=True, access_log=False,
                                 timeout_keep_alive=30, http="httptools", timeout_graceful_shutdown=1)
@@ -105,15 +129,37 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
     def apps(self):
         return self.tokens.public_apps()
 
-    def add_app(self, name, roles, secret=True, cert=False, cert_password=None):
-        self.tokens.add_app(name, roles, secret=secret, cert=cert, cert_password=cert_password)
+    def add_app(self, name, roles=(), secret=True, cert=False, cert_password=None, public_client=False, delegated=(), federated=None):
+        self.tokens.add_app(name, roles, secret=secret, cert=cert, cert_password=cert_password, public_client=public_client,
+                            delegated=delegated, federated=federated)
         if self.url:
             self.write_config()
         return self.apps[name]
 
+    @property
+    def users(self):
+        """Seeded users for the device code flow: ``{upn: {"upn", "display_name", "given_name", "family_name", "oid"}}``."""
+        return self.user_auth.public_users()
+
+    def add_user(self, upn, display_name, oid=None):
+        user = self.user_auth.add_user(upn, display_name, oid=oid)
+        if self.url:
+            self.write_config()
+        return user
+
+    def add_managed_identity(self, name, roles, system=False, client_id=None):
+        self.managed_identities.add(name, roles, system=system, client_id=client_id)
+        if self.url:
+            self.write_config()
+        return self.managed_identities.public()[name]
+
     def config(self):
         return {"url": self.url, "tenant_id": self.tenant_id, "ca_path": self.ca_path, "apps": self.apps,
-                "authority": "%s/%s" % (self.url, self.tenant_id), "scope": "https://api.securitycenter.microsoft.com/.default"}
+                "authority": "%s/%s" % (self.url, self.tenant_id), "scope": "https://api.securitycenter.microsoft.com/.default",
+                "users": self.users, "managed_identities": self.managed_identities.public(),
+                "identity_header": self.managed_identities.identity_header,
+                "identity_endpoint": "%s/msi/token" % self.url if self.url else None, "imds_host": self.url,
+                "oidc_issuer": self.tokens.oidc_issuer, "device_login_url": "%s/devicelogin" % self.url if self.url else None}
 
     def write_config(self):
         with open(os.path.join(self.state_dir, "config.json"), "w", encoding="utf-8") as handle:
@@ -150,6 +196,35 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
 
     def reset(self):
         self.state.reset()
+        self.user_auth.reset()
+
+    # ---- user context (device code flow), workload identity federation -----------------------------
+    def device_flows(self):
+        """Device code flows not yet redeemed: ``[{"user_code", "client_id", "app", "scopes", "status", "user", "expires_in"}]``."""
+        return self.user_auth.flows_view()
+
+    def approve_device_code(self, user_code=None, user=None, decline=False):
+        """Sign in at the verification page as ``user`` (UPN; default the seeded analyst) for ``user_code`` (default the
+        most recent pending flow), or decline it. Raises LookupError (no such flow) or ValueError."""
+        return self.user_auth.approve(user_code, user, decline=decline)
+
+    def configure_device_code(self, interval=None, expires_in=None, auto_approve=False, slow_down=None):
+        """Device flow settings until ``reset()``; ``auto_approve``: a UPN, or None to stop (default: unchanged);
+        ``slow_down``: answer ``slow_down`` to the next N polls."""
+        return self.user_auth.configure(interval=interval, expires_in=expires_in, auto_approve=auto_approve, slow_down=slow_down)
+
+    def revoke_refresh_tokens(self, user=None, expire=False):
+        """Revoke the refresh tokens of ``user`` (all users by default); ``expire`` makes them expired through inactivity."""
+        return self.user_auth.revoke(user, expire=expire)
+
+    def federated_token(self, subject=WORKLOAD_SUBJECT, audience=TOKEN_EXCHANGE_AUDIENCE, lifetime=3600, issuer=None):
+        """A JWT of the emulator's OIDC issuer (or of ``issuer``, signed with the same key), to use as a client assertion."""
+        return self.federation.mint(subject, audience=audience, lifetime=lifetime, issuer=issuer)
+
+    def user_token_for(self, user="analyst@contoso.onmicrosoft.com", app="analyst", scope="https://api.securitycenter.microsoft.com/.default"):
+        """Mint a delegated access token directly (no HTTP): every permission ``app`` has consented for the scope's resource."""
+        resource = scope[: -len("/.default")] if scope.endswith("/.default") else scope
+        return self.user_auth.mint(user, self.tokens.apps[app], ALL_RESOURCES[resource.rstrip("/")])
 
     @property
     def machines(self):

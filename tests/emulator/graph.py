@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from . import hunting
 from .auth import GRAPH_AUDIENCES
+from .auth_user import delegated_requirement, signed_in_user
 from .common import ApiError
 from .odata import FieldSpec, ODataError, compile_filter, parse_paging
 from .seed import iso
@@ -234,7 +235,7 @@ def patch_incident(ctx, base, ident):
     for key, value in body.items():
         incident[key] = list(value) if key == "customTags" else value
     incident["lastUpdateDateTime"] = now_iso()
-    incident["lastModifiedBy"] = ctx.app.get("display_name") or ctx.client_id
+    incident["lastModifiedBy"] = ctx.actor_name
     out = {"@odata.context": "%s/v1.0/$metadata#security/incidents/$entity" % base}
     out.update(view(ctx.state, incident))
     return ok(out)
@@ -246,7 +247,7 @@ def post_comment(ctx, base, ident):
     if not isinstance(body, dict) or not isinstance(body.get("comment"), str) or not body["comment"].strip():
         raise GraphError(400, "BadRequest", "The property 'comment' is required")
     incident["comments"].append({"comment": body["comment"],
-                                 "createdByDisplayName": ctx.app.get("display_name") or ctx.client_id,
+                                 "createdByDisplayName": ctx.actor_display_name,
                                  "createdDateTime": now_iso()})
     incident["lastUpdateDateTime"] = now_iso()
     return ok({"@odata.context": "%s/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)" % base,
@@ -325,7 +326,15 @@ def handle(app, method, path, query, raw, headers, entry):
         return error_response(401, "InvalidAuthenticationToken", "Access token validation failure. %s" % problem)
     entry["client_id"] = claims.get("appid")
     granted = claims.get("roles") or []
-    if not any(role in granted for role in roles):
+    user = signed_in_user(claims)
+    if user is not None:  # a delegated token: Graph checks its scp (the delegated names are the application ones)
+        entry["user"] = user["upn"]
+        granted = claims["scp"].split()
+        needed = delegated_requirement(template, roles)
+        if not any(perm in granted for perm in needed):
+            return error_response(403, "Forbidden", "Missing scope permissions on the request. API requires one of '%s'. Scopes on "
+                                  "the request '%s'" % (", ".join(needed), ", ".join(granted)))
+    elif not any(role in granted for role in roles):
         return error_response(403, "Forbidden", "Missing application roles. API required roles: %s. Application "
                               "roles: %s." % (", ".join(roles), ", ".join(granted) or "none"))
     retry = state.rate_check((claims["tid"], claims.get("appid"), template), fam)
@@ -340,7 +349,7 @@ def handle(app, method, path, query, raw, headers, entry):
             return error_response(400, "BadRequest", "Unable to read JSON request payload.")
     client = emu.tokens.app_by_client(claims.get("appid")) or {"client_id": claims.get("appid"),
                                                                "display_name": claims.get("app_displayname")}
-    ctx = Ctx(state, method, path, query, body, dict(client, roles=granted), emu.url)
+    ctx = Ctx(state, method, path, query, body, dict(client, roles=granted), emu.url, user=user)
     try:
         with state.lock:
             return handler(ctx, emu.url, **groups)

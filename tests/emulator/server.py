@@ -15,7 +15,9 @@ from starlette.responses import Response
 
 from . import api_actions, api_alerts, api_entities, api_indicators, api_live_response, api_machines, api_tvm, hunting
 from . import graph  # Microsoft Graph security (/v1.0/security/...)
+from . import identity_routes  # device code flow, managed identity endpoints, OIDC issuer
 from .auth import AadError
+from .auth_user import delegated_requirement, signed_in_user
 from .common import ApiError, Ctx, error_response
 from .odata import ODataError
 
@@ -25,7 +27,7 @@ TOKEN_V2 = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/v2\.0/token/?$")
 TOKEN_V1 = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/token/?$")
 OIDC = re.compile(r"^/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration/?$")
 JWKS = re.compile(r"^/(?P<tenant>[^/]+)/discovery/v2\.0/keys/?$")
-REDACT = ("client_secret", "client_assertion", "password")
+REDACT = ("client_secret", "client_assertion", "password", "refresh_token", "device_code", "code")
 
 
 class Route:
@@ -55,7 +57,7 @@ def _family(path):
         return "token"
     if OIDC.match(path) or JWKS.match(path):
         return "discovery"
-    return "other"
+    return identity_routes.family(path) or "other"
 
 
 def _parse_body(raw, content_type):
@@ -222,6 +224,9 @@ class EmulatorApp:
             return Response(json.dumps(emu.tokens.openid_configuration(emu.url, tenant)), headers={"content-type": "application/json; charset=utf-8"})
         if JWKS.match(path):
             return Response(json.dumps(emu.tokens.jwks()), headers={"content-type": "application/json; charset=utf-8"})
+        response = identity_routes.dispatch(emu, method, path, query, body, headers, entry)
+        if response is not None:
+            return response
         if api_live_response.BLOB_PATH.match(path):  # pre-signed live response result links
             return api_live_response.serve_result(emu, method, path, query, headers, entry)
         return error_response(404, "NotFound", "No resource at %s" % path, str(uuid.uuid4()))
@@ -253,7 +258,15 @@ class EmulatorApp:
             return error_response(401, "Unauthorized", problem, target)
         entry["client_id"] = claims.get("appid")
         roles = claims.get("roles") or []
-        if not any(role in roles for role in route.roles):
+        user = signed_in_user(claims)
+        if user is not None:  # a delegated token: its scp must hold the route's delegated permission
+            entry["user"] = user["upn"]
+            roles = claims["scp"].split()
+            needed = delegated_requirement(route.template, route.roles)
+            if not any(perm in roles for perm in needed):
+                return error_response(403, "Forbidden", "The user does not have any of the required delegated permissions (%s) to access the "
+                                      "resource." % ", ".join(needed), target)
+        elif not any(role in roles for role in route.roles):
             return error_response(403, "Forbidden", "The application does not have any of the required application permissions (%s) to access the "
                                   "resource." % ", ".join(route.roles), target)
         key = (claims["tid"],) if route.family == "hunting" else (claims["tid"], claims.get("appid"))
@@ -276,7 +289,7 @@ class EmulatorApp:
         if app is None:
             app = {"client_id": claims.get("appid"), "display_name": claims.get("app_displayname"), "roles": roles}
         app = dict(app, roles=roles)
-        ctx = Ctx(state, method, path, query, body, app, emu.url, query_string)
+        ctx = Ctx(state, method, path, query, body, app, emu.url, query_string, user=user)
         try:
             with state.lock:
                 return route.handler(ctx, **groups)
@@ -310,6 +323,9 @@ class EmulatorApp:
         }
         handler = handlers.get((method, name))
         if handler is None:
+            response = identity_routes.admin(emu, method, name, data)
+            if response is not None:
+                return response
             return Response('{"error": "unknown emulator endpoint"}', status_code=404, headers={"content-type": "application/json"})
         try:
             return handler()

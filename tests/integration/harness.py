@@ -1,8 +1,11 @@
 """Run real ansible-playbook / ansible-inventory against the emulator and read what they did."""
 import json
 import os
+import re
 import subprocess
 import textwrap
+import threading
+import time
 
 import yaml
 
@@ -13,6 +16,18 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 # `make test` installs the built collection here; MDE_TEST_COLLECTIONS=.build/src runs the live source instead
 # (tests/conftest.py links it there), which is what a developer iterating on one module wants.
 COLLECTIONS = os.path.abspath(os.environ.get("MDE_TEST_COLLECTIONS") or os.path.join(ROOT, ".build", "collections"))
+
+
+def parse_json(stdout):
+    """The JSON document the command wrote, also when -vvvv wrote its lines before it (on stdout)."""
+    try:
+        return json.loads(stdout)
+    except ValueError:
+        start = stdout.rfind("\n{\n")
+        try:
+            return json.loads(stdout[start + 1:]) if start >= 0 else None
+        except ValueError:
+            return None
 
 
 class Result:
@@ -62,6 +77,45 @@ class Result:
         return "Result(rc=%s)\nSTDOUT:\n%s\nSTDERR:\n%s" % (self.rc, self.stdout[-6000:], self.stderr[-3000:])
 
 
+class Running:
+    """A command running in the background: its standard error read as it comes, its result at the end."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.stderr_lines = []
+        self._out = []
+        self._readers = [threading.Thread(target=self._read, args=(proc.stderr, self.stderr_lines), daemon=True),
+                         threading.Thread(target=self._read, args=(proc.stdout, self._out), daemon=True)]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+
+    def wait_for(self, pattern, timeout=120):
+        """The first match of the regular expression ``pattern`` in standard error so far, waiting for it."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = re.search(pattern, "".join(self.stderr_lines))
+            if found:
+                return found
+            if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
+                break
+            time.sleep(0.1)
+        raise AssertionError("%r did not appear; stderr so far:\n%s" % (pattern, "".join(self.stderr_lines)[-3000:]))
+
+    def finish(self, timeout=600):
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=30)
+        stdout = "".join(self._out)
+        data = parse_json(stdout)
+        return Result(subprocess.CompletedProcess(self.proc.args, self.proc.returncode, stdout,
+                                                  "".join(self.stderr_lines)), data)
+
+
 class Ansible:
     """Runs ansible commands with the emulator's credentials in the environment (as AWX injects them)."""
 
@@ -103,7 +157,7 @@ class Ansible:
         })
         if app.get("client_secret"):
             env["MDE_CLIENT_SECRET"] = app["client_secret"]
-        else:
+        elif app.get("cert_path"):  # a public client or a federated app has neither: auth_mode says how to sign in
             env["MDE_CLIENT_CERTIFICATE_PATH"] = app["cert_path"]
             if app.get("cert_password"):
                 env["MDE_CLIENT_CERTIFICATE_PASSWORD"] = app["cert_password"]
@@ -113,8 +167,7 @@ class Ansible:
                 env.pop(k, None)
         return env
 
-    def playbook(self, tasks=None, plays=None, check=False, diff=False, inventory=None, forks=None,
-                 extra_args=(), app=None, env=None, hosts="localhost", gather_facts=False, timeout=600):
+    def _playbook_args(self, tasks, plays, check, diff, inventory, forks, extra_args, hosts, gather_facts):
         if plays is None:
             plays = [{"name": "test", "hosts": hosts, "gather_facts": gather_facts, "tasks": tasks}]
         path = self.tmp_path / "playbook.yml"
@@ -127,14 +180,22 @@ class Ansible:
             args.append("--diff")
         if forks:
             args += ["--forks", str(forks)]
-        args += list(extra_args)
+        return args + list(extra_args)
+
+    def playbook(self, tasks=None, plays=None, check=False, diff=False, inventory=None, forks=None,
+                 extra_args=(), app=None, env=None, hosts="localhost", gather_facts=False, timeout=600):
+        args = self._playbook_args(tasks, plays, check, diff, inventory, forks, extra_args, hosts, gather_facts)
         proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
                               timeout=timeout, cwd=str(self.tmp_path), check=False)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            data = None
+        data = parse_json(proc.stdout)
         return Result(proc, data)
+
+    def start_playbook(self, tasks=None, plays=None, inventory=None, forks=None, extra_args=(), app=None, env=None,
+                       hosts="localhost"):
+        """ansible-playbook in the background, for a test that must act while it runs (approve a sign-in)."""
+        args = self._playbook_args(tasks, plays, False, False, inventory, forks, extra_args, hosts, False)
+        return Running(subprocess.Popen(args, env=self.env(app, **(env or {})), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, cwd=str(self.tmp_path)))
 
     def _inventory_flushes(self):
         if not hasattr(self, "_flushes"):
@@ -157,8 +218,5 @@ class Ansible:
         args = [os.path.join(self.bin, "ansible-inventory"), "-i", str(path)] + extra_args
         proc = subprocess.run(args, env=self.env(app, **(env or {})), capture_output=True, text=True,
                               timeout=timeout, cwd=str(self.tmp_path), check=False)
-        try:
-            data = json.loads(proc.stdout)
-        except ValueError:
-            data = None
+        data = parse_json(proc.stdout)
         return Result(proc, data)

@@ -101,7 +101,11 @@ def test_credential_type_is_well_formed():
     assert cloud["choices"] == doc["options"]["cloud"]["choices"] and cloud["default"] == "global"
     # Every variable it sets is one the modules and the inventory plugin read.
     assert set(injectors["env"]) == {"MDE_TENANT_ID", "MDE_CLIENT_ID", "MDE_CLIENT_SECRET", "MDE_CLIENT_CERTIFICATE_PATH",
-                                     "MDE_CLIENT_CERTIFICATE_PASSWORD", "MDE_CLOUD", "MDE_API_URL"}
+                                     "MDE_CLIENT_CERTIFICATE_PASSWORD", "MDE_CLOUD", "MDE_API_URL", "MDE_AUTH_MODE",
+                                     "MDE_FEDERATED_TOKEN_FILE"}
+    # Every sign-in mode but the ready token (a job's credential outlives any token) can be chosen.
+    modes = next(f for f in inputs["fields"] if f["id"] == "auth_mode")["choices"]
+    assert set(modes) == set(doc["options"]["auth_mode"]["choices"]) - {"access_token"} | {"implied"}
     fragment = open(os.path.join(ROOT, "plugins", "doc_fragments", "auth.py")).read()
     assert all(name in fragment for name in injectors["env"])
 

@@ -666,7 +666,7 @@ class AlertPoller:
 def show_sign_in(message):
     """A device code sign-in (auth_mode device_code) needed at start: shown on ansible-rulebook's standard error while
     the source waits for the user; the sign-in is then kept in the token cache for the next starts."""
-    sys.stderr.write("defender.endpoint event source: a user must sign in. %s\n" % message)
+    sys.stderr.write("defender.endpoint event source needs a user to sign in. %s\n" % message)
     sys.stderr.flush()
 
 
