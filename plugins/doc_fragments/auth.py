@@ -226,8 +226,9 @@ options:
       - With V(device_code), a sign-in needed by the inventory is shown on standard error (never on the standard output
         that C(ansible-inventory --list) writes its JSON to) while the inventory waits; the sign-in is then shared with
         the playbook's tasks through the token cache.
+      - One of V(client_secret), V(client_certificate), V(access_token), V(device_code), V(managed_identity) and
+        V(workload_identity); an empty value (as AWX sets an unused field) is unset.
     type: str
-    choices: [client_secret, client_certificate, access_token, device_code, managed_identity, workload_identity]
     env:
       - name: MDE_AUTH_MODE
   federated_token_file:

@@ -12,11 +12,26 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 
 from ansible_collections.defender.endpoint.plugins.module_utils.client import HAS_REQUESTS, REQUESTS_IMPORT_ERROR
 from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context, execute, validation_text
+
+
+
+def env_fallback(*args, **kwargs):
+    """ansible-core's env_fallback, except that an empty variable counts as unset: AWX sets every field of a credential
+    type, the unused ones empty (an empty MDE_AUTH_MODE is no sign-in mode; an empty path is no path)."""
+    del kwargs
+    for arg in args:
+        if (os.environ.get(arg) or "").strip():
+            return os.environ[arg]
+    raise AnsibleFallbackNotFound
+
 
 AUTH_ARGUMENT_SPEC = options.argument_spec(env_fallback)
 

@@ -20,13 +20,14 @@ import os
 from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.common.parameters import env_fallback, remove_values
+from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context, execute, validation_text
+from ansible_collections.defender.endpoint.plugins.module_utils.module import env_fallback
 
 display = Display()
 

@@ -9,12 +9,16 @@ and identity headers never appear in -vvvv output.
 import json
 import os
 import re
+import signal
 import stat
+import subprocess
+import time
 
 import pytest
 import requests
 
-from tests.integration.harness import Ansible
+from tests.integration.harness import BIN, Ansible
+from tests.integration.test_eda import java_env, wait_for
 
 INFO = "defender.endpoint.mde_machine_info"
 ACTION = "defender.endpoint.mde_machine_action"
@@ -209,6 +213,21 @@ def test_nobody_signing_in_fails_the_task_with_a_clear_message(emulator, tmp_pat
     assert not api_calls(emulator)
 
 
+def test_polling_slows_down_when_entra_id_says_so(emulator, tmp_path, fast_sign_in):
+    """RFC 8628 slow_down: the next polls wait 5 s longer; the sign-in still completes."""
+    ansible = Ansible(emulator, tmp_path, app="analyst")
+    admin(emulator, "devicecode/config", {"interval": 1, "slow_down": 1})
+    run = ansible.start_playbook(tasks=[{"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]}}],
+                                 env=user_env(emulator))
+    code = run.wait_for(CODE.pattern).group(2)
+    wait_for(lambda: grants(emulator).count(DEVICE_GRANT) >= 2, time.time() + 30, "the poll after slow_down")
+    admin(emulator, "devicecode/approve", {"user_code": code})
+    result = run.finish()
+    assert result.rc == 0, result
+    polls = [e["time"] for e in token_requests(emulator) if e["body"].get("grant_type") == DEVICE_GRANT]
+    assert polls[1] - polls[0] >= 5.5, polls   # 1 s interval + 5 s after slow_down
+
+
 def test_the_inventory_shows_the_sign_in_on_stderr_and_shares_it_with_the_play(emulator, tmp_path, fast_sign_in):
     ansible = Ansible(emulator, tmp_path, app="analyst")
     admin(emulator, "devicecode/config", {"interval": 1, "auto_approve": ANALYST})
@@ -327,3 +346,47 @@ def test_a_federated_token_for_another_subject_is_refused_with_entra_ids_reason(
     assert info["failed"] and "AADSTS700213" in info["msg"] and "workload identity" in info["msg"]
     assert token not in result.stdout + result.stderr
     assert not api_calls(emulator)
+
+
+# -- Event-Driven Ansible --------------------------------------------------------------------------------------
+def test_the_event_source_signs_in_once_and_a_restart_is_silent(emulator, tmp_path, fast_sign_in):
+    """The real ansible-rulebook with the mde_alerts source in user context: the sign-in message on its standard
+    error at start, the polls with the analyst's token; a restarted rulebook signs in silently from the cache."""
+    admin(emulator, "devicecode/config", {"interval": 1, "auto_approve": ANALYST})
+    rulebook = tmp_path / "rulebook.yml"
+    rulebook.write_text("""---
+- name: Watch alerts as the analyst
+  hosts: all
+  sources:
+    - defender.endpoint.mde_alerts:
+        interval: 1
+        initial_lookback: 1h
+        checkpoint_path: %s
+  rules:
+    - name: Print
+      condition: event.mde_alert is defined
+      action:
+        print_event:
+          pretty: false
+""" % (tmp_path / "checkpoint.json"))
+    (tmp_path / "inventory.yml").write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    env = Ansible(emulator, tmp_path, app="analyst").env(ANSIBLE_STDOUT_CALLBACK=None, ANSIBLE_CALLBACK_PLUGINS=None,
+                                                         **dict(user_env(emulator), **java_env()))
+    outputs = []
+    for run in range(2):
+        emulator.clear_log()
+        proc = subprocess.Popen([os.path.join(BIN, "ansible-rulebook"), "--rulebook", str(rulebook), "-i",
+                                 str(tmp_path / "inventory.yml")], env=env, cwd=str(tmp_path), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: len([e for e in emulator.log if e["path"] == "/api/alerts"]) >= 2, time.time() + 90,
+                     "two polls", proc)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            outputs.append(proc.communicate(timeout=30)[0])
+        polls = [e for e in emulator.log if e["path"] == "/api/alerts"]
+        assert {e["client_id"] for e in polls} == {emulator.apps["analyst"]["client_id"]}
+        assert {e["status"] for e in polls} == {200}
+        assert len(device_code_requests(emulator)) == (1 if run == 0 else 0)
+    assert "event source needs a user to sign in" in outputs[0] and "enter the code" in outputs[0]
+    assert "sign in" not in outputs[1]

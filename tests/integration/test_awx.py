@@ -172,6 +172,38 @@ def test_injected_environment_alone_authenticates_the_inventory_plugin(emulator,
     check_tokens(emulator, app, inv.stdout + inv.stderr)
 
 
+@pytest.mark.parametrize("mode", ["managed_identity", "workload_identity"])
+def test_a_credential_without_a_secret_authenticates_jobs_and_inventory(emulator, tmp_path, mode):
+    """The sign-in modes that need no secret: a managed identity (the platform's endpoint in the job's environment)
+    and workload identity (the AKS webhook's variables in the job's pod, the credential's fields left empty)."""
+    injected = inject({"auth_mode": mode, "api_url": emulator.url}, tmp_path)
+    assert injected["MDE_AUTH_MODE"] == mode and injected["MDE_TENANT_ID"] == injected["MDE_CLIENT_SECRET"] == ""
+    env = job_env(emulator, tmp_path, injected)
+    if mode == "managed_identity":
+        env["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = emulator.url      # IMDS, as MSAL finds it
+        expected = emulator.config()["managed_identities"]["system"]["client_id"]
+    else:
+        app = emulator.apps["workload"]
+        token = emulator.federated_token(subject=app["federated"][0]["subject"])
+        (tmp_path / "azure-identity-token").write_text(token)
+        env.update(AZURE_CLIENT_ID=app["client_id"], AZURE_TENANT_ID=emulator.tenant_id,
+                   AZURE_FEDERATED_TOKEN_FILE=str(tmp_path / "azure-identity-token"))
+        expected = app["client_id"]
+    playbook = tmp_path / "read.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "read", "defender.endpoint.mde_machine_info": {"machine_name": "ws-00000"}}]}]))
+    run = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+                         env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    inventory = tmp_path / "mde.yml"
+    inventory.write_text("plugin: defender.endpoint.mde_machines\n")
+    inv = subprocess.run([os.path.join(BIN, "ansible-inventory"), "-i", str(inventory), "--list"], env=env,
+                         capture_output=True, text=True, cwd=str(tmp_path), check=False)
+    assert inv.returncode == 0, inv.stderr
+    assert "ws-00000.contoso.local" in json.loads(inv.stdout)["_meta"]["hostvars"], inv.stderr
+    assert {e["client_id"] for e in api_calls(emulator)} == {expected}
+
+
 # -- a job through ansible-runner -------------------------------------------------------------------------------
 SITE = [
     {"import_playbook": "defender.endpoint.remediate_alerts"},

@@ -2,11 +2,13 @@
 inventory plugin's options and the EDA source all follow that table."""
 import yaml
 
-from ansible.module_utils.common.parameters import env_fallback
+import pytest
+
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 
 from ansible_collections.defender.endpoint.plugins.doc_fragments.auth import ModuleDocFragment
 from ansible_collections.defender.endpoint.plugins.module_utils import options
-from ansible_collections.defender.endpoint.plugins.module_utils.module import AUTH_ARGUMENT_SPEC
+from ansible_collections.defender.endpoint.plugins.module_utils.module import AUTH_ARGUMENT_SPEC, env_fallback
 
 
 def documented(fragment):
@@ -58,3 +60,13 @@ def test_from_environment_takes_the_first_non_empty_variable():
 def test_the_event_source_reads_the_same_table():
     from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts
     assert mde_alerts.AUTH_OPTIONS is options.SHARED_OPTIONS
+
+
+def test_an_empty_variable_is_unset(monkeypatch):
+    """AWX sets every field of a credential type, the unused ones empty: MDE_AUTH_MODE="" is no sign-in mode."""
+    monkeypatch.setenv("MDE_AUTH_MODE", "")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/run/token")
+    monkeypatch.setenv("MDE_FEDERATED_TOKEN_FILE", " ")
+    with pytest.raises(AnsibleFallbackNotFound):
+        env_fallback("MDE_AUTH_MODE")
+    assert env_fallback("MDE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN_FILE") == "/run/token"
