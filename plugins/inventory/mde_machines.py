@@ -470,12 +470,38 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.templar.available_variables = self._vars or {}
                 value = self.templar.template(value)
             return value
+        spec = shared_options.SHARED_OPTIONS.get(name)
+        if spec is not None:
+            return self._from_environment(name, spec)
         origin = self.get_option_and_origin(name)[1]
         if isinstance(origin, str) and origin.startswith("env:") and not os.environ.get(origin[4:].strip(), "").strip():
             # AWX sets every variable of a credential type, the unused ones empty: an empty variable is unset
             # (a `type: path` option would otherwise turn "" into the current directory).
             return None
         return value
+
+    @staticmethod
+    def _from_environment(name, spec):
+        """A shared option not in the file: the first non-empty of its environment variables, in the order the modules
+        and event sources read them (MDE_CLIENT_ID before AZURE_CLIENT_ID). Ansible's configuration would take the
+        last one set, so the AZURE_CLIENT_ID an AKS webhook puts in every pod would beat the credential's MDE_ one;
+        and an empty variable (an unused AWX credential field) is unset."""
+        for var in spec["env"]:
+            raw = (os.environ.get(var) or "").strip()
+            if not raw:
+                continue
+            if spec["type"] == "bool":
+                try:
+                    return boolean(raw, strict=True)
+                except TypeError:
+                    raise AnsibleError("%s must be a boolean, got %r." % (var, raw))
+            if spec["type"] == "int":
+                try:
+                    return int(raw)
+                except ValueError:
+                    raise AnsibleError("%s must be a whole number, got %r." % (var, raw))
+            return os.path.expanduser(raw) if spec["type"] == "path" else raw
+        return spec.get("default")
 
     def _show_sign_in(self, message):
         """A device code sign-in (auth_mode device_code) shown on standard error while the inventory waits: the

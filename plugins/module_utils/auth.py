@@ -34,6 +34,7 @@ import hashlib
 import json
 import numbers
 import os
+import socket
 import time
 
 from ansible_collections.defender.endpoint.plugins.module_utils import files
@@ -116,7 +117,13 @@ def _unexpired(entry):
 
 
 def _valid_user_entry(entry):
-    return isinstance(entry, dict) and isinstance(entry.get("msal_cache"), str) and entry["msal_cache"]
+    """A saved sign-in (MSAL's serialized cache) and/or the last failed one (so that forks waiting on the lock fail
+    with it rather than each showing a new code in turn)."""
+    if not isinstance(entry, dict):
+        return False
+    cache, failed = entry.get("msal_cache"), entry.get("failed")
+    return bool((isinstance(cache, str) and cache) or (
+        isinstance(failed, dict) and isinstance(failed.get("at"), numbers.Real) and isinstance(failed.get("message"), str)))
 
 
 class StaticTokenProvider:
@@ -332,8 +339,8 @@ class MsalTokenProvider(CachedTokenProvider):
 
     def describe(self):
         if self._federated_token_file:
-            return "client %s in tenant %s (workload identity, %s)" % (self.client_id, self.tenant_id,
-                                                                        self._federated_token_file)
+            return "client %s in tenant %s (workload identity, %s)" % (
+                self.client_id, self.tenant_id, self._federated_token_file)
         return "client %s in tenant %s" % (self.client_id, self.tenant_id)
 
     def _credential(self):
@@ -391,6 +398,8 @@ def managed_identity_source():
     """Which managed identity endpoint MSAL will use, from the environment variables it reads
     (https://learn.microsoft.com/en-us/entra/msal/python/advanced/managed-identity): for messages only."""
     env = os.environ
+    if env.get("IDENTITY_ENDPOINT") and env.get("IDENTITY_HEADER") and env.get("IDENTITY_SERVER_THUMBPRINT"):
+        return "the Service Fabric identity endpoint %s (IDENTITY_ENDPOINT)" % env["IDENTITY_ENDPOINT"]
     if env.get("IDENTITY_ENDPOINT") and env.get("IDENTITY_HEADER"):
         return "the App Service / Functions identity endpoint %s (IDENTITY_ENDPOINT)" % env["IDENTITY_ENDPOINT"]
     if env.get("MSI_ENDPOINT") and env.get("MSI_SECRET"):
@@ -416,8 +425,10 @@ class ManagedIdentityTokenProvider(CachedTokenProvider):
         self.http_client = http_client
         self.timeout = timeout
         self.source = managed_identity_source()
+        # The host is part of the key: two machines sharing a home directory (NFS) have different identities.
         super(ManagedIdentityTokenProvider, self).__init__(
-            ["managed_identity", client_id or "system", self.resource, self.source], cache_dir, warnings)
+            ["managed_identity", socket.gethostname(), client_id or "system", self.resource, self.source],
+            cache_dir, warnings)
 
     def describe(self):
         who = ("the user-assigned managed identity %s" % self.client_id if self.client_id
@@ -431,8 +442,9 @@ class ManagedIdentityTokenProvider(CachedTokenProvider):
         identity = (msal.UserAssignedManagedIdentity(client_id=self.client_id) if self.client_id
                     else msal.SystemAssignedManagedIdentity())
         try:
-            app = msal.ManagedIdentityClient(identity, http_client=_TimeoutHttpClient(self.http_client, self.timeout),
-                                             token_cache=msal.TokenCache())
+            # The session itself (PinnedSession puts the timeout on every request): MSAL derives a Service Fabric
+            # session from a requests.Session.
+            app = msal.ManagedIdentityClient(identity, http_client=self.http_client, token_cache=msal.TokenCache())
             result = app.acquire_token_for_client(resource=self.resource)
         except MDEError:
             raise
@@ -444,25 +456,6 @@ class ManagedIdentityTokenProvider(CachedTokenProvider):
         if "access_token" not in result:
             raise _refused(self.describe(), result)
         return result["access_token"], time.time() + int(result.get("expires_in", 3599))
-
-
-class _TimeoutHttpClient:
-    """The session with the task's timeout on every call MSAL's managed identity client makes (it sets none)."""
-
-    def __init__(self, session, timeout):
-        self._session = session
-        self._timeout = timeout
-
-    def get(self, url, **kwargs):
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.get(url, **kwargs)
-
-    def post(self, url, **kwargs):
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.post(url, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
 
 
 class UserSignIn:
@@ -488,6 +481,7 @@ class UserSignIn:
         self.show = show
         self.wait = wait
         self.username = None
+        self._prompted = False  # whether this process showed a sign-in message in the current attempt
         self._memory = None  # the serialized MSAL cache when there is no file cache (token_cache: false)
         self._cache = TokenCache(cache_dir, warnings=self.warnings, filename=USER_CACHE_FILE, lock_name=USER_LOCK_FILE,
                                  valid=_valid_user_entry, keep=lambda entry: True) if cache_dir else None
@@ -502,8 +496,14 @@ class UserSignIn:
         msal = _import_msal()
         if self._cache is None:
             return self._token(msal, scope, rejected, {})
+        waiting_since = time.time()
         with self._cache:  # pylint: disable=not-context-manager
             entries = self._cache.load()
+            failed = (entries.get(self._key) or {}).get("failed")
+            if failed and failed["at"] >= waiting_since:
+                # Another task's sign-in failed while this one waited for it: the same answer, not one more code.
+                raise MDEAuthError("%s (the sign-in another task of this run asked for)" % failed["message"],
+                                   code=failed.get("code") if isinstance(failed.get("code"), str) else None)
             return self._token(msal, scope, rejected, entries)
 
     def _token(self, msal, scope, rejected, entries):
@@ -523,14 +523,24 @@ class UserSignIn:
                 http_client=self.http_client, timeout=self.timeout, token_cache=cache)
             result, problem = self._silent(app, scope, rejected)
             return result if result is not None else self._sign_in(app, scope, problem)
+        self._prompted = False
+        failure = None
         try:
             result = calling_entra(call, self.describe(), self.authority)
+        except MDEAuthError as e:
+            if self._prompted:  # a sign-in was shown and did not succeed: the forks waiting for it share the answer
+                failure = {"at": time.time(), "message": str(e), "code": e.code}
+            raise
         finally:
-            if cache.has_state_changed:
+            changed = cache.has_state_changed  # serialize() resets it
+            if changed:
                 self._memory = cache.serialize()
-                if self._cache is not None:
-                    entries[self._key] = {"msal_cache": self._memory}
-                    self._cache.save(entries)
+            if self._cache is not None and (changed or failure or self._prompted):
+                entry = {"msal_cache": self._memory} if self._memory else {}
+                if failure:
+                    entry["failed"] = failure
+                entries[self._key] = entry
+                self._cache.save(entries)
         return result["access_token"], time.time() + int(result.get("expires_in", 3599))
 
     def _silent(self, app, scope, rejected):
@@ -551,7 +561,7 @@ class UserSignIn:
             raise _refused(self.describe(), result, advice=CONSENT_ADVICE, code="consent_required")
         if result:
             return None, "the saved sign-in of %s can no longer be used (%s)" % (
-                self.username or "the user", _first_line(result.get("error_description") or result.get("error") or ""))
+                self.username or "the user", _first_line(str(result.get("error_description") or result.get("error") or "")))
         return None, "the saved sign-in of %s has no token for %s" % (self.username or "the user", scope)
 
     def _sign_in(self, app, scope, problem):
@@ -567,23 +577,26 @@ class UserSignIn:
                            action="a device code sign-in")
         # Give up when the code expires or after ``wait`` seconds, whichever comes first.
         flow["expires_at"] = min(flow.get("expires_at", 0), time.time() + self.wait)
+        waited = time.time()
         self.show(flow.get("message") or "To sign in, open %s and enter the code %s." % (
             flow.get("verification_uri"), flow.get("user_code")))
+        self._prompted = True
         result = app.acquire_token_by_device_flow(flow)
         if "access_token" in result:
-            claims = result.get("id_token_claims") or {}
-            self.username = claims.get("preferred_username") or self.username
-            for other in app.get_accounts():  # keep one sign-in per client and tenant: the newest
-                if other.get("username") != self.username:
-                    app.remove_account(other)
+            # Keep one sign-in per client and tenant, the newest: the account whose object id the ID token names.
+            oid = (result.get("id_token_claims") or {}).get("oid")
+            for account in app.get_accounts():
+                if oid and account.get("local_account_id") != oid:
+                    app.remove_account(account)
+                elif oid:
+                    self.username = account.get("username") or self.username
             return result
         error = result.get("error")
         if _needs_consent(result):
             raise _refused(self.describe(), result, advice=CONSENT_ADVICE, code="consent_required")
         if error in ("authorization_pending", "slow_down", "expired_token", "code_expired"):
-            raise MDEAuthError("Nobody signed in with the code %s within %d minutes; run the task again for a new "
-                               "code." % (flow.get("user_code"), max(1, int(round(flow.get("expires_in", 900) / 60.0)))),
-                               code="expired_token")
+            raise MDEAuthError("Nobody signed in with the code %s within %s; run the task again for a new code."
+                               % (flow.get("user_code"), _duration(time.time() - waited)), code="expired_token")
         if error == "authorization_declined":
             raise MDEAuthError("The sign-in with the code %s was declined; nothing was done." % flow.get("user_code"),
                                code=error)
@@ -627,6 +640,13 @@ def calling_entra(call, who, authority):
                            % (authority, who, _transport_hint(e)))
 
 
+def _duration(seconds):
+    minutes = int(round(seconds / 60.0))
+    if minutes < 1:
+        return "%d seconds" % max(1, int(round(seconds)))
+    return "1 minute" if minutes == 1 else "%d minutes" % minutes
+
+
 def _import_msal():
     try:
         import msal
@@ -645,10 +665,11 @@ def _needs_consent(result):
 
 
 def _refused(who, result, action="a token", advice=None, code=None):
-    desc = _first_line(result.get("error_description") or "").rstrip(".")
+    desc = _first_line(str(result.get("error_description") or "")).rstrip(".")
+    error = _first_line(str(result.get("error") or "error"))[:100]
     return MDEAuthError("Entra ID refused %s to %s: %s%s%s" % (
-        action, who, result.get("error", "error"), ": " + desc if desc else "", ". " + advice + "." if advice else ""),
-        code=code or result.get("error"))
+        action, who, error, ": " + desc if desc else "", ". " + advice + "." if advice else ""),
+        code=code or (error if error != "error" else None))
 
 
 def _first_line(text):

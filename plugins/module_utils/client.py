@@ -1062,6 +1062,9 @@ def create_client(tenant_id=None, client_id=None, client_secret=None, client_cer
                           warnings=warnings, show=sign_in)
         provider, graph_provider = [DeviceCodeTokenProvider(user, token_scope) for token_scope in (scope, graph_scope)]
         identity = "%s/%s" % (tenant_id, client_id)
+        if not cache_dir:
+            warnings.append("auth_mode device_code with token_cache false: the sign-in is kept by this task only, so "
+                            "every task and host asks the user to sign in again (forks at the same time).")
     elif mode == "managed_identity":
         provider, graph_provider = [ManagedIdentityTokenProvider(
             token_scope, session, client_id=client_id, cache_dir=cache_dir, timeout=timeout, warnings=warnings)

@@ -122,7 +122,8 @@ def execute(run, ctx, permission=None, validate=None):
     except MDEError as e:
         if permission and (e.status == 403 or e.code == "consent_required"):
             delegated = getattr(getattr(ctx._client, "token_provider", None), "delegated", False)  # pylint: disable=protected-access
-            if delegated:
+            # Microsoft Graph names its delegated permissions as its application ones; the Defender API does not.
+            if delegated and (e.path or "").startswith("/api/"):
                 from ansible_collections.defender.endpoint.plugins.module_utils.client import delegated_permission
                 permission = delegated_permission(permission)
             if e.permission != permission:

@@ -22,7 +22,6 @@ from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.context import Context, execute, validation_text
 
 
-
 def env_fallback(*args, **kwargs):
     """ansible-core's env_fallback, except that an empty variable counts as unset: AWX sets every field of a credential
     type, the unused ones empty (an empty MDE_AUTH_MODE is no sign-in mode; an empty path is no path)."""

@@ -105,6 +105,7 @@ def test_one_device_code_sign_in_serves_a_play_with_forks_both_apis_and_later_ru
                                  extra_args=["-vvvv"])
     found = run.wait_for(CODE.pattern)
     uri, code = found.group(1), found.group(2)
+    device_codes = list(emulator.user_auth.flows)  # the secret half of the flow, which MSAL polls with
     assert uri == emulator.url + "/devicelogin"
     # Nothing reached the API before the analyst signed in.
     assert not api_calls(emulator)
@@ -128,8 +129,8 @@ def test_one_device_code_sign_in_serves_a_play_with_forks_both_apis_and_later_ru
     mode = os.stat(user_cache(ansible)).st_mode
     assert stat.S_IMODE(mode) == 0o600 and stat.S_IMODE(os.stat(ansible.cache_dir).st_mode) == 0o700
     secrets = refresh_tokens(ansible)
-    assert secrets
-    for secret in secrets:
+    assert secrets and device_codes
+    for secret in secrets + device_codes:
         assert secret not in result.stdout and secret not in result.stderr
 
     # A later run signs in silently, from the saved access tokens: no message, no call to Entra ID.
@@ -201,6 +202,32 @@ def test_a_graph_403_in_user_context_names_the_graph_delegated_permission(emulat
     assert hunt["failed"] and hunt["status"] == 403, hunt
     assert "Microsoft Graph delegated permission ThreatHunting.Read.All" in hunt["msg"]
     assert "Missing scope permissions on the request" in hunt["msg"]
+    # A Graph module's own permission keeps its Graph name in user context (Graph has no ".All"-less delegated form).
+    incident = str(emulator.alerts[0]["incidentId"])
+    emulator.clear_log()
+    result = ansible.playbook(tasks=[{"name": "assign", "defender.endpoint.mde_incident": {
+        "incident_id": incident, "assigned_to": "analyst@contoso.onmicrosoft.com"}, "ignore_errors": True}],
+        env=user_env(emulator, "analyst_incidents"))
+    assign = result.task("assign")
+    assert assign["failed"] and assign["status"] == 403, assign
+    assert "delegated permission SecurityIncident.ReadWrite.All" in assign["msg"]
+    assert not re.search(r"SecurityIncident\.ReadWrite(?!\.All)", assign["msg"])
+    assert assign["permission"] == "SecurityIncident.ReadWrite.All"
+
+
+def test_a_sign_in_nobody_completes_fails_every_fork_with_one_code(emulator, tmp_path, fast_sign_in):
+    """The forks waiting for a sign-in that expires fail with its message: no fork shows a code of its own."""
+    ansible = Ansible(emulator, tmp_path, app="analyst")
+    admin(emulator, "devicecode/config", {"interval": 1, "expires_in": 3})
+    inventory = hosts_inventory(tmp_path, ["h0", "h1", "h2"])
+    result = ansible.playbook(plays=[{"name": "p", "hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]}, "ignore_errors": True}]}],
+        inventory=inventory, forks=3, env=user_env(emulator))
+    assert len(CODE.findall(result.stderr)) == 1 and len(device_code_requests(emulator)) == 1, result.stderr
+    messages = [result.task("info", h)["msg"] for h in ("h0", "h1", "h2")]
+    assert all("Nobody signed in with the code" in m for m in messages), messages
+    assert sum("the sign-in another task of this run asked for" in m for m in messages) == 2
+    assert not api_calls(emulator)
 
 
 def test_nobody_signing_in_fails_the_task_with_a_clear_message(emulator, tmp_path, fast_sign_in):
@@ -241,6 +268,15 @@ def test_the_inventory_shows_the_sign_in_on_stderr_and_shares_it_with_the_play(e
     play = ansible.playbook(tasks=[{"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]}}],
                             env=user_env(emulator))
     assert play.rc == 0 and not CODE.search(play.stderr) and not device_code_requests(emulator), play
+
+
+def test_the_inventory_prefers_mde_variables_to_azure_ones(ansible, emulator):
+    """AKS puts AZURE_CLIENT_ID in every pod; the credential's MDE_CLIENT_ID wins, as it does for the modules."""
+    result = ansible.inventory({"plugin": PLUGIN, "hostnames": ["id"]}, env={
+        "AZURE_CLIENT_ID": "11111111-1111-1111-1111-111111111111", "AZURE_TENANT_ID": "contoso.example",
+        "AZURE_FEDERATED_TOKEN_FILE": "/nonexistent/token"})
+    assert result.rc == 0, result
+    assert {e["client_id"] for e in token_requests(emulator)} == {emulator.apps["full"]["client_id"]}
 
 
 # -- managed identity ------------------------------------------------------------------------------------------
@@ -296,7 +332,6 @@ def test_a_user_assigned_identity_through_the_app_service_endpoint(ansible, emul
                               env=dict(env, MDE_CLIENT_ID=readonly["client_id"]))
     task = denied.task("isolate")
     assert task["failed"] and task["status"] == 403 and "application permission Machine.Isolate" in task["msg"]
-    assert "managed identity" not in task["msg"] or "user-assigned" in task["msg"]
 
 
 def test_an_unknown_user_assigned_identity_fails_clearly(ansible, emulator):

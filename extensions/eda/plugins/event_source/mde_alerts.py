@@ -323,8 +323,8 @@ def parse_args(args, environ=None, now=None):
     if auth["cloud"] not in shared_options.CLOUDS:
         raise ConfigError("cloud must be one of %s, got %r." % (", ".join(shared_options.CLOUDS), auth["cloud"]))
     if auth.get("auth_mode") and auth["auth_mode"] not in shared_options.AUTH_MODES:
-        raise ConfigError("auth_mode must be one of %s, got %r." % (", ".join(shared_options.AUTH_MODES),
-                                                                   auth["auth_mode"]))
+        modes = ", ".join(shared_options.AUTH_MODES)
+        raise ConfigError("auth_mode must be one of %s, got %r." % (modes, auth["auth_mode"]))
     interval = seconds_of(args.get("interval", 60), "interval")
     if interval <= 0:
         raise ConfigError("interval must be greater than 0, got %r." % args.get("interval"))

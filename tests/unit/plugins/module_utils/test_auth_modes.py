@@ -29,8 +29,8 @@ def test_the_mode_follows_auth_mode_or_the_credential_given(given, mode):
 
 
 @pytest.mark.parametrize("opts,expected", [
-    (dict(BASE, auth_mode="workload_identity"), "auth_mode workload_identity needs federated_token_file (or "
-                                                 "MDE_FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE)"),
+    (dict(BASE, auth_mode="workload_identity"),
+     "auth_mode workload_identity needs federated_token_file (or MDE_FEDERATED_TOKEN_FILE or AZURE_FEDERATED_TOKEN_FILE)"),
     (dict(BASE, auth_mode="client_secret"), "auth_mode client_secret needs client_secret"),
     (dict(client_id="cid", auth_mode="device_code"), "tenant_id is required with auth_mode device_code"),
     (dict(tenant_id="t", auth_mode="device_code"), "client_id is required with auth_mode device_code"),
@@ -98,6 +98,17 @@ def test_federated_token_file(tmp_path):
         auth.read_federated_token(str(path))
     with pytest.raises(MDEConfigError, match="cannot be read"):
         auth.read_federated_token(str(tmp_path / "missing"))
+
+
+def test_module_mode_builds_a_sign_in_that_cannot_show_a_code():
+    """Module mode (MDEModule.main) builds its Context without sign_in: the client gets no way to show a code."""
+    from ansible_collections.defender.endpoint.plugins.module_utils import options
+    from ansible_collections.defender.endpoint.plugins.module_utils.context import Context
+    params = dict((name, spec.get("default")) for name, spec in options.SHARED_OPTIONS.items())
+    params.update(auth_mode="device_code", tenant_id="contoso.onmicrosoft.com", client_id="cid")
+    assert Context(params).client.token_provider.sign_in.show is None
+    shown = []
+    assert Context(params, sign_in=shown.append).client.token_provider.sign_in.show == shown.append
 
 
 def test_device_code_in_module_mode_fails_with_advice(monkeypatch):
