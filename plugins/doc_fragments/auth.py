@@ -136,7 +136,7 @@ options:
       - The cache is C(~/.cache/defender.endpoint/tokens.json) (or under E(XDG_CACHE_HOME), or in E(MDE_TOKEN_CACHE_DIR));
         its directory must be mode 0700 and the file mode 0600, owned by the user, or the module refuses to use it.
       - It holds access tokens only, never a secret; with O(auth_mode=device_code), also MSAL's token cache of the
-        signed-in user (C(user_tokens.json), refresh token included, mode 0600). With V(false), nothing is kept: with
+        signed-in user (C(user_tokens.json), refresh token included, mode 0600). With V(false), nothing is kept, and with
         O(auth_mode=device_code) every task on every host asks for a sign-in of its own.
       - The same directory holds the call budget that parallel module runs share (C(ratelimit.json)), so that
         C(forks) pace themselves under the API's rate limits. With V(false), each run paces only its own calls
