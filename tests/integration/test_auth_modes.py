@@ -218,7 +218,8 @@ def test_a_graph_403_in_user_context_names_the_graph_delegated_permission(emulat
 def test_a_sign_in_nobody_completes_fails_every_fork_with_one_code(emulator, tmp_path, fast_sign_in):
     """The forks waiting for a sign-in that expires fail with its message: no fork shows a code of its own."""
     ansible = Ansible(emulator, tmp_path, app="analyst")
-    admin(emulator, "devicecode/config", {"interval": 1, "expires_in": 3})
+    # Long enough for the other forks to be waiting on the lock before the code expires, even on a loaded machine.
+    admin(emulator, "devicecode/config", {"interval": 1, "expires_in": 8})
     inventory = hosts_inventory(tmp_path, ["h0", "h1", "h2"])
     result = ansible.playbook(plays=[{"name": "p", "hosts": "all", "gather_facts": False, "tasks": [
         {"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]}, "ignore_errors": True}]}],
