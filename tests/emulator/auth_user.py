@@ -52,12 +52,42 @@ DELEGATED_OVERRIDES = {
 }
 REFRESH_TOKEN_LIFETIME = 90 * 86400  # https://learn.microsoft.com/en-us/entra/identity-platform/refresh-tokens
 ID_TOKEN_LIFETIME = 3600
+# Defender for Endpoint role permissions (RBAC): in user context the API checks the user's role as well as the
+# token's delegated permission (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-nativeapp:
+# "the user needs to have the appropriate role permissions"; the permissions are listed at
+# https://learn.microsoft.com/en-us/defender-endpoint/user-roles). Which permission each call needs is documented for
+# some calls only; README.md, "Choices", lists the rest as guesses.
+VIEW_DATA = "View data"
+ALERTS_INVESTIGATION = "Alerts investigation"
+REMEDIATION = "Active remediation actions"
+SECURITY_SETTINGS = "Manage security settings"
+LIVE_RESPONSE = "Live response capabilities"
+DEFENDER_ROLES = (VIEW_DATA, ALERTS_INVESTIGATION, REMEDIATION, SECURITY_SETTINGS, LIVE_RESPONSE)
 SEED_USERS = (
-    # upn, display name, given name, surname
-    ("analyst@contoso.onmicrosoft.com", "Alex Analyst", "Alex", "Analyst"),
-    ("responder@contoso.onmicrosoft.com", "Riley Responder", "Riley", "Responder"),
+    # upn, display name, given name, surname, Defender role permissions
+    ("analyst@contoso.onmicrosoft.com", "Alex Analyst", "Alex", "Analyst", DEFENDER_ROLES),
+    # A tier-1 responder: sees and triages, but may not contain machines or change settings.
+    ("responder@contoso.onmicrosoft.com", "Riley Responder", "Riley", "Responder", (VIEW_DATA, ALERTS_INVESTIGATION)),
 )
 USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def defender_role(method, template):
+    """The Defender role permission a call needs in user context (``template``: the route, e.g. /api/machines/{id}/isolate)."""
+    if method == "GET":
+        if template.endswith("/getPackageUri"):
+            return ALERTS_INVESTIGATION
+        return LIVE_RESPONSE if "/GetLiveResponseResultDownloadLink" in template else VIEW_DATA
+    if template == "/api/advancedqueries/run":
+        return VIEW_DATA
+    if template.startswith("/api/libraryfiles") or template.endswith("/runliveresponse"):
+        return LIVE_RESPONSE
+    if template.startswith("/api/indicators") or template.endswith(("/tags", "/AddOrRemoveTagForMultipleMachines", "/setDeviceValue")):
+        return SECURITY_SETTINGS
+    if template.endswith(("/collectInvestigationPackage", "/startInvestigation")) or template.startswith("/api/alerts") or (
+            method == "PATCH" and template == "/api/machines/{id}"):
+        return ALERTS_INVESTIGATION
+    return REMEDIATION  # isolate and unisolate, restrict and unrestrict, antivirus scan, stop and quarantine, offboard, cancel
 
 
 def delegated_requirement(template, roles):
@@ -102,16 +132,16 @@ class UserAuth:  # pylint: disable=too-many-instance-attributes
         self._lock = threading.RLock()
         tokens.grants[DEVICE_CODE_GRANT] = self.redeem_device_code
         tokens.grants["refresh_token"] = self.redeem_refresh_token
-        for upn, name, given, family in SEED_USERS:
-            self.add_user(upn, name, given, family)
+        for upn, name, given, family, roles in SEED_USERS:
+            self.add_user(upn, name, given, family, roles=roles)
         if auto_approve:
             self.defaults["auto_approve"] = self.configure(auto_approve=auto_approve)["auto_approve"]
 
     # ---- users ------------------------------------------------------------------------------------
-    def add_user(self, upn, display_name, given_name=None, family_name=None, oid=None):
+    def add_user(self, upn, display_name, given_name=None, family_name=None, oid=None, roles=DEFENDER_ROLES):
         oid = oid or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-user/%s/%s" % (self.tokens.tenant_id, upn.lower())))
         user = {"upn": upn, "display_name": display_name, "given_name": given_name or display_name.split()[0],
-                "family_name": family_name or display_name.split()[-1], "oid": oid}
+                "family_name": family_name or display_name.split()[-1], "oid": oid, "defender_roles": list(roles)}
         self.users[upn.lower()] = user
         return user
 

@@ -141,8 +141,10 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         """Seeded users for the device code flow: ``{upn: {"upn", "display_name", "given_name", "family_name", "oid"}}``."""
         return self.user_auth.public_users()
 
-    def add_user(self, upn, display_name, oid=None):
-        user = self.user_auth.add_user(upn, display_name, oid=oid)
+    def add_user(self, upn, display_name, oid=None, roles=None):
+        """A user who can sign in by device code; ``roles``: their Defender role permissions (default: all of them)."""
+        kwargs = {} if roles is None else {"roles": roles}
+        user = self.user_auth.add_user(upn, display_name, oid=oid, **kwargs)
         if self.url:
             self.write_config()
         return user

@@ -17,7 +17,7 @@ from . import api_actions, api_alerts, api_entities, api_indicators, api_live_re
 from . import graph  # Microsoft Graph security (/v1.0/security/...)
 from . import identity_routes  # device code flow, managed identity endpoints, OIDC issuer
 from .auth import AadError
-from .auth_user import delegated_requirement, signed_in_user
+from .auth_user import defender_role, delegated_requirement, signed_in_user
 from .common import ApiError, Ctx, error_response
 from .odata import ODataError
 
@@ -266,6 +266,11 @@ class EmulatorApp:
             if not any(perm in roles for perm in needed):
                 return error_response(403, "Forbidden", "The user does not have any of the required delegated permissions (%s) to access the "
                                       "resource." % ", ".join(needed), target)
+            account = emu.user_auth.user(user["upn"]) or {}
+            role = defender_role(method, route.template)
+            if role not in account.get("defender_roles", ()):
+                return error_response(403, "Forbidden", "The user %s does not have the role permission '%s' required for this action." % (
+                    user["upn"], role), target)
         elif not any(role in roles for role in route.roles):
             return error_response(403, "Forbidden", "The application does not have any of the required application permissions (%s) to access the "
                                   "resource." % ", ".join(route.roles), target)

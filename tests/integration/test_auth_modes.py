@@ -169,19 +169,27 @@ def test_a_revoked_refresh_token_asks_for_a_new_sign_in(emulator, tmp_path, fast
     assert len(CODE.findall(second.stderr)) == 1 and len(device_code_requests(emulator)) == 1
 
 
-def test_a_delegated_403_names_the_delegated_permission(emulator, tmp_path, fast_sign_in):
-    ansible = Ansible(emulator, tmp_path, app="analyst_readonly")
-    admin(emulator, "devicecode/config", {"interval": 1, "auto_approve": ANALYST})
+def read_then_isolate(emulator, tmp_path, app, user, more=()):
+    """As ``user`` signed in to ``app``: read a machine (allowed), then isolate it (refused with 403, nothing requested),
+    then the tasks ``more``. Returns the run's result and the isolate task's."""
+    ansible = Ansible(emulator, tmp_path, app=app)
+    admin(emulator, "devicecode/config", {"interval": 1, "auto_approve": user})
     machine = emulator.machines[0]
     result = ansible.playbook(tasks=[
         {"name": "read", INFO: {"machine_id": machine["id"]}},
         {"name": "isolate", ACTION: {"machine_id": machine["id"], "action": "isolate", "comment": "x"},
          "ignore_errors": True},
-        {"name": "hunt", HUNT: {"query": "DeviceInfo | count"}, "ignore_errors": True},
-    ], env=user_env(emulator, "analyst_readonly"))
+    ] + list(more), env=user_env(emulator, app))
     assert [m["id"] for m in result.task("read")["machines"]] == [machine["id"]], result
+    assert not [a for a in emulator.machine_actions if a["machineId"] == machine["id"] and a["type"] == "Isolate"]
     isolate = result.task("isolate")
-    assert isolate["failed"] and isolate["status"] == 403
+    assert isolate["failed"] and isolate["status"] == 403, isolate
+    return result, isolate
+
+
+def test_a_delegated_403_names_the_delegated_permission(emulator, tmp_path, fast_sign_in):
+    result, isolate = read_then_isolate(emulator, tmp_path, "analyst_readonly", ANALYST, more=[
+        {"name": "hunt", HUNT: {"query": "DeviceInfo | count"}, "ignore_errors": True}])
     assert "delegated permission Machine.Isolate" in isolate["msg"] and "Machine.Isolate" in isolate["permission"]
     assert "application permission" not in isolate["msg"]
     # Nothing consented for Microsoft Graph: Entra ID refuses the token, and no second sign-in is asked for.
@@ -189,7 +197,13 @@ def test_a_delegated_403_names_the_delegated_permission(emulator, tmp_path, fast
     assert hunt["failed"] and "AADSTS65001" in hunt["msg"], hunt
     assert "runHuntingQuery needs the Microsoft Graph delegated permission ThreatHunting.Read.All" in hunt["msg"]
     assert len(device_code_requests(emulator)) == 1
-    assert not [a for a in emulator.machine_actions if a["machineId"] == machine["id"] and a["type"] == "Isolate"]
+
+
+def test_the_users_defender_role_is_checked_too(emulator, tmp_path, fast_sign_in):
+    """In user context the app's delegated permission is not enough: the responder (Defender role permissions View
+    data and Alerts investigation only) may read and triage, not contain."""
+    _result, isolate = read_then_isolate(emulator, tmp_path, "analyst", "responder@contoso.onmicrosoft.com")
+    assert "role permission 'Active remediation actions'" in isolate["msg"] and "a Defender role" in isolate["msg"]
 
 
 def test_a_graph_403_in_user_context_names_the_graph_delegated_permission(emulator, tmp_path, fast_sign_in):
