@@ -486,22 +486,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         and event sources read them (MDE_CLIENT_ID before AZURE_CLIENT_ID). Ansible's configuration would take the
         last one set, so the AZURE_CLIENT_ID an AKS webhook puts in every pod would beat the credential's MDE_ one;
         and an empty variable (an unused AWX credential field) is unset."""
-        for var in spec["env"]:
-            raw = (os.environ.get(var) or "").strip()
-            if not raw:
-                continue
-            if spec["type"] == "bool":
-                try:
-                    return boolean(raw, strict=True)
-                except TypeError:
-                    raise AnsibleError("%s must be a boolean, got %r." % (var, raw))
-            if spec["type"] == "int":
-                try:
-                    return int(raw)
-                except ValueError:
-                    raise AnsibleError("%s must be a whole number, got %r." % (var, raw))
-            return os.path.expanduser(raw) if spec["type"] == "path" else raw
-        return spec.get("default")
+        raw = shared_options.first_set(spec["env"], os.environ)
+        if raw is None:
+            return spec.get("default")
+        if spec["type"] == "bool":
+            try:
+                return boolean(raw, strict=True)
+            except TypeError:
+                raise AnsibleError("%s must be a boolean, got %r." % (name, raw))
+        if spec["type"] == "int":
+            try:
+                return int(raw)
+            except ValueError:
+                raise AnsibleError("%s must be a whole number, got %r." % (name, raw))
+        return os.path.expanduser(raw) if spec["type"] == "path" else raw
 
     def _show_sign_in(self, message):
         """A device code sign-in (auth_mode device_code) shown on standard error while the inventory waits: the

@@ -26,10 +26,10 @@ def env_fallback(*args, **kwargs):
     """ansible-core's env_fallback, except that an empty variable counts as unset: AWX sets every field of a credential
     type, the unused ones empty (an empty MDE_AUTH_MODE is no sign-in mode; an empty path is no path)."""
     del kwargs
-    for arg in args:
-        if (os.environ.get(arg) or "").strip():
-            return os.environ[arg]
-    raise AnsibleFallbackNotFound
+    value = options.first_set(args, os.environ)
+    if value is None:
+        raise AnsibleFallbackNotFound
+    return value
 
 
 AUTH_ARGUMENT_SPEC = options.argument_spec(env_fallback)

@@ -63,18 +63,23 @@ def full_spec(module_spec, env_fallback):
     return spec
 
 
+def first_set(variables, environ):
+    """The value of the first of ``variables`` set to something other than white space in ``environ``, stripped;
+    None if none is. An empty variable is unset: AWX sets every field of a credential type, the unused ones empty.
+    The one rule for the modules (module.env_fallback), the inventory plugin and the event sources."""
+    for var in variables:
+        value = (environ.get(var) or "").strip()
+        if value:
+            return value
+    return None
+
+
 def from_environment(values, environ):
-    """``values`` with each unset shared option taken from the first non-empty environment variable it names
-    (an empty variable is unset: AWX sets every field of a credential type, the unused ones empty)."""
+    """``values`` with each unset shared option taken from the first non-empty environment variable it names."""
     out = dict(values)
     for name, o in SHARED_OPTIONS.items():
         if out.get(name) not in (None, ""):
             continue
-        for var in o["env"]:
-            value = (environ.get(var) or "").strip()
-            if value:
-                out[name] = value
-                break
-        else:
-            out[name] = o.get("default")
+        value = first_set(o["env"], environ)
+        out[name] = o.get("default") if value is None else value
     return out

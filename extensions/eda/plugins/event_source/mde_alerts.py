@@ -304,7 +304,7 @@ def parse_args(args, environ=None, now=None):
         kind, default, env_names = spec["type"], spec.get("default"), spec["env"]
         value = args.get(name)
         if value is None or value == "":
-            value = next((environ[n] for n in env_names if environ.get(n)), None)
+            value = shared_options.first_set(env_names, environ)
         if value is None or value == "":
             value = default
         if value is not None:
