@@ -44,6 +44,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
     MDEAuthError,
     MDEConfigError,
     MDEError,
+    quoted,
 )
 from ansible_collections.defender.endpoint.plugins.module_utils.throttle import MAX_BLOCK, RateBudget, family
 
@@ -60,6 +61,9 @@ RETRY_STATUSES = (500, 502, 503, 504)
 # longer fails the task at once, naming when to try again, instead of waiting several times the cap in vain).
 MIN_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = MAX_BLOCK
+# A Retry-After is clamped to this many seconds (a day) as soon as it is read, before any arithmetic: "1e308" or
+# "inf" would otherwise overflow a date. Any value over MAX_RETRY_AFTER fails the task anyway.
+RETRY_AFTER_CLAMP = 86400.0
 # Paging stops with an error past this many pages, or this many empty pages in a row that each link to another.
 MAX_PAGES = 5000
 MAX_EMPTY_PAGES = 3
@@ -348,7 +352,7 @@ def parse_retry_after(value, now=None):
         seconds = when.timestamp() - (time.time() if now is None else now)
     if math.isnan(seconds):
         return None
-    return max(MIN_RETRY_AFTER, seconds)
+    return min(max(MIN_RETRY_AFTER, seconds), RETRY_AFTER_CLAMP)
 
 
 class MDEClient:
@@ -392,8 +396,11 @@ class MDEClient:
 
     def _error(self, method, path, resp):
         code, api_message, inner = _error_parts(resp)
+        # The API's words are untrusted text: escaped and cut before they reach a message (errors.quoted).
+        code = quoted(code, 200) if code is not None else None
+        api_message = quoted(api_message) if api_message is not None else None
         status = resp.status_code
-        reason = resp.reason or ""
+        reason = quoted(resp.reason or "", 200)
         text = "%s %s failed: HTTP %d %s" % (method, path, status, reason)
         if code:
             text += " (%s)" % code
@@ -445,12 +452,13 @@ class MDEClient:
     def _too_long(self, method, path, resp, retry_after):
         """The API asks to wait longer than the collection ever waits: fail now, saying until when."""
         import datetime
+        retry_after = min(retry_after, RETRY_AFTER_CLAMP)
         when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=retry_after)
         error = self._error(method, path, resp)
-        error.message = "%s The API asks to wait %d seconds before the next call (Retry-After), longer than the %d " \
+        error.message = "%s The API asks to wait %s before the next call (Retry-After), longer than the %d " \
                         "seconds this collection waits; try again after %s." % (
-                            error.message, int(retry_after), int(self.max_retry_after),
-                            when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                            error.message, "%d seconds" % int(retry_after) if retry_after < RETRY_AFTER_CLAMP
+                            else "a day or more", int(self.max_retry_after), when.strftime("%Y-%m-%dT%H:%M:%SZ"))
         return error
 
     @staticmethod
@@ -611,8 +619,9 @@ class MDEClient:
             if status == 429:
                 retry_after = self._retry_after(resp)
                 if retry_after is not None and retry_after > self.max_retry_after:
-                    if self.budget is not None:
-                        self.budget.blocked(self.budget_key, fam, self.max_retry_after, slot=slot)
+                    # Not recorded in the shared budget: no task waits for it, so no later run must sit it out. The
+                    # refused call's slot settles as any answered call's does.
+                    self._settle(fam, slot)
                     raise self._too_long(method, path, resp, retry_after)
                 if self.budget is not None:
                     # Every fork waits for this Retry-After, not only this one; acquire() does the waiting.

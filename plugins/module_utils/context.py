@@ -16,7 +16,7 @@ __metaclass__ = type
 import traceback
 
 from ansible_collections.defender.endpoint.plugins.module_utils import options
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, for_terminal
 
 
 class TaskFailed(Exception):
@@ -145,4 +145,8 @@ def execute(run, ctx, permission=None, validate=None):
     for text in getattr(ctx._client, "warnings", None) or []:  # pylint: disable=protected-access
         if text not in ctx.warnings:
             ctx.warnings.append(text)
+    # The last guard before Ansible prints them: no message or warning carries a control character to the terminal.
+    if "msg" in result:
+        result["msg"] = for_terminal(result["msg"])
+    ctx.warnings[:] = [for_terminal(text) for text in ctx.warnings]
     return result

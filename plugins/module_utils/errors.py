@@ -1,11 +1,54 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, defender.endpoint contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one exception family raised by the shared client. Plain Python: no Ansible import."""
+"""The one exception family raised by the shared client, and the one way API and device text enters a message.
+Plain Python: no Ansible import."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import re
+
+# Text from the API or a device (an error message, a transcript, a device name) is untrusted: shown in a message, it
+# must not move the terminal's cursor, clear the screen or forge a line of Ansible's output. Control characters
+# (C0 but TAB, DEL, C1 and the Unicode line and paragraph separators) are shown as escapes, and a long text is cut.
+_TERMINAL_CONTROL = re.compile(u"[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]")
+# How many characters of one API or device text a message shows.
+TEXT_LIMIT = 2000
+# How many characters a whole message may have, whatever it quotes.
+MESSAGE_LIMIT = 8000
+
+
+def _escape(match):
+    code = ord(match.group(0))
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
+def quoted(text, limit=TEXT_LIMIT):
+    """``text`` (from the API or a device) fit for a message: control characters escaped (``\\x1b``), cut to
+    ``limit`` characters with a note of its full length. None stays None."""
+    if text is None:
+        return None
+    text = text if isinstance(text, str) else str(text)
+    cut = len(text) > limit
+    shown = _TERMINAL_CONTROL.sub(_escape, text[:limit] if cut else text)
+    if cut:
+        shown += "... (cut: %d characters in all)" % len(text)
+    return shown
+
+
+def for_terminal(message, limit=MESSAGE_LIMIT):
+    """A whole message (a task's ``msg``, a warning) with no control characters but line breaks and tabs, at most
+    ``limit`` characters: the last guard before Ansible prints it."""
+    if not isinstance(message, str):
+        return message
+    cut = len(message) > limit
+    text = message[:limit] if cut else message
+    text = re.sub(u"[\u0000-\u0008\u000b-\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]", _escape, text)
+    if cut:
+        text += "... (cut: %d characters in all)" % len(message)
+    return text
 
 
 class MDEError(Exception):

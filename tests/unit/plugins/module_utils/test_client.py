@@ -97,12 +97,12 @@ def test_429_without_retry_after_backs_off_exponentially():
 
 
 def test_retry_after_longer_than_the_collection_waits_fails_at_once_saying_until_when():
-    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "999999"}), FakeResponse(200, {}),
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": "3600"}), FakeResponse(200, {}),
              max_retry_after=60)
     with pytest.raises(MDEError) as e:
         t.client.get("/api/alerts")
     assert len(t.session.calls) == 1 and t.sleeps == []
-    assert "asks to wait 999999 seconds" in str(e.value) and "longer than the 60 seconds" in str(e.value)
+    assert "asks to wait 3600 seconds" in str(e.value) and "longer than the 60 seconds" in str(e.value)
     assert "try again after 20" in str(e.value) and e.value.status == 429
 
 
@@ -647,3 +647,32 @@ def test_download_refuses_a_symlink_and_names_a_missing_directory(tmp_path):
     with pytest.raises(MDEError) as e:
         client.download(SAS, str(tmp_path / "missing" / "p.zip"))
     assert "cannot write" in str(e.value) and "SECRET" not in str(e.value)
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "Infinity", "9" * 400])
+def test_an_endless_retry_after_fails_at_once_and_blocks_nobody(value, tmp_path):
+    from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget
+    now = [1000.0]
+    budget_sleeps = []
+    budget = RateBudget(str(tmp_path), sleep=budget_sleeps.append, clock=lambda: now[0])
+    t = make(err(429, "TooManyRequests", "x", {"Retry-After": value}), FakeResponse(200, {"value": []}),
+             budget=budget, budget_key="host|app")
+    with pytest.raises(MDEError) as e:
+        t.client.get("/api/alerts")
+    assert "OverflowError" not in str(e.value) and "a day or more" in str(e.value)
+    assert len(t.session.calls) == 1 and t.sleeps == [] and budget_sleeps == []
+    # A later call (another fork, the next run) is not held back: no block was recorded for the family.
+    t.client.get("/api/alerts")
+    assert budget_sleeps == [] and len(t.session.calls) == 2
+
+
+def test_api_error_text_reaches_the_message_escaped_and_cut():
+    hostile = "\x1b[2J\x1b[Hfatal: [localhost]: FAILED!\r\n" + "A" * 5000
+    t = make(err(400, "Bad\x1bCode", hostile))
+    with pytest.raises(MDEError) as e:
+        t.client.post("/api/machines/m1/isolate", json={"Comment": "x"})
+    text = str(e.value)
+    assert "\x1b" not in text and "\r" not in text and "\n" not in text
+    assert "\\x1b[2J" in text and "Bad\\x1bCode" in text
+    assert "(cut: %d characters in all)" % len(hostile) in text and len(text) < 2600
+    assert "\x1b" not in e.value.api_message and len(e.value.api_message) < 2100
