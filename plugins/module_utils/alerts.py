@@ -251,7 +251,7 @@ def update(client, alert, changes, comment=None):
     """``PATCH /api/alerts/{id}`` (https://learn.microsoft.com/en-us/defender-endpoint/api/update-alert) with
     ``changes`` and ``comment``; ``alert`` is the entity read before. Returns the updated alert. Reading back: the
     fields are as asked and the comment is there one more time than before, so it is never added twice."""
-    path = "/api/alerts/%s" % odata.path_segment(alert["id"])
+    path = "/api/alerts/%s" % odata.path_segment(odata.answer_id(alert, "alert"))
     body = dict(changes)
     if comment:
         body["comment"] = comment

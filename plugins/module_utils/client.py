@@ -64,6 +64,9 @@ MAX_RETRY_AFTER = MAX_BLOCK
 # A Retry-After is clamped to this many seconds (a day) as soon as it is read, before any arithmetic: "1e308" or
 # "inf" would otherwise overflow a date. Any value over MAX_RETRY_AFTER fails the task anyway.
 RETRY_AFTER_CLAMP = 86400.0
+# No download is accepted past this many bytes, whatever the server says: the largest file Microsoft documents a
+# download of, a live response GetFile ("up to 3 GB": https://learn.microsoft.com/en-us/defender-endpoint/live-response).
+MAX_DOWNLOAD = 3 * 1024 ** 3
 # Paging stops with an error past this many pages, or this many empty pages in a row that each link to another.
 MAX_PAGES = 5000
 MAX_EMPTY_PAGES = 3
@@ -777,7 +780,7 @@ class MDEClient:
             yield from items
 
     # -- pre-signed downloads ---------------------------------------------------------------------------
-    def download(self, url, dest, what="the file", deadline=None, chunk_size=1024 * 1024):
+    def download(self, url, dest, what="the file", deadline=None, chunk_size=1024 * 1024, max_size=MAX_DOWNLOAD):
         """GET a pre-signed (SAS) ``url`` into the file ``dest``; return ``(dest, sha256 hex digest, size in bytes)``.
 
         For the links the API hands out to download a result, such as an investigation package
@@ -789,7 +792,8 @@ class MDEClient:
         apply; each attempt ends after ``deadline`` seconds (default: the session's request deadline). Dropped
         connections, timeouts, 429 and 5xx answers are tried again, as for other reads. ``what`` names the file in
         messages (``the investigation package``). Every failure is an MDEError whose text shows the URL without its
-        query string (its credential).
+        query string (its credential). ``max_size``: the most bytes accepted (a larger answer, by its Content-Length
+        or by what arrives, fails without leaving a file, and is not tried again).
         """
         shown = strip_query(url)
         if deadline is None:
@@ -799,7 +803,7 @@ class MDEClient:
         while True:
             attempt += 1
             try:
-                return self._download_once(url, dest, what, shown, deadline, chunk_size)
+                return self._download_once(url, dest, what, shown, deadline, chunk_size, max_size)
             except _RetryDownload as e:
                 if attempt >= self.max_attempts:
                     raise e.error
@@ -812,7 +816,7 @@ class MDEClient:
                     what, shown, files.where(e.error, dest), e.error.strerror or type(e.error).__name__),
                     method="GET", path=urlsplit(shown).path)
 
-    def _download_once(self, url, dest, what, shown, deadline, chunk_size):
+    def _download_once(self, url, dest, what, shown, deadline, chunk_size, max_size=None):
         """One attempt of download(). Raises MDEError, _RetryDownload, _WriteError or files.UnsafeFileError."""
         started = time.monotonic()
 
@@ -849,19 +853,24 @@ class MDEClient:
                 if resp.status_code in RETRY_STATUSES or resp.status_code == 429:
                     raise _RetryDownload(error, parse_retry_after(resp.headers.get("Retry-After")))
                 raise error
+            too_large = failed("it is larger than the %d bytes accepted for %s; nothing was kept" % (max_size, what)) \
+                if max_size is not None else None
+            length = resp.headers.get("Content-Length")
+            if too_large is not None and length and length.strip().isdigit() and int(length) > max_size:
+                raise too_large
             digest = hashlib.sha256()
             body = resp.iter_content(chunk_size=chunk_size)
             try:
                 with files.atomic_writer(dest, mode=0o600) as f:
-                    size = self._stream(body, f, digest, started, deadline, transport, failed)
+                    size = self._stream(body, f, digest, started, deadline, transport, failed, max_size, too_large)
             except OSError as e:  # creating, writing, syncing or renaming the file
                 raise _WriteError(e)
         return dest, digest.hexdigest(), size
 
     @staticmethod
-    def _stream(body, f, digest, started, deadline, transport, failed):
+    def _stream(body, f, digest, started, deadline, transport, failed, max_size=None, too_large=None):
         """Copy the answer's chunks into ``f`` and ``digest``; return their size. A failure to read becomes MDEError
-        or _RetryDownload (never OSError, which is the file's)."""
+        or _RetryDownload (never OSError, which is the file's); more than ``max_size`` bytes raise ``too_large``."""
         size = 0
         while True:
             try:
@@ -874,9 +883,11 @@ class MDEClient:
                 raise transport(e)
             except Exception as e:  # the connection's own errors; their text may hold the URL
                 raise _RetryDownload(failed("the transfer broke off (%s)" % type(e).__name__))
+            size += len(chunk)
+            if max_size is not None and size > max_size:
+                raise too_large
             f.write(chunk)
             digest.update(chunk)
-            size += len(chunk)
 
 
 class GraphClient(MDEClient):

@@ -191,7 +191,7 @@ def comment_count(incident, comment):
 
 def update(client, incident, changes):
     """``PATCH /security/incidents/{id}`` with ``changes``; returns the updated incident."""
-    path = "%s/%s" % (PATH, odata.path_segment(incident["id"]))
+    path = "%s/%s" % (PATH, odata.answer_id(incident, "incident"))
 
     def reconcile():
         fresh = odata.entity(client.graph.get(path))
@@ -206,7 +206,7 @@ def update(client, incident, changes):
 def add_comment(client, incident, comment):
     """``POST /security/incidents/{id}/comments``; returns the incident's comments as the API answers them. Read back
     after a lost answer: the comment there once more than before, so it is never added twice."""
-    path = "%s/%s" % (PATH, odata.path_segment(incident["id"]))
+    path = "%s/%s" % (PATH, odata.answer_id(incident, "incident"))
     before = comment_count(incident, comment)
 
     def reconcile():

@@ -526,7 +526,7 @@ def delete_one(client, indicator, path="/api/indicators"):
     """``DELETE /api/indicators/{id}`` (https://learn.microsoft.com/en-us/defender-endpoint/api/delete-ti-indicator-by-id);
     an indicator already gone (404: a repeated DELETE whose first try took effect) counts as deleted. Reading back:
     no indicator of that value has the id any more."""
-    ident = str(indicator["id"])
+    ident = odata.answer_id(indicator, "indicator")
 
     def reconcile():
         entities = find_existing(client, [indicator], path)[0]

@@ -109,7 +109,7 @@ def wait_for(client, investigation, timeout, sleep=time.sleep, clock=time.monoto
             return investigation, False
         sleep(min(delay, remaining))
         delay = min(delay * 1.5, maximum)
-        investigation = read(client, investigation["id"])
+        investigation = read(client, odata.answer_id(investigation, "investigation"))
     return investigation, True
 
 

@@ -43,6 +43,15 @@ MAX_SESSIONS = 25
 RUNSCRIPT_TIMEOUT = 600
 OTHER_COMMAND_LEASE = 60
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# The largest file a GetFile command collects: "Supports files up to 3 GB in size"
+# (https://learn.microsoft.com/en-us/defender-endpoint/live-response, "Limitations"). No result download, whatever the
+# server says, is accepted past it.
+MAX_RESULT_SIZE = 3 * 1024 ** 3
+# How much of a RunScript transcript is parsed into the task's result (the collection's own cap: Microsoft documents
+# none). A longer transcript is kept whole on disk (with dest); the result gets its first MAX_TRANSCRIPT bytes,
+# ``truncated: true``, and the script name and exit code when they stand at the start, as the API writes them.
+MAX_TRANSCRIPT = 1024 * 1024
+_HEAD_FIELD = re.compile(r'"(script_name|exit_code)"\s*:\s*("(?:[^"\\]|\\.){0,1024}"|-?[0-9]{1,12})')
 
 
 def check_commands(commands):
@@ -137,8 +146,8 @@ def start(client, machine_id, body, known_ids=(), now=None):
                 and (a.get("requestorComment") or "") == body["Comment"]]
         return ma.latest(ours)
 
-    return odata.entity(client.post("/api/machines/%s/runliveresponse" % odata.path_segment(machine_id), json=body,
-                                    reconcile=reconcile))
+    return ma.entity(client.post("/api/machines/%s/runliveresponse" % odata.path_segment(machine_id), json=body,
+                                 reconcile=reconcile))
 
 
 # -- the controller-wide session slot --------------------------------------------------------------------------------
@@ -162,7 +171,7 @@ class SessionSlot:
         final = []
         for action_id in ids:
             try:
-                action = self.client.get("/api/machineactions/%s" % odata.path_segment(action_id))
+                action = self.client.get(ma.path(action_id))
             except MDEError as e:
                 if e.status == 404:
                     final.append(action_id)
@@ -195,13 +204,32 @@ def lease_for(checked):
 # -- results ---------------------------------------------------------------------------------------------------------
 def result_link(client, action_id, index):
     """The pre-signed download link of command ``index``'s result. Never returned, logged or kept."""
-    data = client.get("/api/machineactions/%s/GetLiveResponseResultDownloadLink(index=%d)" % (
-        odata.path_segment(action_id), int(index)))
+    data = client.get(ma.path(action_id, "/GetLiveResponseResultDownloadLink(index=%d)" % int(index)))
     link = (data or {}).get("value") if isinstance(data, dict) else None
     if not link or not isinstance(link, str):
         raise MDEError("GET /api/machineactions/%s/GetLiveResponseResultDownloadLink(index=%d) returned no link." % (
             action_id, index), method="GET", path="/api/machineactions/%s/GetLiveResponseResultDownloadLink" % action_id)
     return link.strip().strip('"')
+
+
+def read_transcript(path):
+    """The RunScript result file at ``path``, parsed (parse_transcript), reading at most MAX_TRANSCRIPT bytes."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_TRANSCRIPT + 1)
+    if len(data) <= MAX_TRANSCRIPT:
+        return parse_transcript(data)
+    head = data[:MAX_TRANSCRIPT].decode("utf-8", "replace")
+    out = {"script_name": None, "exit_code": None, "script_output": head, "script_errors": None, "truncated": True}
+    for name, value in _HEAD_FIELD.findall(head[:4096]):
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            continue
+    if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
+        out["exit_code"] = None
+    if not isinstance(out["script_name"], str):
+        out["script_name"] = None
+    return out
 
 
 def parse_transcript(data):
@@ -239,23 +267,22 @@ def fetch(client, action, index, ctype, values, dest_dir=None):
     """Download command ``index``'s result without the bearer token. Into ``dest_dir`` (then kept: path, sha256, size)
     or, for a RunScript transcript with no ``dest_dir``, a temporary file read and removed. Returns a dict of
     result fields."""
-    link = result_link(client, action["id"], index)
-    what = "the result of command %d (%s) of live response action %s" % (index, ctype, action["id"])
+    action_id = odata.answer_id(action, "machine_action")
+    link = result_link(client, action_id, index)
+    what = "the result of command %d (%s) of live response action %s" % (index, ctype, action_id)
     out = {}
     if dest_dir:
         path = os.path.join(dest_dir, local_name(index, ctype, values))
-        _path, sha256, size = client.download(link, path, what=what)
+        _path, sha256, size = client.download(link, path, what=what, max_size=MAX_RESULT_SIZE)
         out.update(path=path, sha256=sha256, size=size)
         if ctype == "RunScript":
-            with open(path, "rb") as f:
-                out.update(parse_transcript(f.read()))
+            out.update(read_transcript(path))
         return out
     fd, tmp = tempfile.mkstemp(prefix=".mde-live-response-", suffix=".json")
     os.close(fd)
     try:
-        _path, sha256, size = client.download(link, tmp, what=what)
-        with open(tmp, "rb") as f:
-            out.update(parse_transcript(f.read()))
+        _path, sha256, size = client.download(link, tmp, what=what, max_size=MAX_RESULT_SIZE)
+        out.update(read_transcript(tmp))
     finally:
         try:
             os.unlink(tmp)
@@ -356,7 +383,7 @@ class StatusBoard:
                         self._locked(store)
                     found = statuses.get(action_id)
                 if found in ma.FINAL_STATUSES:
-                    action = odata.entity(self.client.get("/api/machineactions/%s" % odata.path_segment(action_id)))
+                    action = ma.entity(self.client.get(ma.path(action_id)))
                     status = action.get("status")
                     continue
                 self.sleep(min(self.every / 2.0, max(0.0, deadline - self.clock())))

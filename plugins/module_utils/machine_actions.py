@@ -18,7 +18,7 @@ import re
 import time
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
 
 ACTIVE_STATUSES = ("Pending", "InProgress")
 FINAL_STATUSES = ("Succeeded", "Failed", "TimeOut", "Cancelled")
@@ -32,7 +32,7 @@ SCAN_TYPES = ("Quick", "Full")
 ACTION_TYPES = ("RunAntiVirusScan", "Offboard", "LiveResponse", "CollectInvestigationPackage", "Isolate", "Unisolate",
                 "StopAndQuarantineFile", "RestrictCodeExecution", "UnrestrictCodeExecution")
 SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID_RE = odata.GUID_RE
 DEFAULT_COMMENT = "Requested by Ansible (defender.endpoint.mde_machine_action)"
 # Reading back an action whose answer was lost looks at actions created since this many seconds before the POST,
 # the room left for the controller's clock and the API's to differ.
@@ -137,7 +137,29 @@ def request_action(client, action, machine_id, body, params, known_ids=(), now=N
                 and (a.get("requestorComment") or "") == body.get("Comment", "")]
         return latest(ours)
 
-    return odata.entity(client.post(action_path(action, machine_id), json=body, reconcile=reconcile))
+    return entity(client.post(action_path(action, machine_id), json=body, reconcile=reconcile))
+
+
+def entity(data):
+    """A MachineAction read from an answer, its id checked to be a GUID before anything uses it (odata.answer_id)."""
+    action = odata.entity(data)
+    odata.answer_id(action, "machine_action")
+    return action
+
+
+def path(action_id, suffix=""):
+    """``/api/machineactions/{id}{suffix}`` for an id that has the documented shape (a GUID)."""
+    return "/api/machineactions/%s%s" % (odata.path_segment(odata.answer_id({"id": action_id}, "machine_action")), suffix)
+
+
+def read(client, action_id):
+    """``GET /api/machineactions/{id}``: the action, refused (MDEError) unless the answer is the action asked for."""
+    action = entity(client.get(path(action_id)))
+    if action["id"].lower() != str(action_id).strip().lower():
+        raise MDEError("The API answered GET /api/machineactions/%s with another action (%s): the answer was refused, "
+                       "and nothing was done with it." % (action_id, quoted(action["id"], 60)),
+                       method="GET", path="/api/machineactions/%s" % action_id)
+    return action
 
 
 def latest(actions):
@@ -199,8 +221,8 @@ def is_already_pending(error):
 
 def describe(action):
     """``Isolate action 5382f7ea-... on desktop-test``."""
-    return "%s action %s on %s" % (action.get("type"), action.get("id"),
-                                   action.get("computerDnsName") or action.get("machineId"))
+    return "%s action %s on %s" % (quoted(action.get("type"), 60), quoted(action.get("id"), 60),
+                                   quoted(action.get("computerDnsName") or action.get("machineId"), 260))
 
 
 def failure_text(action):
@@ -219,7 +241,7 @@ def failure_text(action):
         why = action.get("cancellationComment")
         if who or why:
             parts.append("cancelled by %s%s" % (who or "unknown", ": %s" % why if why else ""))
-    return odata.summary(parts, show=str, sep="; ")
+    return odata.summary(parts, show=quoted, sep="; ")
 
 
 def poll_delays(first=2.0, factor=1.5, maximum=15.0):
@@ -243,7 +265,7 @@ def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, fi
         if remaining <= 0:
             return action, False
         sleep(min(next(delays), remaining))
-        action = odata.entity(client.get("/api/machineactions/%s" % odata.path_segment(action["id"])))
+        action = entity(client.get(path(action["id"])))
     return action, True
 
 

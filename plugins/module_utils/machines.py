@@ -16,7 +16,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
@@ -33,7 +32,7 @@ FULL_LISTING_FROM = 500
 # A machine id is the 40-hexadecimal-character device id (the Machine entity's ``id``:
 # https://learn.microsoft.com/en-us/defender-endpoint/api/machine and the examples of
 # https://learn.microsoft.com/en-us/defender-endpoint/api/get-machine-by-id).
-MACHINE_ID_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+MACHINE_ID_RE = odata.MACHINE_ID_RE
 MACHINE_ID_FORM = "a Defender device id, 40 hexadecimal characters such as 1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 # The tags endpoints document a tag only as a string
 # (https://learn.microsoft.com/en-us/defender-endpoint/api/add-or-remove-machine-tags) and no length; a tag is a label
@@ -249,6 +248,14 @@ def machines_named(client, machine_name):
 
 
 def find_machine(client, machine_id=None, machine_name=None, onboarded_only=True):
+    """_find_machine()'s Machine, its id checked to have the documented shape (40 hexadecimal characters) before any
+    caller puts it in a URL (odata.answer_id)."""
+    machine = _find_machine(client, machine_id, machine_name, onboarded_only)
+    odata.answer_id(machine, "machine")
+    return machine
+
+
+def _find_machine(client, machine_id=None, machine_name=None, onboarded_only=True):
     """One Machine entity by id (https://learn.microsoft.com/en-us/defender-endpoint/api/get-machine-by-id), or by
     computerDnsName, case-insensitive. MDENotFound or MDEAmbiguous (with ``candidates``) otherwise.
 

@@ -105,6 +105,46 @@ def check_id(value, option, pattern=None, form=None):
     return text
 
 
+# -- ids in answers -------------------------------------------------------------------------------------------------
+# An id the API returns decides a URL (the next call) or a file name (a download): before it does, it must have the
+# shape Microsoft documents for its kind. Machine ids are 40 hexadecimal characters
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/machine), machine action ids GUIDs
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/machineaction), investigation ids numbers ("63017":
+# https://learn.microsoft.com/en-us/defender-endpoint/api/investigation), incident ids numbers
+# (https://learn.microsoft.com/en-us/graph/api/resources/security-incident), indicator ids numbers
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/ti-indicator). Alert ids have no documented shape
+# (https://learn.microsoft.com/en-us/defender-endpoint/api/alerts): only what cannot be one URL path segment is refused.
+MACHINE_ID_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_NUMBER_ID_RE = re.compile(r"^[0-9]{1,20}$")
+ANSWER_IDS = {
+    "machine": (MACHINE_ID_RE, "a machine id (40 hexadecimal characters)"),
+    "machine_action": (GUID_RE, "a machine action id (a GUID)"),
+    "investigation": (_NUMBER_ID_RE, "an investigation id (a number)"),
+    "incident": (_NUMBER_ID_RE, "an incident id (a number)"),
+    "indicator": (_NUMBER_ID_RE, "an indicator id (a number)"),
+    "alert": (None, "an alert id"),
+}
+
+
+def answer_id(entity, kind, field="id"):
+    """The ``field`` of an API answer's ``entity``, checked to have the documented shape of a ``kind`` id
+    (ANSWER_IDS) before it enters a URL or a path. Raises MDEError (the answer is refused) otherwise."""
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
+    pattern, form = ANSWER_IDS[kind]
+    value = entity.get(field) if isinstance(entity, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        if not isinstance(value, str):
+            raise ValueError(field)
+        return check_id(value, field, pattern, form)
+    except ValueError:
+        raise MDEError("The API answered with %s %s of %s, which is not %s: the answer was refused, and nothing was "
+                       "done with it." % ("the" if value is None else "an", field,
+                                          "null" if value is None else repr(quoted(value, 100)), form))
+
+
 def check_ids(values, option, pattern=None, form=None):
     """``check_id`` for every item of a list option; one error naming the first few bad items and their count."""
     if values is None:
@@ -129,8 +169,12 @@ def check_ids(values, option, pattern=None, form=None):
 
 
 def path_segment(value):
-    """``value`` percent-encoded as one URL path segment (nothing left unencoded but letters, digits and ``_.-~``)."""
-    return _url_quote(str(value), safe="")
+    """``value`` percent-encoded as one URL path segment (nothing left unencoded but letters, digits and ``_.-~``).
+    An empty segment, ``.`` and ``..`` would name another resource, and raise ValueError."""
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise ValueError("%r cannot be an id in a URL path" % text)
+    return _url_quote(text, safe="")
 
 
 def quote(value):

@@ -194,7 +194,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machine_a
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.client import rate_limit_scale
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 
 PERMISSION = "Machine.LiveResponse"
@@ -254,15 +254,16 @@ def fetch_results(ctx, action, checked, results, dest_dir):
 def failed_text(action, results):
     for entry in results:
         if entry["status"] == "Failed":
-            what = "command %d (%s %s)" % (entry["index"], entry["type"], entry.get("script_name") or entry.get(
-                "remote_path") or "")
-            parts = ["; ".join(entry["errors"])] if entry["errors"] else []
+            what = "command %d (%s %s)" % (entry["index"], entry["type"], quoted(entry.get("script_name") or entry.get(
+                "remote_path") or "", 260))
+            # Device and API text: escaped and cut (errors.quoted); the whole transcript stays in the result and on disk.
+            parts = [quoted("; ".join(str(e) for e in entry["errors"]))] if entry["errors"] else []
             if entry.get("exit_code") is not None:
-                parts.append("exit code %s" % entry["exit_code"])
+                parts.append("exit code %s" % quoted(entry["exit_code"], 20))
             if entry.get("script_errors"):
-                parts.append("script errors: %s" % str(entry["script_errors"]).strip())
+                parts.append("script errors: %s" % quoted(str(entry["script_errors"]).strip()))
             if entry.get("script_output"):
-                parts.append("transcript: %s" % str(entry["script_output"]).strip())
+                parts.append("transcript: %s" % quoted(str(entry["script_output"]).strip()))
             return "%s failed%s" % (what, ": " + "; ".join(parts) if parts else "")
     return ma.failure_text(action)
 
@@ -296,7 +297,8 @@ def finish(ctx, result, action, checked, slot=None):
                           ma.describe(action), p["wait_timeout"], action.get("status")), **result)
     dest_dir = None
     if p["dest"]:
-        dest_dir = os.path.join(p["dest"], odata.path_segment(action["id"]))
+        # The folder is named after the action's id only once it has the documented shape (a GUID).
+        dest_dir = os.path.join(p["dest"], odata.answer_id(action, "machine_action"))
         if not os.path.isdir(dest_dir):
             os.makedirs(dest_dir, 0o700)
     fetch_results(ctx, action, checked, results, dest_dir)

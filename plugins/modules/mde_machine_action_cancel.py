@@ -110,24 +110,18 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 DEFAULT_COMMENT = "Cancelled by Ansible (defender.endpoint.mde_machine_action_cancel)"
-
-
-def read_action(client, action_id):
-    return odata.entity(client.get("/api/machineactions/%s" % odata.path_segment(action_id)))
 
 
 def cancel(client, action_id, comment):
     """``POST /api/machineactions/{id}/cancel``; reading back, the action is Cancelled when it took effect."""
 
     def reconcile():
-        action = read_action(client, action_id)
+        action = ma.read(client, action_id)
         return action if action.get("status") == "Cancelled" else None
 
-    return odata.entity(client.post("/api/machineactions/%s/cancel" % odata.path_segment(action_id),
-                                    json={"Comment": comment}, reconcile=reconcile))
+    return ma.entity(client.post(ma.path(action_id, "/cancel"), json={"Comment": comment}, reconcile=reconcile))
 
 
 def run(ctx):
@@ -135,7 +129,7 @@ def run(ctx):
     if p["action_id"]:
         action_id = ma.check_action_id(p["action_id"])
         try:
-            candidates = [read_action(ctx.client, action_id)]
+            candidates = [ma.read(ctx.client, action_id)]
         except MDEError as e:
             if e.status == 404:
                 ctx.fail_json(msg="No machine action with id %s in Defender for Endpoint." % action_id, **e.to_dict())
@@ -166,7 +160,7 @@ def run(ctx):
                     ctx.fail_partway(e, done, len(candidates), "machine actions")
                 raise
             # Refused: it has become final since it was read (the API cancels only pending actions).
-            now = read_action(ctx.client, action["id"])
+            now = ma.read(ctx.client, action["id"])
             if now.get("status") in ma.ACTIVE_STATUSES:
                 raise
             del result["diff"]["before"][action["id"]], result["diff"]["after"][action["id"]]

@@ -204,11 +204,12 @@ def package(ctx, action):
                       % (ma.describe(action), action.get("status")), machine_actions=[action])
     dest = p["dest"]
     if dest and os.path.isdir(dest):
-        dest = os.path.join(dest, "%s.zip" % action["id"])
+        # Named after the id the task asked for (checked: a GUID), never after a value of the answer.
+        dest = os.path.join(dest, "%s.zip" % ma.check_action_id(p["action_id"]).lower())
     fetch = bool(dest) and (p["force"] or not os.path.exists(dest))
     uri = None
     if p["package_uri"] or (fetch and not ctx.check_mode):
-        data = ctx.client.get("/api/machineactions/%s/GetPackageUri" % odata.path_segment(action["id"]))
+        data = ctx.client.get(ma.path(action["id"], "/GetPackageUri"))
         uri = ma.clean_package_uri((data or {}).get("value"))
         if not uri:
             raise MDEError("GET /api/machineactions/%s/GetPackageUri returned no URI." % action["id"])
@@ -229,8 +230,7 @@ def package(ctx, action):
 def run(ctx):
     p = ctx.params
     if p["action_id"]:
-        action = odata.entity(ctx.client.get("/api/machineactions/%s" % odata.path_segment(
-            ma.check_action_id(p["action_id"]))))
+        action = ma.read(ctx.client, ma.check_action_id(p["action_id"]))
         result = dict(changed=False, machine_actions=[action], filter=None)
         if p["package_uri"] or p["dest"]:
             result.update(package(ctx, action))

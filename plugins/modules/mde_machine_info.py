@@ -264,7 +264,7 @@ def run(ctx):
     result = select(ctx)
     if ctx.params["logon_users"]:
         result["logon_users"] = dict(
-            (m["id"], entities.collection(ctx.client, "/api/machines/%s/logonusers" % odata.path_segment(m["id"])))
+            (m["id"], entities.collection(ctx.client, "/api/machines/%s/logonusers" % odata.answer_id(m, "machine")))
             for m in result["machines"])
     return result
 

@@ -185,9 +185,10 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith(("/api", "/v1.0/"))
                 and e["path"] != "/v1.0/security/runHuntingQuery"]
 
-    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0, message=None):
+    def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0, message=None,
+                     fields=None):
         self.state.add_fault(path_regex, kind, count=count, status=status, delay=delay, method=method, retry_after=retry_after,
-                             skip=skip, message=message)
+                             skip=skip, message=message, fields=fields)
 
     def expire_tokens(self):
         self.tokens.expire_all()

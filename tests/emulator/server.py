@@ -144,7 +144,7 @@ class EmulatorApp:
             elif fault["kind"] == "drop":
                 await self.drop(send)
                 return
-            elif not fault["kind"].endswith("_after"):
+            elif not fault["kind"].endswith("_after") and fault["kind"] != "tamper":
                 response = self.fault_response(fault, path)
                 entry["status"] = response.status_code
                 await response(scope, receive, send)
@@ -156,6 +156,8 @@ class EmulatorApp:
             response = error_response(500, "InternalServerError", "", str(uuid.uuid4()))
         entry["processed"] = True
         entry["status"] = response.status_code
+        if fault is not None and fault["kind"] == "tamper":
+            response = self.tampered(response, fault["fields"])
         if fault is not None and fault["kind"].endswith("_after"):
             # The API carried the request out (``handled_status`` is its answer); the client never sees that answer.
             entry["handled_status"] = response.status_code
@@ -176,6 +178,20 @@ class EmulatorApp:
             await asyncio.sleep(0.05)
             return
         raise ConnectionAbortedError("emulated connection drop")
+
+    @staticmethod
+    def tampered(response, fields):
+        """``response`` with ``fields`` written over its JSON entity (or over each entity of its ``value``)."""
+        try:
+            data = json.loads(response.body)
+        except (AttributeError, ValueError):
+            return response
+        targets = data.get("value") if isinstance(data, dict) and isinstance(data.get("value"), list) else [data]
+        for target in targets:
+            if isinstance(target, dict):
+                target.update(fields)
+        return Response(json.dumps(data), status_code=response.status_code,
+                        headers={"content-type": "application/json; charset=utf-8"})
 
     @staticmethod
     def fault_response(fault, path=""):

@@ -177,16 +177,19 @@ class State:
     # ---- faults -------------------------------------------------------------------------------------
     # Faults that answer in place of the API (the request has no effect) and, ``*_after``, faults that let the API
     # carry the request out and then lose its answer (the effect happened, the client cannot know it).
-    FAULT_KINDS = ("status", "drop", "delay", "invalid_json", "status_after", "drop_after")
+    # "tamper": the request is carried out and its JSON answer has ``fields`` written over it (over each entity of a
+    # "value" list): a hostile or compromised server, for the tests of what the collection does with an answer.
+    FAULT_KINDS = ("status", "drop", "delay", "invalid_json", "status_after", "drop_after", "tamper")
 
     def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0,
-                  message=None):
+                  message=None, fields=None):
         if kind not in self.FAULT_KINDS:
             raise ValueError("fault kind must be one of %s" % ", ".join(self.FAULT_KINDS))
         with self.lock:
             self.faults.append({"regex": re.compile(path_regex), "pattern": path_regex, "kind": kind, "remaining": int(count),
                                 "status": int(status), "delay": float(delay), "method": method.upper() if method else None,
-                                "retry_after": retry_after, "skip": int(skip), "message": message})
+                                "retry_after": retry_after, "skip": int(skip), "message": message,
+                                "fields": dict(fields or {})})
 
     def take_fault(self, method, path):
         with self.lock:

@@ -67,7 +67,7 @@ def test_hunting_quota_timeout_bad_input_and_permission(ansible, emulator):
     emulator.inject_fault(GRAPH_HUNT + "$", "status", status=504)
     emulator.inject_fault(GRAPH_HUNT + "$", "status", status=429, retry_after=3000, skip=1,
                           message="Query execution has exceeded the allowed CPU resources for this tenant.")
-    # The quota comes last: its 429 blocks the hunting budget shared by the forks for the longest wait honoured.
+    # The quota comes last: its 429 asks for longer than the collection waits, so the task fails at once.
     result = ansible.playbook(tasks=[
         task("timed out", HUNT, query="DeviceInfo | count"),
         task("outside the subset", HUNT, query="DeviceEvents | take 1"),

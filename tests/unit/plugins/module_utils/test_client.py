@@ -676,3 +676,19 @@ def test_api_error_text_reaches_the_message_escaped_and_cut():
     assert "\\x1b[2J" in text and "Bad\\x1bCode" in text
     assert "(cut: %d characters in all)" % len(hostile) in text and len(text) < 2600
     assert "\x1b" not in e.value.api_message and len(e.value.api_message) < 2100
+
+
+def test_a_download_larger_than_accepted_fails_once_and_leaves_nothing(tmp_path):
+    import os
+    from ansible_collections.defender.endpoint.plugins.module_utils import client as client_module
+    # What arrives counts, whatever the headers say...
+    client, session, _sleeps = downloader(StreamResponse(200, [b"x" * 600, b"x" * 600]))
+    with pytest.raises(MDEError) as e:
+        client.download(SAS, str(tmp_path / "p.zip"), what="the result", max_size=1000)
+    assert "larger than the 1000 bytes accepted for the result" in str(e.value)
+    assert len(session.calls) == 1 and os.listdir(tmp_path) == []
+    # ... and a Content-Length over the cap fails before anything is read.
+    client, session, _sleeps = downloader(StreamResponse(200, [b"x"], headers={"Content-Length": "4000000000"}))
+    with pytest.raises(MDEError):
+        client.download(SAS, str(tmp_path / "p.zip"))
+    assert client_module.MAX_DOWNLOAD == 3 * 1024 ** 3 and os.listdir(tmp_path) == []

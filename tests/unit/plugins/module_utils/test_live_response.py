@@ -176,3 +176,17 @@ def test_upload_is_multipart_and_retried_as_a_reconciled_write():
     assert first["files"] == second["files"] == [("File", ("s.ps1", b"content", "application/octet-stream")),
                                                  ("OverrideIfExists", (None, "true"))]
     assert "json" not in first and read_back["method"] == "GET" and first["url"] == "https://api.example/api/libraryfiles"
+
+
+def test_a_transcript_over_the_cap_is_parsed_from_its_start_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(lr, "MAX_TRANSCRIPT", 1000)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"script_name": "big.ps1", "exit_code": 3, "script_output": "x" * 50000,
+                                "script_errors": ""}))
+    out = lr.read_transcript(str(path))
+    assert out["truncated"] is True and out["exit_code"] == 3 and out["script_name"] == "big.ps1"
+    assert len(out["script_output"]) == 1000 and os.path.getsize(str(path)) > 50000
+    small = tmp_path / "s.json"
+    small.write_text(json.dumps({"script_name": "s.ps1", "exit_code": 0, "script_output": "ok", "script_errors": ""}))
+    assert lr.read_transcript(str(small)) == {"script_name": "s.ps1", "exit_code": 0, "script_output": "ok",
+                                              "script_errors": ""}

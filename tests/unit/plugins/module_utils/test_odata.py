@@ -73,3 +73,30 @@ def test_quote_and_any_of():
     assert odata.any_of("status", ["New"]) == "status eq 'New'"
     assert odata.any_of("status", ["New", "Resolved"]) == "(status eq 'New' or status eq 'Resolved')"
     assert odata.any_of("status", []) is None
+
+
+@pytest.mark.parametrize("kind,entity", [
+    ("machine_action", {"id": ".."}), ("machine_action", {"id": "/etc/passwd"}), ("machine_action", {"id": "../../x"}),
+    ("machine_action", {"id": None}), ("machine_action", {}), ("machine_action", {"id": ["a"]}),
+    ("machine", {"id": "1e5b" * 9}), ("machine", {"id": "..\\..\\x"}), ("investigation", {"id": "63017/../1"}),
+    ("incident", {"id": "12 34"}), ("alert", {"id": ".."}), ("alert", {"id": "da1/../x"}), ("indicator", {"id": True}),
+])
+def test_an_answer_id_without_its_documented_shape_is_refused(kind, entity):
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+    with pytest.raises(MDEError) as e:
+        odata.answer_id(entity, kind)
+    assert "the answer was refused" in str(e.value)
+
+
+@pytest.mark.parametrize("kind,value", [
+    ("machine_action", "5382f7ea-7557-4ab7-9782-d50480024a4e"), ("machine", "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"),
+    ("investigation", 63017), ("incident", "2972395"), ("alert", "da637472900382838869_1364969609"), ("indicator", "995"),
+])
+def test_an_answer_id_of_the_documented_shape_is_used_as_it_is(kind, value):
+    assert odata.answer_id({"id": value}, kind) == str(value)
+
+
+@pytest.mark.parametrize("value", ["", ".", ".."])
+def test_a_path_segment_never_names_another_resource(value):
+    with pytest.raises(ValueError):
+        odata.path_segment(value)

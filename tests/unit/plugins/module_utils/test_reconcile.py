@@ -155,21 +155,21 @@ def listing(*items):
 
 def test_machine_action_read_back_finds_ours_by_type_time_comment_and_unknown_id():
     now = datetime.datetime(2026, 1, 31, 8, 0, tzinfo=datetime.timezone.utc)
-    old = {"id": "old", "type": "Isolate", "requestorComment": "incident 7", "creationDateTimeUtc": "2026-01-31T07:59:50Z"}
-    other = {"id": "other", "type": "Isolate", "requestorComment": "someone else", "creationDateTimeUtc": "2026-01-31T08:00:01Z"}
-    ours = {"id": "ours", "type": "Isolate", "requestorComment": "incident 7", "creationDateTimeUtc": "2026-01-31T08:00:01Z"}
+    old = {"id": "0a000000-0000-4000-8000-000000000001", "type": "Isolate", "requestorComment": "incident 7", "creationDateTimeUtc": "2026-01-31T07:59:50Z"}
+    other = {"id": "0a000000-0000-4000-8000-000000000002", "type": "Isolate", "requestorComment": "someone else", "creationDateTimeUtc": "2026-01-31T08:00:01Z"}
+    ours = {"id": "0a000000-0000-4000-8000-000000000003", "type": "Isolate", "requestorComment": "incident 7", "creationDateTimeUtc": "2026-01-31T08:00:01Z"}
     t = make(DROPPED, listing(old, other, ours))
     body = ma.build_body("isolate", "incident 7")
-    found = ma.request_action(t.client, "isolate", "m1", body, dict(isolation_type="Full"), known_ids=["old"], now=now)
+    found = ma.request_action(t.client, "isolate", "m1", body, dict(isolation_type="Full"), known_ids=["0a000000-0000-4000-8000-000000000001"], now=now)
     assert found == ours and len(t.session.calls) == 2
     query = t.session.calls[1]["params"]["$filter"]
     assert query == "machineId eq 'm1' and type eq 'Isolate' and creationDateTimeUtc ge 2026-01-31T07:59:00Z"
 
 
 def test_machine_action_not_found_is_sent_once_more():
-    t = make(err(503, "ServiceUnavailable", ""), listing(), FakeResponse(201, {"id": "new", "type": "Isolate"}))
+    t = make(err(503, "ServiceUnavailable", ""), listing(), FakeResponse(201, {"id": "0a000000-0000-4000-8000-000000000004", "type": "Isolate"}))
     found = ma.request_action(t.client, "isolate", "m1", ma.build_body("isolate"), {})
-    assert found["id"] == "new" and [c["method"] for c in t.session.calls] == ["POST", "GET", "POST"]
+    assert found["id"] == "0a000000-0000-4000-8000-000000000004" and [c["method"] for c in t.session.calls] == ["POST", "GET", "POST"]
 
 
 @pytest.mark.parametrize("action, tags, found", [("Add", ["a", "x"], True), ("Add", ["a"], False),

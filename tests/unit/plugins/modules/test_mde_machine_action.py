@@ -169,16 +169,16 @@ class ScriptedClient:
 
     def get(self, path):
         self.paths.append(path)
-        return dict(id="a1", type="Isolate", status=self.statuses.pop(0))
+        return dict(id="0a000000-0000-4000-8000-0000000000a1", type="Isolate", status=self.statuses.pop(0))
 
 
 def test_wait_for_backs_off_until_final():
     clock = FakeClock()
     client = ScriptedClient(["Pending", "InProgress", "InProgress", "InProgress", "InProgress", "InProgress",
                              "InProgress", "Succeeded"])
-    action, finished = ma.wait_for(client, dict(id="a1", status="Pending"), 600, sleep=clock.sleep, clock=clock)
+    action, finished = ma.wait_for(client, dict(id="0a000000-0000-4000-8000-0000000000a1", status="Pending"), 600, sleep=clock.sleep, clock=clock)
     assert finished and action["status"] == "Succeeded"
-    assert client.paths == ["/api/machineactions/a1"] * 8
+    assert client.paths == ["/api/machineactions/0a000000-0000-4000-8000-0000000000a1"] * 8
     assert clock.sleeps[0] == 2.0
     assert clock.sleeps == sorted(clock.sleeps) and max(clock.sleeps) == 15.0
 
@@ -186,7 +186,7 @@ def test_wait_for_backs_off_until_final():
 def test_wait_for_stops_at_timeout_without_overshooting():
     clock = FakeClock()
     client = ScriptedClient(["Pending"] * 100)
-    action, finished = ma.wait_for(client, dict(id="a1", status="Pending"), 30, sleep=clock.sleep, clock=clock)
+    action, finished = ma.wait_for(client, dict(id="0a000000-0000-4000-8000-0000000000a1", status="Pending"), 30, sleep=clock.sleep, clock=clock)
     assert not finished and action["status"] == "Pending"
     assert clock.now == 30
 
@@ -297,7 +297,8 @@ def test_other_errors_propagate_and_check_mode_never_posts():
 
 
 def test_sent_action_is_returned_without_odata_annotations():
-    api = ScriptedApi([[]], {"id": "new", "type": "Isolate", "status": "Pending"})
+    new = "0a000000-0000-4000-8000-0000000000b2"
+    api = ScriptedApi([[]], {"id": new, "type": "Isolate", "status": "Pending"})
     result = module_file.run(FakeModule(api, action="isolate", isolation_type="UnManagedDevice", comment="c"))
-    assert result["machine_action"] == {"id": "new", "type": "Isolate", "status": "Pending"}
+    assert result["machine_action"] == {"id": new, "type": "Isolate", "status": "Pending"}
     assert api.calls[1] == ("POST", "/api/machines/m1/isolate", {"Comment": "c", "IsolationType": "UnManagedDevice"})
