@@ -764,14 +764,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._warn_left_out(left_out, unnamed)
         if renamed:
             self.display.warning(
-                "mde_machines: %d machines have a name with template delimiters, white space or control characters, "
+                "mde_machines: %d machines have a name with template delimiters, white space or control characters (or . or ..), "
                 "which no host name has; a later hostnames preference names them (%s%s)." % (
                     len(renamed), ", ".join("%s as %s" % (m.get("id"), n) for m, n in renamed[:5]),
                     ", ..." if len(renamed) > 5 else ""))
         if unsafe_names:
             self.display.warning(
                 "mde_machines: %d machines are left out: the names the hostnames preferences give them have template "
-                "delimiters, white space or control characters, which no host name has, and no later preference "
+                "delimiters, white space or control characters (or are . or ..), which no host name has, and no later preference "
                 "gives another (machine ids: %s%s)." % (
                     len(unsafe_names), ", ".join(str(m.get("id")) for m in unsafe_names[:5]),
                     ", ..." if len(unsafe_names) > 5 else ""))

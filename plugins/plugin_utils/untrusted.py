@@ -36,5 +36,6 @@ def untrusted(value):
 
 
 def safe_host_name(name):
-    """True when ``name`` can be an inventory host name: no template delimiters, white space or control characters."""
-    return bool(name) and not _NOT_A_HOST_NAME.search(name)
+    """True when ``name`` can be an inventory host name: no template delimiters, white space or control characters,
+    and not ``.`` or ``..`` (a role that names a folder after its host would leave its directory)."""
+    return bool(name) and name not in (".", "..") and not _NOT_A_HOST_NAME.search(name)

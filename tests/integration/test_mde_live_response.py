@@ -265,7 +265,7 @@ def test_collect_evidence_role_writes_a_manifest_of_what_it_fetched(ansible, emu
         if item["kind"] == "file":
             assert data == lr.file_content(item["machine_id"], item["remote_path"])
     folders = sorted(p.name for p in dest.iterdir() if p.is_dir())
-    assert folders == sorted([m1["computerDnsName"], m2["id"]])
+    assert folders == sorted(["%s-%s" % (m1["id"], m1["computerDnsName"]), m2["id"]])
 
 
 def test_run_script_role_reports_exit_codes_and_uploads_once(ansible, emulator, tmp_path):
