@@ -62,6 +62,7 @@ HAS_FCNTL = files.HAS_FCNTL
 # is the collection's own, so a mode opened by someone else's default (Ansible's jsonfile plugin makes missing
 # directories with mode 0755) may be closed again.
 CACHE_ENTRIES = frozenset([CACHE_FILE, LOCK_FILE, USER_CACHE_FILE, USER_LOCK_FILE, "ratelimit.json", "ratelimit.lock",
+                           "sessions.json", "sessions.lock", "live_response_status.json", "live_response_status.lock",
                            "inventory", "eda"])
 
 

@@ -261,3 +261,79 @@ def where(error, default):
     """The path an OSError is about (``error.filename`` when it is one), else ``default``."""
     name = getattr(error, "filename", None)
     return name if isinstance(name, str) and name else default
+
+
+class StateStore:
+    """One JSON state file that every process of the controller updates (the call budget, the session slots, the
+    live response status board): ``update(fn)`` takes the lock, reads the file, keeps the top-level entries that
+    ``check(key, value)`` returns a value for (one warning when it drops any: a file damaged, or written with wrong
+    types, is repaired on the next update instead of failing every run), runs ``fn(state)``, and writes the state
+    back atomically (no fsync: after a crash it may forget the last update, never hold half a file).
+
+    Where the file cannot be used (a read-only file system, a directory in its place, a full disk) the state lives
+    in this process's memory from then on, with one warning. A file that is not safe to use (another owner, open to
+    other users, a symbolic link) raises ``refuse(UnsafeFileError)`` (the UnsafeFileError itself by default).
+    ``what`` names the file in warnings ("call budget"); ``warnings`` is a list (or anything with ``append``).
+    """
+
+    def __init__(self, directory, name, what, check=None, warnings=None, may_tighten=None, refuse=None):
+        self.directory = directory
+        self.path = os.path.join(directory, name + ".json") if directory else None
+        self.lock_path = os.path.join(directory, name + ".lock") if directory else None
+        self.what = what
+        self.check = check or (lambda key, value: value)
+        self.warnings = [] if warnings is None else warnings
+        self.may_tighten = may_tighten
+        self.refuse = refuse
+        self.memory = {}
+        self.in_memory = not directory or not HAS_FCNTL
+
+    def _warn(self, message):
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def _read(self):
+        import json
+        data = read_file(self.path)
+        if data is None:
+            return {}
+        try:
+            state = json.loads(data.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            state = None
+        clean = {}
+        if isinstance(state, dict):
+            for key, value in state.items():
+                try:
+                    value = self.check(key, value)
+                except (TypeError, ValueError, AttributeError, KeyError):
+                    value = None
+                if value is not None:
+                    clean[key] = value
+        if not isinstance(state, dict) or len(clean) < len(state):
+            self._warn("The %s file %s was damaged: its unreadable entries were dropped." % (self.what, self.path))
+        return clean
+
+    def update(self, fn):
+        """``fn(state)``'s result, ``state`` (a dict) saved afterwards."""
+        import json
+        if self.in_memory:
+            return fn(self.memory)
+        state, done, result = None, False, None
+        try:
+            private_directory(self.directory, may_tighten=self.may_tighten, warnings=self.warnings)
+            with locked(self.lock_path):
+                state = self._read()
+                result, done = fn(state), True
+                atomic_write(self.path, json.dumps(state, separators=(",", ":")), fsync=False)
+            return result
+        except UnsafeFileError as e:
+            if self.refuse is not None:
+                raise self.refuse(e)
+            raise
+        except (IOError, OSError) as e:
+            self.in_memory = True
+            self.memory = state if state is not None else {}
+            self._warn("The %s file %s cannot be used (%s): this process keeps it in memory only." % (
+                self.what, where(e, self.path), e.strerror or e))
+            return result if done else fn(self.memory)

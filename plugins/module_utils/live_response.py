@@ -293,8 +293,24 @@ def fetch(client, action, index, ctype, values, dest_dir=None):
 
 
 # -- waiting: one poll for every session of the controller ---------------------------------------------------------
-BOARD_FILE = "live_response_status.json"
-BOARD_LOCK = "live_response_status.lock"
+BOARD_NAME = "live_response_status"  # .json and .lock, beside the call budget
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _board_entry(key, value):
+    """One top-level entry of the status board as read from the file, with the types the board writes; entries of
+    another type are dropped (None drops the whole key)."""
+    if key in ("polled_at", "claimed_until"):
+        return value if _number(value) else None
+    if key == "watch" and isinstance(value, dict):
+        return dict((k, v) for k, v in value.items() if isinstance(v, dict) and isinstance(v.get("pid"), int)
+                    and (v.get("start") is None or isinstance(v.get("start"), int)))
+    if key == "status" and isinstance(value, dict):
+        return dict((k, v) for k, v in value.items() if v is None or isinstance(v, str))
+    return None
 # Seconds between polls of the controller's sessions (times MDE_RATE_LIMIT_SCALE), and how long a process may take
 # to poll before another one does it in its place.
 POLL_EVERY = 5.0
@@ -314,27 +330,19 @@ class StatusBoard:
 
     def __init__(self, client, directory, scale=1.0, sleep=None, clock=None):
         import time as _time
+        from ansible_collections.defender.endpoint.plugins.module_utils import files
         self.client = client
         self.directory = directory
         self.every = max(0.5, POLL_EVERY * scale)
         self.sleep = sleep or _time.sleep
         self.clock = clock or _time.time
         self.pid = os.getpid()
+        budget = getattr(client, "budget", None)
+        self._store = files.StateStore(directory, BOARD_NAME, "live response status board", check=_board_entry,
+                                       warnings=getattr(budget, "warnings", None))
 
     def _locked(self, update):
-        from ansible_collections.defender.endpoint.plugins.module_utils import files
-        path = os.path.join(self.directory, BOARD_FILE)
-        with files.locked(os.path.join(self.directory, BOARD_LOCK)):
-            raw = files.read_file(path)
-            try:
-                board = json.loads(raw.decode("utf-8")) if raw else {}
-            except ValueError:
-                board = {}
-            if not isinstance(board, dict):
-                board = {}
-            result = update(board)
-            files.atomic_write(path, json.dumps(board, separators=(",", ":")), fsync=False)
-        return result
+        return self._store.update(update)
 
     def wait(self, action, timeout):
         """Like machine_actions.wait_for: ``(action, finished)``."""

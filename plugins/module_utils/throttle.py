@@ -24,7 +24,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import math
 import numbers
 import os
@@ -38,8 +37,6 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 
 HAS_FCNTL = files.HAS_FCNTL
 
-STATE_FILE = "ratelimit.json"
-LOCK_FILE = "ratelimit.lock"
 DEFAULT_LIMITS = (100, 1500)
 # The longest Retry-After the collection honours (MDEClient's max_retry_after), in seconds: no block recorded in the
 # shared file lasts longer, whatever the file says. Retry-After on 429:
@@ -129,6 +126,21 @@ def _clean_entry(entry, now):
     return clean
 
 
+def _refuse(what):
+    """How a StateStore of the token cache's directory refuses a file that is not safe to use."""
+    def refuse(error):
+        return MDEAuthError("Refusing to use the %s file of the token cache: %s. %s, or set token_cache: false." % (
+            what, error.problem, error.remedy[:1].upper() + error.remedy[1:]))
+    return refuse
+
+
+def _slot_list(_key, slots):
+    """A key's session slots as read from the file: a list of slot dicts, each with its token; None if it is none."""
+    if not isinstance(slots, list):
+        return None
+    return [s for s in slots if isinstance(s, dict) and isinstance(s.get("token"), str)]
+
+
 class RateBudget:
     """Slots a minute and an hour per key, in a locked file shared by processes (or in memory).
 
@@ -145,58 +157,17 @@ class RateBudget:
         self.max_wait = max_wait
         self.waited = 0.0
         self.warnings = [] if warnings is None else warnings
-        self._memory = {}
-        self._in_memory = not directory or not HAS_FCNTL
+        self._store = files.StateStore(directory, "ratelimit", "call budget",
+                                       check=lambda _key, entry: _clean_entry(entry, self.clock()),
+                                       warnings=self.warnings, may_tighten=is_cache_entry, refuse=_refuse("call budget"))
 
-    def _warn(self, message):
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    # -- storage ------------------------------------------------------------------------------------
-    def _read(self, path):
-        data = files.read_file(path)
-        if data is None:
-            return {}
-        try:
-            state = json.loads(data.decode("utf-8"))
-        except ValueError:
-            state = None
-        now = self.clock()
-        clean = {}
-        if isinstance(state, dict):
-            for key, entry in state.items():
-                entry = _clean_entry(entry, now)
-                if entry is not None:
-                    clean[key] = entry
-        if not isinstance(state, dict) or len(clean) < len(state):
-            self._warn("The call budget file %s was damaged: its unreadable entries were dropped." % path)
-        return clean
+    @property
+    def _in_memory(self):
+        return self._store.in_memory
 
     def _locked(self, update):
         """Run ``update(state) -> result`` on the shared state under the lock, saving it afterwards."""
-        if self._in_memory:
-            return update(self._memory)
-        path = os.path.join(self.directory, STATE_FILE)
-        state, done, result = None, False, None
-        try:
-            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
-            with files.locked(os.path.join(self.directory, LOCK_FILE)):
-                state = self._read(path)
-                result, done = update(state), True
-                # No fsync: after a crash the budget may forget the last calls, never hold half a file.
-                files.atomic_write(path, json.dumps(state, separators=(",", ":")), fsync=False)
-            return result
-        except files.UnsafeFileError as e:
-            raise MDEAuthError("Refusing to use the call budget file of the token cache: %s. %s, or set "
-                               "token_cache: false." % (e.problem, e.remedy[:1].upper() + e.remedy[1:]))
-        except (IOError, OSError) as e:
-            # A read-only file system, a directory in the file's place, a full disk: this process keeps its budget
-            # to itself (forks that meet a 429 still wait for its Retry-After).
-            self._in_memory = True
-            self._memory = state if state is not None else {}
-            self._warn("The call budget file %s cannot be used (%s): this process counts its calls in memory "
-                       "only." % (files.where(e, path), e.strerror or e))
-            return result if done else update(self._memory)
+        return self._store.update(update)
 
     # -- the budget ---------------------------------------------------------------------------------
     def _try_take(self, key, per_minute, per_hour):
@@ -293,8 +264,6 @@ class RateBudget:
 
 
 # -- concurrent sessions ----------------------------------------------------------------------------------------------
-SESSIONS_FILE = "sessions.json"
-SESSIONS_LOCK = "sessions.lock"
 
 
 def process_start(pid):
@@ -340,40 +309,16 @@ class SessionSlots:
         self.clock = clock
         self.poll = poll
         self.warnings = [] if warnings is None else warnings
-        self._memory = {}
-        self._in_memory = not directory or not HAS_FCNTL
+        self._store = files.StateStore(directory, "sessions", "session slots", check=_slot_list, warnings=self.warnings,
+                                       may_tighten=is_cache_entry, refuse=_refuse("session slots"))
         self.waited = 0.0
 
+    @property
+    def _in_memory(self):
+        return self._store.in_memory
+
     def _locked(self, update):
-        if self._in_memory:
-            return update(self._memory)
-        path = os.path.join(self.directory, SESSIONS_FILE)
-        try:
-            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
-            with files.locked(os.path.join(self.directory, SESSIONS_LOCK)):
-                data = files.read_file(path)
-                try:
-                    state = json.loads(data.decode("utf-8")) if data else {}
-                except ValueError:
-                    state = None
-                if not isinstance(state, dict):
-                    state = {}
-                    message = "The session slots file %s was damaged: it was started anew." % path
-                    if message not in self.warnings:
-                        self.warnings.append(message)
-                result = update(state)
-                files.atomic_write(path, json.dumps(state, separators=(",", ":")), fsync=False)
-            return result
-        except files.UnsafeFileError as e:
-            raise MDEAuthError("Refusing to use the session slots file of the token cache: %s. %s, or set "
-                               "token_cache: false." % (e.problem, e.remedy[:1].upper() + e.remedy[1:]))
-        except (IOError, OSError) as e:
-            self._in_memory = True
-            message = "The session slots file %s cannot be used (%s): this process counts its sessions in memory " \
-                      "only." % (files.where(e, path), e.strerror or e)
-            if message not in self.warnings:
-                self.warnings.append(message)
-            return update(self._memory)
+        return self._store.update(update)
 
     def _live(self, slot, now):
         if not isinstance(slot, dict):

@@ -190,3 +190,45 @@ def test_a_transcript_over_the_cap_is_parsed_from_its_start_only(tmp_path, monke
     small.write_text(json.dumps({"script_name": "s.ps1", "exit_code": 0, "script_output": "ok", "script_errors": ""}))
     assert lr.read_transcript(str(small)) == {"script_name": "s.ps1", "exit_code": 0, "script_output": "ok",
                                               "script_errors": ""}
+
+
+@pytest.mark.parametrize("content", [
+    '{"watch": [], "status": "x", "polled_at": "soon", "claimed_until": null}',
+    '{"watch": {"a": 1, "b": {"pid": "x"}}, "status": {"c": 5}, "polled_at": [1]}',
+    '["not", "a", "board"]',
+])
+def test_a_status_board_with_wrong_types_is_repaired_with_a_warning(tmp_path, content):
+    import types
+    action_id = "0a000000-0000-4000-8000-0000000000c1"
+    board_file = tmp_path / "live_response_status.json"
+    board_file.write_text(content)
+    os.chmod(str(board_file), 0o600)
+    os.chmod(str(tmp_path), 0o700)
+
+    class Client:
+        budget = types.SimpleNamespace(warnings=[])
+
+        def list(self, path, odata_filter=None):
+            return [{"id": action_id, "status": "Succeeded"}]
+
+        def get(self, path):
+            return {"id": action_id, "status": "Succeeded"}
+
+    client = Client()
+    board = lr.StatusBoard(client, str(tmp_path), sleep=lambda s: None)
+    action, finished = board.wait({"id": action_id, "status": "Pending"}, 60)
+    assert finished and action["status"] == "Succeeded"
+    assert [w for w in client.budget.warnings if "live response status board" in w and "damaged" in w]
+    saved = json.loads(board_file.read_text())
+    assert isinstance(saved, dict) and isinstance(saved.get("watch", {}), dict) and isinstance(saved["polled_at"], float)
+
+
+def test_session_slots_with_wrong_types_are_repaired_with_a_warning(tmp_path):
+    os.chmod(str(tmp_path), 0o700)
+    (tmp_path / "sessions.json").write_text('{"k": "abc", "j": [1, {"token": 5}, {"token": "t", "pid": 1}]}')
+    os.chmod(str(tmp_path / "sessions.json"), 0o600)
+    slots = SessionSlots(str(tmp_path))
+    token = slots.acquire("k", 1, timeout=5)
+    assert token and [w for w in slots.warnings if "session slots" in w and "damaged" in w]
+    saved = json.loads((tmp_path / "sessions.json").read_text())
+    assert [s["token"] for s in saved["k"]] == [token] and saved["j"] == [{"token": "t", "pid": 1}]
