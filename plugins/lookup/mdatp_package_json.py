@@ -14,6 +14,8 @@ description:
     package the Microsoft Defender portal gives for Linux with a configuration management tool as the deployment
     method, and returns the text of its C(mdatp_onboard.json) / C(mdatp_offboard.json).
   - A path to the JSON file itself is returned as it is. The text must be a JSON object.
+  - The JSON file may be at most 1 MiB (the portal's is a few kilobytes); a larger one, or a zip member that
+    expands past that, is refused before it is read into memory.
   - U(https://learn.microsoft.com/en-us/defender-endpoint/linux-install-with-ansible)
 author: defender.endpoint maintainers (@defender-endpoint)
 options:
@@ -40,6 +42,17 @@ import zipfile
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
+# The most bytes of JSON read, from a file or out of a zip: the portal's onboarding JSON is a few kilobytes, and a
+# zip member's declared size can lie (a "zip bomb" of 1 MB expands to gigabytes), so reading stops past this.
+MAX_JSON = 1024 * 1024
+
+
+def _read_capped(f, what):
+    data = f.read(MAX_JSON + 1)
+    if len(data) > MAX_JSON:
+        raise ValueError("%s is larger than %d bytes, which no onboarding JSON is; it was not read" % (what, MAX_JSON))
+    return data
+
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
@@ -55,10 +68,14 @@ class LookupModule(LookupBase):
                         if len(names) != 1:
                             raise AnsibleLookupError("%s holds no single %s (it holds: %s)"
                                                      % (path, member, ", ".join(z.namelist()) or "nothing"))
-                        data = z.read(names[0])
+                        if z.getinfo(names[0]).file_size > MAX_JSON:
+                            raise ValueError("%s in it is larger than %d bytes, which no onboarding JSON is; it was not "
+                                             "read" % (names[0], MAX_JSON))
+                        with z.open(names[0]) as f:
+                            data = _read_capped(f, names[0])
                 else:
                     with open(path, "rb") as f:
-                        data = f.read()
+                        data = _read_capped(f, path)
                 text = data.decode("utf-8-sig")
                 if not isinstance(json.loads(text), dict):
                     raise ValueError("not a JSON object")

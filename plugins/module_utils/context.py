@@ -13,9 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
 import traceback
 
-from ansible_collections.defender.endpoint.plugins.module_utils import options
+from ansible_collections.defender.endpoint.plugins.module_utils import odata, options
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, for_terminal
 
 
@@ -93,6 +94,42 @@ class Context:
                        changed=bool(done), updated_ids=list(done), **facts)
 
 
+# What no text option may hold: control characters but TAB, LF and CR (a comment or a query may span lines), DEL, C1
+# controls (U+0085 is a line break to some tools) and the Unicode line and paragraph separators. The API would store
+# them, and every reader of the comment, title or description (a terminal, the portal, a SIEM) would meet them.
+_NOT_IN_TEXT = re.compile(u"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]")
+
+
+def _bad_text(value, where):
+    """``(where, text)`` of the first string in ``value`` (nested lists and dicts, keys included) that holds a
+    character of _NOT_IN_TEXT; None when there is none."""
+    if isinstance(value, str):
+        return (where, value) if _NOT_IN_TEXT.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _bad_text(key, where) or _bad_text(item, "%s.%s" % (where, key))
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value, start=1):
+            found = _bad_text(item, "%s item %d" % (where, n))
+            if found:
+                return found
+    return None
+
+
+def check_text(params):
+    """ValueError naming the option for a module option whose text holds a control character (the shared options,
+    credentials among them, have checks of their own that never echo a value)."""
+    for name, value in params.items():
+        if name in options.NAMES:
+            continue
+        found = _bad_text(value, name)
+        if found:
+            raise ValueError("%s must not contain control characters such as NUL, ESC or U+0085 (line breaks and tabs "
+                             "are allowed), got %s." % (found[0], odata.shown(found[1])))
+
+
 def validation_text(first, messages):
     """The message a task fails with for argument validation errors: ansible-core's first one, unless it names no
     option while later ones do. For a list of dictionaries given a string, the first is "dictionary requested, could
@@ -113,6 +150,7 @@ def execute(run, ctx, permission=None, validate=None):
     permission allows (a read before the write) then names that one too, not only the read's.
     """
     try:
+        check_text(ctx.params)
         if validate is not None:
             validate(ctx)  # the checks that need no call: a failure here makes none
         result = run(ctx)
