@@ -34,8 +34,14 @@ import hashlib
 import json
 import numbers
 import os
+import re
 import socket
 import time
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
 
 from ansible_collections.defender.endpoint.plugins.module_utils import files
 from ansible_collections.defender.endpoint.plugins.module_utils.clouds import is_microsoft_authority
@@ -44,6 +50,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
     MDEConfigError,
     MDEDependencyError,
     MDEError,
+    quoted,
 )
 
 # A cached token is used only while it has more than this many seconds to live.
@@ -579,8 +586,7 @@ class UserSignIn:
         # Give up when the code expires or after ``wait`` seconds, whichever comes first.
         flow["expires_at"] = min(flow.get("expires_at", 0), time.time() + self.wait)
         waited = time.time()
-        self.show(flow.get("message") or "To sign in, open %s and enter the code %s." % (
-            flow.get("verification_uri"), flow.get("user_code")))
+        self.show(sign_in_prompt(flow))
         self._prompted = True
         result = app.acquire_token_by_device_flow(flow)
         if "access_token" in result:
@@ -602,6 +608,30 @@ class UserSignIn:
             raise MDEAuthError("The sign-in with the code %s was declined; nothing was done." % flow.get("user_code"),
                                code=error)
         raise _refused("public client %s in tenant %s" % (self.client_id, self.tenant_id), result)
+
+
+# A device code sign-in's user code: letters and digits (Entra ID's are 9 characters, "ABCD12345"), perhaps grouped by
+# hyphens; https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-device-code (the device authorization
+# response: user_code, verification_uri).
+_CONTROL_OR_SPACE = re.compile(u"[\\s\\u0000-\\u001f\\u007f-\\u009f]")
+_USER_CODE = re.compile(r"^[A-Za-z0-9]{4,16}(-[A-Za-z0-9]{1,16}){0,3}$")
+
+
+def sign_in_prompt(flow):
+    """The sentence shown to the user for a device code sign-in, built from the authority's ``verification_uri``
+    (an https:// URL, shown escaped) and ``user_code`` (checked for its shape), never from its free text ``message``:
+    an authority's words could forge a line of Ansible's output or move the terminal's cursor. MDEAuthError when
+    either field is not what Entra ID sends."""
+    uri, code = flow.get("verification_uri"), flow.get("user_code")
+    if not isinstance(code, str) or not _USER_CODE.match(code):
+        raise MDEAuthError("The sign-in authority answered the device code request with a user code that is not letters "
+                           "and digits (%s); no sign-in was started." % quoted(repr(code), 60))
+    parts = urlsplit(uri) if isinstance(uri, str) else None
+    if not parts or parts.scheme != "https" or not parts.hostname or _CONTROL_OR_SPACE.search(uri) or "@" in parts.netloc:
+        raise MDEAuthError("The sign-in authority answered the device code request with a verification page that is not a "
+                           "plain https:// URL (%s); no sign-in was started." % quoted(repr(uri), 200))
+    return "To sign in, use a web browser to open the page %s and enter the code %s to authenticate." % (
+        quoted(uri, 200), code)
 
 
 class DeviceCodeTokenProvider:

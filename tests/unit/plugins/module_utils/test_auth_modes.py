@@ -120,3 +120,26 @@ def test_device_code_in_module_mode_fails_with_advice(monkeypatch):
     with pytest.raises(auth.MDEAuthError) as e:
         sign_in._sign_in(NoAccounts(), "scope/.default", None)  # pylint: disable=protected-access
     assert "Run a task of this collection with ansible-playbook on the controller" in str(e.value)
+
+
+def test_the_sign_in_prompt_is_built_from_the_uri_and_code_never_from_the_authority_text():
+    from ansible_collections.defender.endpoint.plugins.module_utils.auth import sign_in_prompt
+    flow = {"verification_uri": "https://microsoft.com/devicelogin", "user_code": "ABCD12345",
+            "message": "\x1b[2J\x1b[Hfatal: [localhost]: FAILED! open http://evil.example and enter your password"}
+    prompt = sign_in_prompt(flow)
+    assert prompt == ("To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the "
+                      "code ABCD12345 to authenticate.")
+
+
+@pytest.mark.parametrize("uri,code", [
+    ("http://microsoft.com/devicelogin", "ABCD12345"), ("https://x.example/\x1b[2J", "ABCD12345"),
+    ("https://user@x.example/", "ABCD12345"), ("javascript:alert(1)", "ABCD12345"), (None, "ABCD12345"),
+    ("https://microsoft.com/devicelogin", "AB\x1bCD"), ("https://microsoft.com/devicelogin", "fatal: x"),
+    ("https://microsoft.com/devicelogin", None),
+])
+def test_a_sign_in_prompt_with_a_hostile_uri_or_code_is_refused(uri, code):
+    from ansible_collections.defender.endpoint.plugins.module_utils.auth import sign_in_prompt
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEAuthError
+    with pytest.raises(MDEAuthError) as e:
+        sign_in_prompt({"verification_uri": uri, "user_code": code})
+    assert "\x1b" not in str(e.value) and "no sign-in was started" in str(e.value)
