@@ -490,9 +490,16 @@ def default_checkpoint_path(cache_dir, api_url, auth, severity, status):
 # (https://docs.ansible.com/ansible/latest/porting_guides/porting_guide_core_2.19.html). A title such as
 # ``{{ lookup('pipe', 'id') }}`` would then run on the controller. A string tagged ``!unsafe`` is never templated
 # (https://docs.ansible.com/ansible/latest/playbook_guide/playbooks_advanced_syntax.html#unsafe-or-raw-strings).
-# The event crosses the rule engine as JSON, so it reaches yaml.dump() as plain str: the source remembers the alert
-# strings that hold template syntax and adds a str representer to yaml.Dumper that writes a string containing one of
-# them as ``!unsafe "..."``. Every other string is written exactly as before.
+# The event crosses the rule engine as JSON, so it reaches yaml.dump() as plain str. Two marks, so that neither a
+# flood of alerts nor a long wait in the rule engine lets a string through unmarked:
+# - the document itself: when yaml.dump() writes a document holding an event of this source (a value under the key
+#   ``mde_alert`` or ``mde_incident``, as ansible-rulebook's extra vars hold ``ansible_eda.event``), every string of
+#   the document that contains one of that event's template-like strings is written as ``!unsafe "..."``. This needs
+#   no memory of earlier alerts.
+# - the source's memory of the template-like strings it emitted (the newest 10,000), for a document that quotes an
+#   alert's text without carrying the event.
+# Every other string is written exactly as before (ansible-rulebook's own templates, such as ``{{ module_result }}``
+# in run_module's wrapper playbook, stay templates).
 TEMPLATE_MARKERS = ("{{", "{%", "{#")   # Jinja's block, variable and comment starts, as ansible-core looks for them
 UNSAFE_TAG = "!unsafe"
 
@@ -516,6 +523,26 @@ def template_fields(value, path="mde_alert"):
             found.extend(template_fields(item, "%s[%d]" % (path, index)))
     elif template_like(value):
         found.append((path, value))
+    return found
+
+
+EVENT_KEYS = ("mde_alert", "mde_incident")   # the keys under which the sources put an entity in an event
+
+
+def event_texts(value, depth=0):
+    """The ``(path, text)`` of every template-like string under an EVENT_KEYS key anywhere in ``value``."""
+    found = []
+    if depth > 64:
+        return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in EVENT_KEYS:
+                found.extend(template_fields(item, key))
+            else:
+                found.extend(event_texts(item, depth + 1))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found.extend(event_texts(item, depth + 1))
     return found
 
 
@@ -564,12 +591,24 @@ def install_yaml_marking():
     plain = current or yaml.representer.SafeRepresenter.represent_str
 
     def represent_str(dumper, data):
-        if registry.taints(data):
+        in_document = template_like(data) and any(t in data for t in getattr(dumper, "mde_event_texts", ()))
+        if in_document or registry.taints(data):
             return dumper.represent_scalar(UNSAFE_TAG, data, style='"')
         return plain(dumper, data)
 
     represent_str.mde_untrusted = registry
     yaml.add_representer(str, represent_str, Dumper=yaml.Dumper)
+    document_represent = yaml.Dumper.represent
+
+    def represent(dumper, data):
+        # The event strings of this very document, for represent_str (see "untrusted text" above).
+        dumper.mde_event_texts = [text for _where, text in event_texts(data)]
+        try:
+            return document_represent(dumper, data)
+        finally:
+            dumper.mde_event_texts = []
+
+    yaml.Dumper.represent = represent
     return registry
 
 

@@ -394,3 +394,20 @@ def test_the_remembered_text_is_bounded():
     assert len(registry) == 3
     assert not registry.taints("{{ 0 }}") and registry.taints("a {{ 4 }} b")
     assert not registry.taints("no template here")
+
+
+def test_a_flood_of_alerts_does_not_unmark_an_event_dumped_late():
+    """The memory of emitted strings holds the newest 10,000; an event dumped after a larger flood is still marked."""
+    registry = src.install_yaml_marking()
+    first = {"mde_alert": {"id": "da-first", "title": "Malware " + HOSTILE}}
+    src.mark_untrusted(first["mde_alert"], registry)
+    for n in range(registry.limit + 50):
+        registry.add("{{ flood %d }}" % n)
+    assert not registry.taints(first["mde_alert"]["title"])        # evicted from the bounded memory...
+    text = yaml.dump({"ansible_eda": {"event": json.loads(json.dumps(first))},
+                      "note": "Alert %s" % first["mde_alert"]["title"], "wrapper": "{{ module_result }}"})
+    assert "title: !unsafe \"Malware {{ lookup('pipe', 'id') }}\"" in text    # ... and marked all the same
+    assert "note: !unsafe \"Alert Malware {{ lookup('pipe', 'id') }}\"" in text
+    assert "wrapper: '{{ module_result }}'" in text
+    data = AnsibleLoader(text).get_single_data()
+    assert data["ansible_eda"]["event"]["mde_alert"]["title"] == "Malware " + HOSTILE
