@@ -33,7 +33,8 @@ GRAPH_RESOURCES = {
 ACCEPTED_AUDIENCES = tuple(RESOURCES.values())
 GRAPH_AUDIENCES = tuple(GRAPH_RESOURCES.values())
 ALL_RESOURCES = dict(RESOURCES, **GRAPH_RESOURCES)
-GRAPH_ROLES = ("ThreatHunting.Read.All", "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
+GRAPH_ROLES = ("ThreatHunting.Read.All", "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All",
+               "CustomDetection.Read.All", "CustomDetection.ReadWrite.All")
 ALL_ROLES = (
     "Machine.Read.All", "Machine.ReadWrite.All", "Machine.Isolate", "Machine.RestrictExecution", "Machine.Scan",
     "Machine.CollectForensics", "Machine.Offboard", "Machine.StopAndQuarantine", "Machine.LiveResponse",

@@ -19,14 +19,15 @@ import uuid
 
 from starlette.responses import Response
 
-from . import hunting
+from . import detection_rules, hunting
 from .auth import GRAPH_AUDIENCES
 from .auth_user import delegated_requirement, signed_in_user
 from .common import ApiError
 from .odata import FieldSpec, ODataError, compile_filter, parse_paging
 from .seed import iso
 
-GRAPH_PREFIX = re.compile(r"^/v1\.0(?=/security(/|$))")
+# beta too: its detection rules still carry the properties deprecated by the 2026 rework (detection_rules.py).
+GRAPH_PREFIX = re.compile(r"^/(?:v1\.0|beta)(?=/security(/|$))")
 GRAPH_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 READ = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
 WRITE = ("SecurityIncident.ReadWrite.All",)
@@ -292,6 +293,7 @@ ROUTES = [
     ("POST", r"/security/incidents/(?P<ident>[^/]+)/comments", "/v1.0/security/incidents/{id}/comments", post_comment,
      WRITE, "graphIncidents"),
 ]
+ROUTES += detection_rules.ROUTES  # custom detection rules (detection_rules.py)
 COMPILED = [(m, re.compile("^%s/?$" % p), t, h, r, f) for m, p, t, h, r, f in ROUTES]
 
 
@@ -315,7 +317,7 @@ def handle(app, method, path, query, raw, headers, entry):
                                   {"Allow": ", ".join(sorted(set(allowed)))})
         return error_response(400, "BadRequest", "Resource not found for the segment '%s'." % rest.strip("/"))
     _m, _r, template, handler, roles, fam = route
-    entry["route"] = "%s %s" % (method, template)
+    entry["route"] = "%s %s" % (method, template if path.startswith("/v1.0/") else "/beta" + template[5:])
     with state.lock:
         state.count_call(entry["route"])
     auth = headers.get("authorization", "")

@@ -18,10 +18,14 @@ SUPPORTED = ("Supported subset: tables DeviceInfo, DeviceProcessEvents; operator
 DEVICE_INFO_SCHEMA = [("Timestamp", "DateTime"), ("DeviceId", "String"), ("DeviceName", "String"), ("OSPlatform", "String"),
                       ("OSVersion", "String"), ("OSBuild", "Int64"), ("PublicIP", "String"), ("MachineGroup", "String"),
                       ("OnboardingStatus", "String"), ("SensorHealthState", "String"), ("ExposureLevel", "String"),
-                      ("IsAzureADJoined", "Boolean"), ("AadDeviceId", "String")]
+                      ("IsAzureADJoined", "Boolean"), ("AadDeviceId", "String"), ("ReportId", "Int64")]
 PROCESS_SCHEMA = [("Timestamp", "DateTime"), ("DeviceId", "String"), ("DeviceName", "String"), ("ActionType", "String"),
                   ("FileName", "String"), ("FolderPath", "String"), ("SHA1", "String"), ("ProcessCommandLine", "String"),
-                  ("AccountName", "String"), ("AccountDomain", "String"), ("InitiatingProcessFileName", "String"), ("ProcessId", "Int64")]
+                  ("AccountName", "String"), ("AccountDomain", "String"), ("InitiatingProcessFileName", "String"), ("ProcessId", "Int64"),
+                  ("ReportId", "Int64")]
+# ReportId: the event's id within its device, as both tables carry it
+# (https://learn.microsoft.com/en-us/defender-xdr/advanced-hunting-deviceinfo-table,
+# https://learn.microsoft.com/en-us/defender-xdr/advanced-hunting-deviceprocessevents-table): the row's position, from 1.
 COND_RE = re.compile(r"^\s*(?P<col>\w+)\s*(?P<op>==|!=|=~|>=|<=|>|<|\bcontains\b|\bhas\b|\bstartswith\b)\s*(?P<lit>.+?)\s*$", re.I)
 
 
@@ -108,7 +112,7 @@ def device_info_rows(state):
         rows.append({"Timestamp": m["lastSeen"], "DeviceId": m["id"], "DeviceName": m["computerDnsName"], "OSPlatform": m["osPlatform"],
                      "OSVersion": m["version"], "OSBuild": m["osBuild"], "PublicIP": m["lastExternalIpAddress"], "MachineGroup": m["rbacGroupName"],
                      "OnboardingStatus": m["onboardingStatus"], "SensorHealthState": m["healthStatus"], "ExposureLevel": m["exposureLevel"],
-                     "IsAzureADJoined": m["isAadJoined"], "AadDeviceId": m["aadDeviceId"]})
+                     "IsAzureADJoined": m["isAadJoined"], "AadDeviceId": m["aadDeviceId"], "ReportId": len(rows) + 1})
     return rows
 
 
@@ -127,7 +131,7 @@ def run_query(state, query, since=None):
     if table == "DeviceInfo":
         schema, rows = list(DEVICE_INFO_SCHEMA), device_info_rows(state)
     elif table == "DeviceProcessEvents":
-        schema, rows = list(PROCESS_SCHEMA), list(state.process_events())
+        schema, rows = list(PROCESS_SCHEMA), [dict(r, ReportId=i + 1) for i, r in enumerate(state.process_events())]
     else:
         return bad("Unsupported table %r" % table)
     if since is not None:

@@ -25,6 +25,7 @@ RATE_LIMITS = {
     "tvmExport": [(30, 60), (1000, 3600)],
     "tvmMachineVulnerabilities": [(50, 60), (1500, 3600)],
     "graphIncidents": [(50, 60), (1500, 3600)],
+    "detectionRules": [(150, 60)],  # README "Custom detection rules", guess 9
     "startInvestigation": [(50, 3600)],
 }
 
@@ -86,6 +87,7 @@ class State:
             self._process_events = None
             self.tvm = None  # api_tvm.TvmData, derived from the machines on first use
             self.graph_incidents = None  # graph.py: Graph incidents, derived from the alerts on first use
+            self.detection_rules = None  # detection_rules.py: the tenant's custom detection rules, seeded on first use
             self.entities = None  # api_entities.EntityData (files, IPs, domains, users, investigations), on first use
             self.log = []
             self.counters = {"token_requests": 0, "calls": {}}

@@ -110,7 +110,8 @@ def test_one_sign_in_serves_mde_and_graph(emu):
     assert refresh["body"]["grant_type"] == "refresh_token" and refresh["body"]["refresh_token"] == "REDACTED"
     claims = _claims(graph["access_token"])
     assert claims["aud"] == "https://graph.microsoft.com"
-    assert set(claims["scp"].split()) == {"ThreatHunting.Read.All", "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All"}
+    assert set(claims["scp"].split()) == {"ThreatHunting.Read.All", "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All",
+                                          "CustomDetection.Read.All", "CustomDetection.ReadWrite.All"}
     api = Api(emu, graph["access_token"])
     resp = api.patch("/v1.0/security/incidents/1000", json={"status": "inProgress"})
     assert resp.status_code == 200 and resp.json()["lastModifiedBy"] == ANALYST
