@@ -182,7 +182,7 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
             return {"token_requests": self.state.counters["token_requests"], "calls": dict(self.state.counters["calls"])}
 
     def writes(self):
-        return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith(("/api", "/v1.0/"))
+        return [e for e in self.log if e["method"] in ("POST", "PATCH", "DELETE") and e["path"].lower().startswith(("/api", "/v1.0/", "/beta/"))
                 and e["path"] != "/v1.0/security/runHuntingQuery"]
 
     def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0, message=None,
