@@ -136,8 +136,9 @@ def frequency_seconds(value, option="frequency"):
     """A frequency in seconds: an ISO 8601 duration (``PT1H``, ``P1D``, ``PT24H``, ``PT0S``) or a shorthand (``0``,
     ``nrt``, ``1h``, ``3h``, ``12h``, ``24h``). ValueError naming ``option`` for anything else, or a frequency
     other than 0 outside 5 minutes to 14 days."""
-    text = str(value).strip() if value is not None else ""
-    if odata.CONTROL_RE.search(text):
+    raw = str(value) if value is not None else ""
+    text = raw.strip()
+    if odata.CONTROL_RE.search(raw):
         raise ValueError("%s must not contain control characters, got %s" % (option, odata.shown(text)))
     if text.lower() in SHORTHANDS:
         return SHORTHANDS[text.lower()]
@@ -415,12 +416,11 @@ def needed_columns(body, table=None):
 def missing_columns(body, columns, table=None):
     """The needed columns (needed_columns()) the query's ``columns`` lack: a list of sentences, empty if none."""
     have = set(columns)
-    out = []
+    out, seen = [], set()
     for names, why in needed_columns(body, table):
-        if not have.intersection(names):
-            text = "%s (%s)" % (" or ".join(names), why)
-            if text not in out:
-                out.append(text)
+        if not have.intersection(names) and names not in seen:
+            seen.add(names)
+            out.append("%s (%s)" % (" or ".join(names), why))
     return out
 
 
