@@ -617,7 +617,7 @@ def list_rules(client, version="v1.0", odata_filter=None):
 def answer_id(rule):
     """A rule id from an answer, checked before it enters a URL or a file name. MDEError when it has another shape."""
     value = rule.get("id") if isinstance(rule, dict) else None
-    if isinstance(value, str) and RULE_ID_RE.match(value):
+    if isinstance(value, str) and RULE_ID_RE.match(value) and value not in (".", ".."):
         return value
     raise MDEError("Microsoft Graph answered with a detection rule whose id %s is not %s; it was not used." % (
         odata.shown(value), RULE_ID_FORM))

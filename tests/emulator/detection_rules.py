@@ -91,7 +91,7 @@ SEED = [
      "lastModifiedBy": "alice@contoso.com", "lastModifiedDateTime": "2026-05-25T10:15:00.0000000Z",
      "queryCondition": {"queryText": _OFFICE_QUERY}, "schedule": {"frequency": "PT1H"},
      "detectionAction": {"alertTemplate": {
-         "title": "Suspicious encoded PowerShell from Office", "description": "Encoded PowerShell from Office.",
+         "title": "Encoded PowerShell from Office on {{DeviceName}}", "description": "Encoded PowerShell from Office.",
          "severity": "high", "recommendedActions": "Isolate the device and review the command line.",
          "customDetails": {"Command file": "FileName"},
          "tactics": [{"tactic": "Execution", "techniques": [{"technique": "T1059", "subTechniques": ["T1059.001"]}]}],
