@@ -25,6 +25,11 @@ INDICATOR = "defender.endpoint.mde_indicator"
 INDICATOR_INFO = "defender.endpoint.mde_indicator_info"
 MACHINE = "defender.endpoint.mde_machine"
 HUNTING = "defender.endpoint.mde_advanced_hunting"
+DETECTION_RULE = "defender.endpoint.mde_detection_rule"
+DETECTION_RULE_INFO = "defender.endpoint.mde_detection_rule_info"
+# A rule whose every option is valid (issue 28); each row below spoils one.
+DR = dict(rule_id="ansible-bad-input", display_name="Bad input", frequency="1h",
+          query="DeviceProcessEvents | project Timestamp, DeviceId, ReportId", alert=dict(title="Bad input"))
 VULNERABILITIES = "defender.endpoint.mde_machine_vulnerability_info"
 PLUGIN = "defender.endpoint.mde_machines"
 
@@ -124,6 +129,42 @@ MODULE_CASES = [
     ("machine purge_tags without tags", MACHINE, dict(machine_id=MID, device_value="Low", purge_tags=True),
      ["purge_tags", "tags"]),
     ("hunting empty query", HUNTING, dict(query="  "), ["query", "empty"]),
+    # -- custom detection rules (issue 28) ----------------------------------------------------------------
+    ("detection rule id with a slash", DETECTION_RULE, dict(DR, rule_id="a/b"), ["rule_id", "'a/b'"]),
+    ("detection rule id too long", DETECTION_RULE, dict(DR, rule_id="r" * 129), ["rule_id", "1 to 128"]),
+    ("detection rule frequency not a duration", DETECTION_RULE, dict(DR, frequency="every hour"),
+     ["frequency", "ISO 8601", "every hour"]),
+    ("detection rule frequency too short", DETECTION_RULE, dict(DR, frequency="PT1M"),
+     ["frequency", "5 minutes to 14 days"]),
+    ("detection rule status autoDisabled", DETECTION_RULE, dict(DR, status="autoDisabled"),
+     ["status", "enabled, disabled"]),
+    ("detection rule severity", DETECTION_RULE, dict(DR, alert=dict(title="x", severity="critical")),
+     ["severity", "critical"]),
+    ("detection rule alert without title", DETECTION_RULE, dict(DR, alert=dict(severity="low")), ["title"]),
+    ("detection rule unknown action", DETECTION_RULE, dict(DR, automated_actions={"isolate": [{"device_id_column": "DeviceId"}]}),
+     ["automated_actions", "unknown key 'isolate'", "isolate_devices"]),
+    ("detection rule isolation type", DETECTION_RULE,
+     dict(DR, automated_actions={"isolate_devices": [{"device_id_column": "DeviceId", "isolation_type": "Full"}]}),
+     ["isolation_type", "full, selective"]),
+    ("detection rule unknown mapping key", DETECTION_RULE,
+     dict(DR, alert=dict(title="x", entity_mappings={"hosts": [{"device_id": "DeviceId"}]})),
+     ["alert.entity_mappings.hosts", "unknown key 'device_id'", "device_id_column"]),
+    ("detection rule mapping column with a space", DETECTION_RULE,
+     dict(DR, alert=dict(title="x", entity_mappings={"hosts": [{"device_id_column": "Device Id"}]})),
+     ["device_id_column", "column name"]),
+    ("detection rule title with a line break", DETECTION_RULE, dict(DR, alert=dict(title="x\r\ny")),
+     ["alert.title", "control characters"]),
+    ("detection rule display name with an escape", DETECTION_RULE, dict(DR, display_name="x\x1b[31m"),
+     ["display_name", "control characters"]),
+    ("detection rule near real time with a join", DETECTION_RULE,
+     dict(DR, frequency="0", query="DeviceInfo | join (DeviceProcessEvents) on DeviceId"),
+     ["near-real-time", "join"]),
+    ("detection rule custom detail not a column", DETECTION_RULE,
+     dict(DR, alert=dict(title="x", custom_details={"Command": "not a column"})), ["custom_details.Command", "column"]),
+    ("detection rule graph version", DETECTION_RULE, dict(DR, graph_version="v2"), ["graph_version", "v2"]),
+    ("detection rule info bad id", DETECTION_RULE_INFO, dict(rule_id="x?y"), ["rule_id", "'x?y'"]),
+    ("detection rule info id and filter", DETECTION_RULE_INFO, dict(rule_id="x", status=["enabled"]),
+     ["rule_id", "status"]),
     ("vulnerability_info include", VULNERABILITIES, dict(machine_id=MID, include=["patches"]), ["include", "patches"]),
     ("vulnerability_info no machine", VULNERABILITIES, dict(), ["machine_id", "machine_name"]),
     # -- ids put into URL paths, tags, names (security review: input hardening) ----------------------------
@@ -297,7 +338,7 @@ def test_table_size():
     assert len(MODULE_CASES) + len(INVENTORY_CASES) >= 40
     modules = set(c[1] for c in MODULE_CASES)
     assert modules == {INFO, ACTION, ACTION_INFO, ALERT_INFO, ALERT, INDICATOR, INDICATOR_INFO, MACHINE, HUNTING,
-                       VULNERABILITIES}
+                       VULNERABILITIES, DETECTION_RULE, DETECTION_RULE_INFO}
 
 
 @pytest.mark.parametrize("case_id,fragments", PARAMS)
