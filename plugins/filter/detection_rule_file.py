@@ -16,7 +16,7 @@ description:
     key order, snake_case (the names of custom details as they are), empty parts left out, multi-line texts as YAML
     block scalars - and a file-safe name for it (the rule's id, then C(.yml)).
   - Applying the file to the tenant it came from changes nothing. A rule the service turned off (C(autoDisabled)) is
-    written as C(status: disabled), which that status satisfies.
+    written as V(disabled) in C(status), which that status satisfies.
   - The rule's id must have the shape the collection accepts for rule ids (letters, digits, C(.), C(_), C(-)); any
     other id fails the filter, so no answer can name a path outside the folder.
 positional: _input

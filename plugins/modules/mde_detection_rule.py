@@ -24,7 +24,7 @@ description:
   - Options are snake_case and sent in Graph's camelCase (C(device_id_column) becomes C(deviceIdColumn)); the keys of
     O(alert.custom_details) are the alert's detail names and are sent exactly as written.
   - With O(validate_query) (the default), before any write of the rule - in check mode too, which is what a CI check
-    wants - the query runs once through C(runHuntingQuery) (the last hour, C(| take 0)) and its columns are checked:
+    wants - the query runs once through C(runHuntingQuery) (the last hour, C(| take 0)) and its columns are checked -
     C(Timestamp) (or C(TimeGenerated)); C(DeviceId) and C(ReportId) for C(Device*) tables, C(ObservationId) for
     C(Observation*) tables, C(ReportId) for the other Defender XDR tables but C(Alert*); and every column a mapping, an
     action or a custom detail names. A query that does not parse or lacks a column fails the task with no rule write.
@@ -100,31 +100,31 @@ options:
         type: str
       tactics:
         description:
-          - MITRE ATT&CK tactics and techniques, as a list of C({tactic, techniques}) where C(techniques) is a list of
+          - "MITRE ATT&CK tactics and techniques, as a list of C({tactic, techniques}) where C(techniques) is a list of
             C({technique, sub_techniques}), for example C([{tactic: Execution, techniques: [{technique: T1059,
-            sub_techniques: [T1059.001]}]}]).
+            sub_techniques: [T1059.001]}]}])."
         type: list
         elements: dict
       custom_details:
-        description: Detail name -> query column, for example C({"Command line": ProcessCommandLine}).
+        description: "Detail name -> query column, for example C({Command line: ProcessCommandLine})."
         type: dict
       entity_mappings:
         description:
-          - Entity kind -> list of column mappings, in snake_case, for example C({hosts: [{device_id_column: DeviceId}],
+          - "Entity kind -> list of column mappings, in snake_case, for example C({hosts: [{device_id_column: DeviceId}],
             accounts: [{name_column: AccountName}]}). The kinds are C(accounts), C(amazon_resources),
             C(azure_resources), C(cloud_applications), C(dns), C(files), C(google_cloud_resources), C(hosts), C(ips),
             C(mailboxes), C(mail_clusters), C(mail_messages), C(o_auth_applications), C(processes),
             C(registry_values), C(security_groups), C(urls); the keys of each are Graph's column properties in
-            snake_case (C(device_id_column), C(sha1_column), ...).
+            snake_case (C(device_id_column), C(sha1_column), ...)."
         type: dict
   automated_actions:
     description:
-      - Action kind -> list of actions, in snake_case, for example C({isolate_devices: [{device_id_column: DeviceId,
+      - "Action kind -> list of actions, in snake_case, for example C({isolate_devices: [{device_id_column: DeviceId,
         isolation_type: full}]}). The kinds are C(isolate_devices), C(collect_investigation_packages),
         C(initiate_investigations), C(restrict_app_executions), C(run_antivirus_scans), C(allow_files), C(block_files),
         C(stop_and_quarantine_files), C(mark_users_as_compromised), C(disable_users), C(force_user_password_resets),
         C(hard_delete_emails), C(soft_delete_emails), C(move_emails_to_deleted_items), C(move_emails_to_inbox),
-        C(move_emails_to_junk).
+        C(move_emails_to_junk)."
       - The whole set; V({}) removes every action.
     type: dict
   device_groups:
