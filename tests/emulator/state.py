@@ -25,7 +25,7 @@ RATE_LIMITS = {
     "tvmExport": [(30, 60), (1000, 3600)],
     "tvmMachineVulnerabilities": [(50, 60), (1500, 3600)],
     "graphIncidents": [(50, 60), (1500, 3600)],
-    "detectionRules": [(150, 60)],  # README "Custom detection rules", guess 9
+    "detectionRules": [(150, 60)],  # README "Choices where the documentation is silent", 34
     "startInvestigation": [(50, 3600)],
 }
 
