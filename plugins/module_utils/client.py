@@ -299,8 +299,12 @@ def scrub(text, secrets=()):
     return text
 
 
-def _transport_text(exc, timeout=None, secrets=()):
+def _transport_text(exc, timeout=None, secrets=(), host=None):
+    """One sentence for a request that got no HTTP answer. A connection that could not be made names ``host``
+    (host:port of the URL): a sandbox that sent a call to a real cloud host, or a typo in api_url or graph_url,
+    shows where the call went."""
     text = scrub(str(exc), secrets)
+    at = " to %s" % host if host else ""
     text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if isinstance(exc, requests.exceptions.SSLError):
         return ("TLS certificate verification failed (%s). Set ca_path to the CA bundle that signs the server's "
@@ -308,6 +312,8 @@ def _transport_text(exc, timeout=None, secrets=()):
     if isinstance(exc, DeadlineExceeded):
         return text
     if isinstance(exc, requests.exceptions.Timeout):
+        if isinstance(exc, requests.exceptions.ConnectTimeout) and host:
+            return "no connection to %s within the timeout%s" % (host, " of %g seconds" % timeout if timeout else "")
         if timeout is not None:
             return "no answer within the timeout of %g seconds" % timeout
         return "no answer within the timeout (%s)" % text
@@ -320,8 +326,18 @@ def _transport_text(exc, timeout=None, secrets=()):
         return "connection failed: the server closed it without an answer"
     reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if reason:
-        return "connection failed (%s)" % reason.group(1).strip()
-    return "connection failed (%s)" % text
+        return "connection%s failed (%s)" % (at, reason.group(1).strip())
+    return "connection%s failed (%s)" % (at, text)
+
+
+def _host_port(url):
+    """``host:port`` of an https URL (443 when it names none)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return "%s:%d" % (parts.hostname, port or (443 if parts.scheme == "https" else 80)) if parts.hostname else None
 
 
 def _transient(exc):
@@ -368,6 +384,7 @@ class MDEClient:
     # Which API this client speaks, for messages: the permission's kind on 403, the API's name on 401.
     permission_kind = "WindowsDefenderATP"
     api_name = "the Defender for Endpoint API"
+    headers = {}  # sent with every request of this API
 
     def __init__(self, api_url, token_provider, session, max_attempts=6, backoff=1.0, max_backoff=30.0,
                  max_retry_after=MAX_RETRY_AFTER, sleep=time.sleep, budget=None, budget_key=None):
@@ -596,7 +613,7 @@ class MDEClient:
             if _CONTROL.search(token or ""):
                 raise MDEAuthError("The access token (%s) contains a line break or another control character; it "
                                    "was not sent." % self.token_provider.describe(), method=method, path=path)
-            headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
+            headers = dict(self.headers, Authorization="Bearer " + token, Accept="application/json")
             slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
             try:
                 body = {"files": files} if files is not None else {"json": json}
@@ -612,7 +629,8 @@ class MDEClient:
                     self._wait(attempt)
                     continue
                 ambiguous = not (retry_safe or never_sent) and (_transient(e) or isinstance(e, DeadlineExceeded))
-                text = _transport_text(e, getattr(self.session, "default_timeout", None), secrets=self._secrets(headers))
+                text = _transport_text(e, getattr(self.session, "default_timeout", None), secrets=self._secrets(headers),
+                                       host=_host_port(url))
                 if ambiguous and strict:
                     raise AmbiguousWrite(MDEError("%s %s failed: %s." % (method, path, text), method=method, path=path),
                                          timed_out=isinstance(e, (requests.exceptions.ReadTimeout, DeadlineExceeded)))
@@ -899,6 +917,11 @@ class GraphClient(MDEClient):
 
     permission_kind = "Microsoft Graph"
     api_name = "Microsoft Graph"
+    # Graph's evolvable enums: members defined after unknownFutureValue (an incident's status awaitingAction) are sent,
+    # accepted in a filter and returned only with this header
+    # (https://learn.microsoft.com/en-us/graph/best-practices-concept#handling-future-members-in-evolvable-enumerations,
+    # https://learn.microsoft.com/en-us/graph/api/resources/security-incident).
+    headers = {"Prefer": "include-unknown-enum-members"}
 
 
 class _RetryDownload(Exception):

@@ -39,13 +39,14 @@ def quoted(text, limit=TEXT_LIMIT):
 
 
 def for_terminal(message, limit=MESSAGE_LIMIT):
-    """A whole message (a task's ``msg``, a warning) with no control characters but line breaks and tabs, at most
-    ``limit`` characters: the last guard before Ansible prints it."""
+    """A whole message (a task's ``msg``, a warning) with no control characters but line feeds and tabs (a carriage
+    return would let a text overwrite the line Ansible printed), at most ``limit`` characters: the last guard before
+    Ansible prints it."""
     if not isinstance(message, str):
         return message
     cut = len(message) > limit
     text = message[:limit] if cut else message
-    text = re.sub(u"[\u0000-\u0008\u000b-\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]", _escape, text)
+    text = re.sub(u"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]", _escape, text)
     if cut:
         text += "... (cut: %d characters in all)" % len(message)
     return text

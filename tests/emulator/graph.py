@@ -112,6 +112,8 @@ def _incidents(state):
             statuses = {a["status"] for a in members}
             resolved = statuses == {"Resolved"}
             status = "resolved" if resolved else ("inProgress" if "InProgress" in statuses else "active")
+            if status == "inProgress" and iid % 5 == 0:
+                status = "awaitingAction"  # Defender's automation waits for an analyst's approval
             top = max(members, key=lambda a: SEVERITY_ORDER.get(a["severity"], 0))
             first = min(members, key=lambda a: a["alertCreationTime"])
             machines = {a["machineId"] for a in members}
@@ -164,8 +166,20 @@ def graph_alert(alert):
     }
 
 
-def view(state, incident, expand=False):
+# Evolvable enums (https://learn.microsoft.com/en-us/graph/best-practices-concept#handling-future-members-in-evolvable-
+# enumerations): members defined after ``unknownFutureValue`` are sent and accepted only when the request carries
+# ``Prefer: include-unknown-enum-members``; otherwise an answer shows ``unknownFutureValue`` in their place and a
+# request that names one is refused (400). microsoft.graph.security.incidentStatus has one such member,
+# awaitingAction (https://learn.microsoft.com/en-us/graph/api/resources/security-incident).
+EVOLVED_STATUSES = ("awaitingAction",)
+PREFER_UNKNOWN = "include-unknown-enum-members"
+
+
+def view(ctx, incident, expand=False):
+    state = ctx.state
     body = {k: v for k, v in incident.items() if not k.startswith("_")}
+    if body.get("status") in EVOLVED_STATUSES and not getattr(ctx, "include_unknown", False):
+        body["status"] = "unknownFutureValue"
     if expand:
         body["alerts"] = [graph_alert(state.alerts_by_id[i]) for i in incident["_alerts"] if i in state.alerts_by_id]
     return body
@@ -183,6 +197,12 @@ def _expand(query):
 def list_incidents(ctx, base):
     top, skip = parse_paging(ctx.query, max_top=MAX_TOP)
     top = MAX_TOP if top is None else top
+    text = ctx.query.get("$filter") or ""
+    for member in EVOLVED_STATUSES:
+        if "'%s'" % member.lower() in text.lower() and not getattr(ctx, "include_unknown", False):
+            raise GraphError(400, "BadRequest", "Invalid filter clause: the enumeration member '%s' of "
+                             "microsoft.graph.security.incidentStatus needs the request header Prefer: %s."
+                             % (member, PREFER_UNKNOWN))
     pred = compile_filter(ctx.query.get("$filter"), INCIDENT_FIELDS)
     expand = _expand(ctx.query)
     items = list(_incidents(ctx.state).values())
@@ -194,7 +214,7 @@ def list_incidents(ctx, base):
         from urllib.parse import urlencode
         query = dict(ctx.query, **{"$skip": str(skip + top), "$top": str(top)})
         body["@odata.nextLink"] = "%s/v1.0/security/incidents?%s" % (base, urlencode(query))
-    body["value"] = [view(ctx.state, i, expand) for i in chunk]
+    body["value"] = [view(ctx, i, expand) for i in chunk]
     return ok(body)
 
 
@@ -207,7 +227,7 @@ def _get(ctx, ident):
 
 def get_incident(ctx, base, ident):
     body = {"@odata.context": "%s/v1.0/$metadata#security/incidents/$entity" % base}
-    body.update(view(ctx.state, _get(ctx, ident), _expand(ctx.query)))
+    body.update(view(ctx, _get(ctx, ident), _expand(ctx.query)))
     return ok(body)
 
 
@@ -238,7 +258,7 @@ def patch_incident(ctx, base, ident):
     incident["lastUpdateDateTime"] = now_iso()
     incident["lastModifiedBy"] = ctx.actor_name
     out = {"@odata.context": "%s/v1.0/$metadata#security/incidents/$entity" % base}
-    out.update(view(ctx.state, incident))
+    out.update(view(ctx, incident))
     return ok(out)
 
 
@@ -352,6 +372,8 @@ def handle(app, method, path, query, raw, headers, entry):
     client = emu.tokens.app_by_client(claims.get("appid")) or {"client_id": claims.get("appid"),
                                                                "display_name": claims.get("app_displayname")}
     ctx = Ctx(state, method, path, query, body, dict(client, roles=granted), emu.url, user=user)
+    ctx.include_unknown = PREFER_UNKNOWN in headers.get("prefer", "").lower()
+    entry["prefer"] = headers.get("prefer")
     try:
         with state.lock:
             return handler(ctx, emu.url, **groups)

@@ -206,7 +206,7 @@ class EmulatorApp:
         if status == 429 and fault.get("retry_after") is not None:
             headers["Retry-After"] = str(fault["retry_after"])
         return error_response(status, codes.get(status, "InternalServerError" if status >= 500 else "BadRequest"),
-                              "Emulated fault (HTTP %d)" % status, str(uuid.uuid4()), headers)
+                              fault.get("message") or "Emulated fault (HTTP %d)" % status, str(uuid.uuid4()), headers)
 
     # ---- dispatch -------------------------------------------------------------------------------
     def dispatch(self, method, path, query, query_string, raw, body, headers, entry):

@@ -63,3 +63,15 @@ def test_patch_checks_the_pair_and_comments_append(emulator):
     readonly = call(emulator, "PATCH", "/v1.0/security/incidents/" + ident, json={"status": "active"},
                     token=emulator.token_for("readonly", GRAPH))
     assert readonly.status_code == 403 and "SecurityIncident.ReadWrite.All" in readonly.json()["error"]["message"]
+
+
+def test_an_evolvable_enum_member_needs_the_prefer_header(emulator):
+    prefer = {"Prefer": "include-unknown-enum-members"}
+    query = "/v1.0/security/incidents?$filter=status eq 'awaitingAction'"
+    refused = call(emulator, "GET", query)
+    assert refused.status_code == 400 and "include-unknown-enum-members" in refused.json()["error"]["message"]
+    headers = {"Authorization": "Bearer " + emulator.token_for("full", GRAPH), **prefer}
+    found = requests.get(emulator.url + query, headers=headers, verify=emulator.ca_path, timeout=30).json()["value"]
+    assert found and {i["status"] for i in found} == {"awaitingAction"}
+    plain = call(emulator, "GET", "/v1.0/security/incidents/%s" % found[0]["id"]).json()
+    assert plain["status"] == "unknownFutureValue"
