@@ -217,7 +217,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import options as shared_options
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
 from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import safe_host_name, untrusted
@@ -766,14 +766,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.warning(
                 "mde_machines: %d machines have a name with template delimiters, white space or control characters (or . or ..), "
                 "which no host name has; a later hostnames preference names them (%s%s)." % (
-                    len(renamed), ", ".join("%s as %s" % (m.get("id"), n) for m, n in renamed[:5]),
+                    len(renamed), ", ".join("%s as %s" % (quoted(m.get("id"), 60), n) for m, n in renamed[:5]),
                     ", ..." if len(renamed) > 5 else ""))
         if unsafe_names:
             self.display.warning(
                 "mde_machines: %d machines are left out: the names the hostnames preferences give them have template "
                 "delimiters, white space or control characters (or are . or ..), which no host name has, and no later preference "
                 "gives another (machine ids: %s%s)." % (
-                    len(unsafe_names), ", ".join(str(m.get("id")) for m in unsafe_names[:5]),
+                    len(unsafe_names), ", ".join(quoted(m.get("id"), 60) for m in unsafe_names[:5]),
                     ", ..." if len(unsafe_names) > 5 else ""))
 
         # Pass 2: hosts, variables and constructed groups.
@@ -827,12 +827,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for machine, name, winner in left_out[:MAX_DUPLICATE_WARNINGS]:
             self.display.warning(
                 "mde_machines: machine %s (last seen %s) is left out: its name %s is taken by machine %s, seen more "
-                "recently (%s)." % (machine.get("id"), machine.get("lastSeen"), name, winner.get("id"),
-                                    winner.get("lastSeen")))
+                "recently (%s)." % (quoted(machine.get("id"), 60), quoted(machine.get("lastSeen"), 40), name,
+                                    quoted(winner.get("id"), 60), quoted(winner.get("lastSeen"), 40)))
         if len(left_out) > MAX_DUPLICATE_WARNINGS:
             self.display.warning("mde_machines: %d more machines are left out because a more recently seen machine "
                                  "has their name." % (len(left_out) - MAX_DUPLICATE_WARNINGS))
         if unnamed:
             self.display.warning("mde_machines: %d machines have no value for any of the hostnames preferences and are "
                                  "left out (first: %s)." % (len(unnamed), ", ".join(
-                                     str(m.get("id")) for m in unnamed[:5])))
+                                     quoted(m.get("id"), 60) for m in unnamed[:5])))

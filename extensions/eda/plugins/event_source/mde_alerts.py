@@ -389,8 +389,8 @@ def select_new(state, alerts, overlap=0.0, now=None, time_field="lastUpdateTime"
         try:
             ticks = time_ticks(alert.get(time_field))
         except ValueError:
-            logger.warning("mde_alerts: ignoring %s %s: its %s %r is not a time.",
-                           noun, ident, time_field, alert.get(time_field))
+            logger.warning("mde_alerts: ignoring %s %s: its %s %s is not a time.",
+                           noun, shown(ident), time_field, shown(alert.get(time_field)))
             continue
         keyed.append((ticks, str(ident), alert))
     keyed.sort(key=lambda item: (item[0], item[1]))
@@ -404,8 +404,8 @@ def select_new(state, alerts, overlap=0.0, now=None, time_field="lastUpdateTime"
             continue
         if ticks > now + FUTURE_SKEW * TICKS:
             logger.warning("mde_alerts: %s %s has %s %s, more than %ds ahead of this machine's clock "
-                           "(%s); emitted, and the next polls still read the ones updated from now on.", noun, ident,
-                           time_field, alert.get(time_field), FUTURE_SKEW, ticks_text(now))
+                           "(%s); emitted, and the next polls still read the ones updated from now on.", noun,
+                           shown(ident), time_field, shown(alert.get(time_field)), FUTURE_SKEW, ticks_text(now))
         emit.append(alert)
         seen[ident] = ticks
         watermark = max(watermark, min(ticks, cap))
@@ -620,7 +620,7 @@ def mark_untrusted(alert, registry):
     for _where, text in fields:
         if registry is not None:
             registry.add(text)
-    logger.warning("mde_alerts: alert %s has template syntax (%s) in %s; passed on unchanged%s.", alert.get("id"),
+    logger.warning("mde_alerts: alert %s has template syntax (%s) in %s; passed on unchanged%s.", shown(alert.get("id")),
                    ", ".join(TEMPLATE_MARKERS), ", ".join(sorted(set(w for w, _t in fields))),
                    " and marked !unsafe for Ansible" if registry is not None else
                    ", NOT marked unsafe (PyYAML is missing)")
@@ -631,6 +631,14 @@ def fetch(client, odata_filter, include_evidence=False):
     """Every alert matching ``odata_filter``, all pages (blocking: run it in a thread)."""
     params = {"$expand": "evidence"} if include_evidence else None
     return list(client.list("/api/alerts", odata_filter=odata_filter, params=params))
+
+
+def shown(value):
+    """An API value for the log: control characters escaped and cut (errors.quoted), or its repr without the
+    collection's module_utils."""
+    if errors is not None:
+        return errors.quoted(value, 200)
+    return repr(value)[:200]
 
 
 def _one_line(error):
