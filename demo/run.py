@@ -39,7 +39,6 @@ def plain(value):
 
 
 def environment(emu, cache_dir):
-    app = emu.apps["full"]
     env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("MDE_", "AZURE_")))
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(ROOT, ".build", "collections"))
     env.update({
@@ -49,14 +48,9 @@ def environment(emu, cache_dir):
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "PATH": BIN + os.pathsep + env.get("PATH", ""),
-        "MDE_TENANT_ID": emu.tenant_id,
-        "MDE_CLIENT_ID": app["client_id"],
-        "MDE_CLIENT_SECRET": app["client_secret"],
-        "MDE_API_URL": emu.url,
-        "MDE_AUTHORITY_HOST": emu.url,
-        "MDE_CA_PATH": emu.ca_path,
-        "MDE_TOKEN_CACHE_DIR": cache_dir,
     })
+    env.update(emu.env("full"))  # what .emulator/env holds: the API, Graph and Entra ID all at the emulator
+    env["MDE_TOKEN_CACHE_DIR"] = cache_dir
     return env
 
 

@@ -1,13 +1,30 @@
 """Run the emulator from the command line: ``python -m tests.emulator --port 8443 --machines 200 --state-dir .emulator``
-(or ``mde-emulator ...`` once installed with ``pip install tests/emulator``). Writes ``<state-dir>/ca.pem`` and
-``<state-dir>/config.json``, prints the URL, serves until SIGINT/SIGTERM."""
+(or ``mde-emulator ...`` once installed with ``pip install tests/emulator``). Writes ``<state-dir>/ca.pem``,
+``<state-dir>/config.json`` and ``<state-dir>/env`` (the variables, for a shell to source), prints the URL and them, serves until SIGINT/SIGTERM."""
 
 import argparse
+import os
 import signal
+import socket
 import sys
 import threading
 
 from .emulator import Emulator
+
+
+def port_in_use(host, port):
+    """Why ``port`` cannot be listened on at ``host`` (the OS's words), or None when it can; 0 is always free."""
+    if not port:
+        return None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Emulator.start() binds
+        sock.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        sock.close()
+    return None
 
 
 def main(argv=None):
@@ -36,6 +53,13 @@ def main(argv=None):
     delays = tuple(float(x) for x in args.action_delays.split(","))
     if len(delays) != 2:
         parser.error("--action-delays takes two comma-separated numbers")
+    busy = port_in_use(args.host, args.port)
+    if busy:
+        # Before anything is written: a second emulator on the same state directory would replace the CA and the
+        # configuration of the one that is running.
+        print("Port %d on %s is already in use (%s; another emulator?): choose a free one with `make emulator PORT=%d` "
+              "(or --port)." % (args.port, args.host, busy, args.port + 1), file=sys.stderr)
+        return 2
     try:
         emu = Emulator(state_dir=args.state_dir, machines=args.machines, alerts=args.alerts, indicators=args.indicators, seed=args.seed,
                        host=args.host, port=args.port, rate_limit_scale=args.rate_limit_scale, action_delays=delays,
@@ -47,8 +71,17 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:  # the port was taken between the check and now
+        print("Could not listen on %s port %d (%s): choose a free one with `make emulator PORT=%d` (or --port)."
+              % (args.host, args.port, exc.strerror or exc, args.port + 1), file=sys.stderr)
+        return 2
     print(emu.url, flush=True)
+    shown = os.path.relpath(emu.env_path) if not os.path.relpath(emu.env_path).startswith("..") else emu.env_path
+    print("\nEvery variable the collection needs to talk only to this emulator (Defender API, Microsoft Graph, Entra ID)"
+          " is in %s. In the shell that runs your playbooks:\n\n    source %s\n\n%s\nServing until Ctrl-C."
+          % (shown, shown, emu.env_text()), flush=True)
     try:
         while not stop.wait(0.5):
             pass

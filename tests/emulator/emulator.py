@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import socket
 import tempfile
 import threading
@@ -166,6 +167,34 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
     def write_config(self):
         with open(os.path.join(self.state_dir, "config.json"), "w", encoding="utf-8") as handle:
             json.dump(self.config(), handle, indent=2)
+        with open(self.env_path, "w", encoding="utf-8") as handle:
+            handle.write(self.env_text())
+
+    @property
+    def env_path(self):
+        """``<state-dir>/env``: the variables that send the collection here, for a shell to ``source``."""
+        return os.path.join(self.state_dir, "env")
+
+    def env(self, app="full"):
+        """Every variable the collection reads to reach a service, pointing at this emulator, as ``app`` signs in:
+        the Defender API, Microsoft Graph and Entra ID (a variable left out would send that part to the real cloud)."""
+        chosen = self.apps[app]
+        return {"MDE_API_URL": self.url, "MDE_GRAPH_URL": self.url, "MDE_AUTHORITY_HOST": self.url, "MDE_CLOUD": "global",
+                "MDE_CA_PATH": self.ca_path, "MDE_TENANT_ID": self.tenant_id, "MDE_CLIENT_ID": chosen["client_id"],
+                "MDE_CLIENT_SECRET": chosen.get("client_secret") or "",
+                "MDE_TOKEN_CACHE_DIR": os.path.join(self.state_dir, "token-cache")}
+
+    # Variables that would take precedence over the emulator's credential or send a sign-in elsewhere.
+    ENV_UNSET = ("MDE_ACCESS_TOKEN", "MDE_AUTH_MODE", "MDE_CLIENT_CERTIFICATE_PATH", "MDE_CLIENT_CERTIFICATE_PASSWORD",
+                 "MDE_FEDERATED_TOKEN_FILE", "MDE_VALIDATE_CERTS")
+
+    def env_text(self, app="full"):
+        lines = ["# The defender.endpoint sandbox at %s (written by the emulator; docs/sandbox.md)." % self.url,
+                 "# source this file: the modules, the inventory plugin and the EDA sources then talk only to the",
+                 "# emulator (Defender API, Microsoft Graph and Entra ID); open a new shell to go back to the real cloud.",
+                 "unset %s" % " ".join(self.ENV_UNSET)]
+        lines += ["export %s=%s" % (key, shlex.quote(value)) for key, value in self.env(app).items()]
+        return "\n".join(lines) + "\n"
 
     @property
     def log(self):
