@@ -17,7 +17,7 @@ description:
   - Reads the rule by O(rule_id) first. A missing rule is created (C(POST)); an existing one gets one C(PATCH) with
     only the properties that differ; when nothing differs nothing is sent. O(state=absent) sends one C(DELETE), and
     nothing when the rule is already gone.
-  - An option left out is left as it is in the tenant. Inside O(alert), a key left out is left as it is too.
+  - An option left out is left as it is in the tenant (but O(status), whose default is V(enabled)). Inside O(alert), a key left out is left as it is too.
     O(automated_actions) and O(alert.entity_mappings) are whole sets - the kinds they do not list are cleared; to
     remove every automated action give O(automated_actions={}); to remove the custom details give
     O(alert.custom_details={}); an empty O(device_groups) list makes the rule apply to every device.
