@@ -110,3 +110,13 @@ def test_permissions(emulator):
     assert resp.status_code == 403 and "CustomDetection.ReadWrite.All" in resp.json()["error"]["message"]
     none = call(emulator, "GET", RULES, token=emulator.token_for("readonly", GRAPH))
     assert none.status_code == 403 and "CustomDetection.Read.All" in none.json()["error"]["message"]
+
+
+def test_delegated_permissions(emulator):
+    analyst = emulator.user_token_for(scope=GRAPH)
+    resp = call(emulator, "POST", RULES, token=analyst, json=rule("by-user"))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["createdBy"] == "analyst@contoso.onmicrosoft.com"
+    reader = emulator.user_token_for(app="analyst_readonly", scope=GRAPH)
+    refused = call(emulator, "GET", RULES, token=reader)
+    assert refused.status_code == 403 and "CustomDetection.Read.All" in refused.json()["error"]["message"]
