@@ -7,24 +7,38 @@ BUILD := $(CURDIR)/.build
 COLLECTIONS := $(BUILD)/collections
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 TARBALL := $(BUILD)/defender-endpoint-$(VERSION).tar.gz
-STAMP := $(VENV)/.installed-$(shell cat tests/requirements-dev.txt tests/emulator/requirements.txt | sha1sum | cut -c1-12)
+# Two stamps on one venv: the demo's requirements (make demo, make emulator), then the test tools on top (the rest).
+DEMO_REQUIREMENTS := tests/requirements-demo.txt tests/emulator/requirements.txt
+DEMO_STAMP := $(VENV)/.installed-demo-$(shell cat $(DEMO_REQUIREMENTS) | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat tests/requirements-dev.txt $(DEMO_REQUIREMENTS) | sha1sum | cut -c1-12)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
-.PHONY: venv cores test-tools collection test unit integration sanity lint galaxy demo emulator bench clean
+.PHONY: venv demo-venv cores test-tools collection test unit integration sanity lint galaxy demo emulator bench clean
 
+# The demo's and the emulator's venv: ansible-core, the collection's requirements, the emulator's. No test tool,
+# no Debian package.
+demo-venv: $(DEMO_STAMP)
+$(DEMO_STAMP): $(DEMO_REQUIREMENTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r tests/requirements-demo.txt
+	touch $@
+
+# The tests' venv: the demo's plus the test tools.
 venv: $(STAMP)
-$(STAMP): tests/requirements-dev.txt tests/emulator/requirements.txt
+$(STAMP): tests/requirements-dev.txt $(DEMO_REQUIREMENTS)
 	@# ansible-rulebook (the Event-Driven Ansible tests) needs a Java 17 runtime.
 	command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq default-jre-headless; } || \
 	  { echo "Java 17 is needed for ansible-rulebook: install default-jre-headless" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r tests/requirements-dev.txt
-	touch $@
+	touch $@ $(DEMO_STAMP)
 
-# Build the collection tarball and install it into a local collections path, as a user would.
-collection: venv
+# Build the collection tarball and install it into a local collections path, as a user would (ansible-galaxy:
+# ansible-core, in the demo's venv).
+collection: demo-venv
 	mkdir -p $(BUILD)
 	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD) . >/dev/null
 	$(BIN)/ansible-galaxy collection install --force --no-deps -p $(COLLECTIONS) $(TARBALL) >/dev/null
@@ -34,18 +48,18 @@ collection: venv
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit tests/emulator/tests
 
-integration: collection
+integration: venv collection
 	$(BIN)/python -m pytest -q tests/integration
 
 sanity: venv
 	bash tests/sanity/run.sh
 
-lint: collection
+lint: venv collection
 	cd $(CURDIR) && $(BIN)/ansible-lint --profile production --offline
 
 # Galaxy's gates on the built collection: galaxy-importer (as Galaxy and Automation Hub run it on upload) and
 # antsibull-docs lint-collection-docs, each in its own venv under .build/galaxy (tests/galaxy/run.sh).
-galaxy: collection
+galaxy: venv collection
 	bash tests/galaxy/run.sh $(TARBALL)
 
 # The ansible-core versions of the matrix (tests/cores.py), each in its own venv that installs itself.
@@ -59,7 +73,7 @@ test-tools:
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends debootstrap chromium; } || \
 	  { echo "debootstrap and chromium are needed by the tests: install them (Debian packages)" >&2; exit 1; }
 
-test: collection cores test-tools
+test: venv collection cores test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
 	$(BIN)/python -m tests.matrix
 	$(MAKE) --no-print-directory sanity
@@ -69,10 +83,10 @@ test: collection cores test-tools
 demo: collection
 	$(BIN)/python demo/run.py
 
-emulator: venv
+emulator: demo-venv
 	$(BIN)/python -m tests.emulator --port $${PORT:-8443} --machines $${MACHINES:-200} --state-dir .emulator
 
-bench: collection
+bench: venv collection
 	$(BIN)/python -m bench $(BENCH)
 
 clean:
