@@ -119,8 +119,8 @@ def main(argv=None):
     base = rows[0][1][0]
     print("%d rules, rate-limit windows scaled by %s (runHuntingQuery 45/min, detection rules 150/min)"
           % (args.count, args.scale))
-    print("%-34s %9s %8s %7s %9s %8s %8s %15s" % ("run", "wall", "vs base", "reads", "hunting", "writes", "429s",
-                                                "unscaled floor"))
+    print("%-34s %9s %8s %7s %9s %8s %8s %15s" % (
+        "run", "wall", "vs base", "reads", "hunting", "writes", "429s", "unscaled floor"))
     for name, (wall, found, writes) in rows:
         print("%-34s %8.1fs %7.2fx %7d %9d %8d %8d %14.0fs" % (
             name, wall, wall / base if base else 0, found.get("rule reads", 0), found.get("hunting", 0), writes,

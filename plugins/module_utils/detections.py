@@ -313,8 +313,8 @@ def build(params):
                 template[camel(key)] = alert[key]
         if alert.get("severity") is not None:
             if alert["severity"] not in SEVERITIES:
-                raise ValueError("alert.severity must be one of %s, got %s" % (", ".join(SEVERITIES),
-                                                                                odata.shown(alert["severity"])))
+                raise ValueError("alert.severity must be one of %s, got %s" % (
+                    ", ".join(SEVERITIES), odata.shown(alert["severity"])))
             template["severity"] = alert["severity"]
         if alert.get("tactics") is not None:
             template["tactics"] = _tactics(alert["tactics"])

@@ -112,8 +112,8 @@ def test_a_bad_query_or_a_missing_column_writes_no_rule(ansible, emulator):
         task("no ReportId", **rule_args("bad-2", query="DeviceProcessEvents | project Timestamp, DeviceId, DeviceName, "
                                                        "SHA1")),
         task("no DeviceId", **rule_args("bad-3", query="DeviceProcessEvents | project Timestamp, ReportId, DeviceName, SHA1")),
-        task("mapping column", **rule_args("bad-4", query="DeviceProcessEvents | project Timestamp, DeviceId, "
-                                                             "ReportId, DeviceName")),
+        task("mapping column", **rule_args(
+            "bad-4", query="DeviceProcessEvents | project Timestamp, DeviceId, ReportId, DeviceName")),
     ], check=False)
     parse, report, device, mapping = (result.task(n) for n in ("does not parse", "no ReportId", "no DeviceId",
                                                                "mapping column"))

@@ -37,8 +37,8 @@ def test_the_seed_has_a_rule_from_before_the_rework_and_beta_shows_deprecated_fi
     beta = call(emulator, "GET", "/beta/security/rules/detectionRules/7506").json()
     assert beta["isEnabled"] is True and beta["schedule"]["period"] == "24H" and beta["detectorId"]
     assert beta["detectionAction"]["responseActions"] == []
-    assert [e["route"] for e in emulator.log][-2:] == ["GET /v1.0/security/rules/detectionRules/{id}",
-                                                     "GET /beta/security/rules/detectionRules/{id}"]
+    assert [e["route"] for e in emulator.log][-2:] == [
+        "GET /v1.0/security/rules/detectionRules/{id}", "GET /beta/security/rules/detectionRules/{id}"]
 
 
 def test_create_get_update_merges_and_delete(emulator):
