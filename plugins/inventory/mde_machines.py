@@ -220,6 +220,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import options a
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
+from ansible_collections.defender.endpoint.plugins.module_utils.progress import QUIET_FOR, Progress
 from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import safe_host_name, untrusted
 
 try:
@@ -506,6 +507,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         standard output may be the JSON of ansible-inventory --list."""
         self.display.display("defender.endpoint.mde_machines needs a user to sign in. %s" % message, stderr=True)
 
+    def _show_progress(self, line):
+        """A line of a long read (progress.Progress), on standard error as the sign-in message."""
+        self.display.display("defender.endpoint.mde_machines is %s" % line, stderr=True)
+
+    def _read_pages(self, pages):
+        """Every machine of ``pages``; a read that lasts over a minute (from the start with -v) says how many
+        machines and pages it has read, at most once a minute, and how many in all at the end."""
+        progress = Progress(self._show_progress, "the machines (GET /api/machines)",
+                            quiet_for=0 if self.display.verbosity >= 1 else QUIET_FOR)
+        machines = []
+        count = 0
+        for count, page in enumerate(pages, 1):
+            machines.extend(page)
+            progress.update("reading", "%d machines in %d page%s so far" % (len(machines), count, "" if count == 1 else "s"))
+        progress.done("read", "%d machines in %d page%s" % (len(machines), count, "" if count == 1 else "s"))
+        return machines
+
     def _auth_options(self):
         opts = {}
         for name in AUTH_OPTIONS:
@@ -531,7 +549,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._warnings = client.warnings
             expression = odata.machine_filter(server_filters, odata_filter)
             self.display.vvv("mde_machines: GET /api/machines $filter=%s" % expression)
-            return list(client.list("/api/machines", odata_filter=expression, empty_on_404=True))
+            return self._read_pages(client.pages("/api/machines", odata_filter=expression, empty_on_404=True))
         except MDEDependencyError as e:
             raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin (pip install %s)."
                                % (e, e.library))

@@ -38,7 +38,8 @@ def dependency_message(library):
 class Context:
     """The task as a module's logic sees it."""
 
-    def __init__(self, params, check_mode=False, diff=False, name=None, client_factory=None, sign_in=None):
+    def __init__(self, params, check_mode=False, diff=False, name=None, client_factory=None, sign_in=None,
+                 progress=None, verbose=False):
         self.params = params
         self.check_mode = bool(check_mode)
         self.diff = bool(diff)
@@ -50,6 +51,10 @@ class Context:
         # How to show a device code sign-in message (auth_mode device_code): the action plugin shows it on the
         # controller's display; module mode has nowhere to show it (None).
         self.sign_in = sign_in
+        # How a long wait says what it waits for (progress.Progress): the same path as the sign-in message; with
+        # ``verbose`` (ansible-playbook -v) from the first second, else once it has lasted a minute.
+        self.progress = progress
+        self.verbose = bool(verbose)
 
     @property
     def client(self):
@@ -61,6 +66,11 @@ class Context:
                 kwargs["sign_in"] = self.sign_in
             self._client = factory(**kwargs)
         return self._client
+
+    def waiting(self, what, limit=None):
+        """A progress.Progress for a wait on ``what`` (already quoted) with ``limit`` = (seconds, option name)."""
+        from ansible_collections.defender.endpoint.plugins.module_utils.progress import QUIET_FOR, Progress
+        return Progress(self.progress, what, limit, quiet_for=0 if self.verbose else QUIET_FOR)
 
     def warn(self, text):
         self.warnings.append(text)

@@ -98,18 +98,23 @@ def read(client, investigation_id):
     return odata.entity(client.get("/api/investigations/%s" % odata.path_segment(investigation_id)))
 
 
-def wait_for(client, investigation, timeout, sleep=time.sleep, clock=time.monotonic, first=2.0, maximum=30.0):
+def wait_for(client, investigation, timeout, sleep=time.sleep, clock=time.monotonic, first=2.0, maximum=30.0,
+             progress=None):
     """Poll ``GET /api/investigations/{id}`` until it leaves WORKING_STATES or ``timeout`` seconds have passed.
-    Returns ``(investigation, settled)``."""
+    Returns ``(investigation, settled)``. ``progress`` (progress.Progress) is told each state read."""
     deadline = clock() + timeout
     delay = first
     while investigation.get("state") in WORKING_STATES:
+        if progress is not None:
+            progress.update(investigation.get("state"))
         remaining = deadline - clock()
         if remaining <= 0:
             return investigation, False
         sleep(min(delay, remaining))
         delay = min(delay * 1.5, maximum)
         investigation = read(client, odata.answer_id(investigation, "investigation"))
+    if progress is not None:
+        progress.done(investigation.get("state"))
     return investigation, True
 
 

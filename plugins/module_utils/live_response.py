@@ -344,7 +344,7 @@ class StatusBoard:
     def _locked(self, update):
         return self._store.update(update)
 
-    def wait(self, action, timeout):
+    def wait(self, action, timeout, progress=None):
         """Like machine_actions.wait_for: ``(action, finished)``."""
         from ansible_collections.defender.endpoint.plugins.module_utils.throttle import process_alive, process_start
         action_id = str(action["id"])
@@ -353,6 +353,8 @@ class StatusBoard:
         status = action.get("status")
         try:
             while status not in ma.FINAL_STATUSES:
+                if progress is not None:
+                    progress.update(status)
                 now = self.clock()
                 if now >= deadline:
                     return action, False
@@ -394,7 +396,11 @@ class StatusBoard:
                     action = ma.entity(self.client.get(ma.path(action_id)))
                     status = action.get("status")
                     continue
+                if found is not None:
+                    status = found
                 self.sleep(min(self.every / 2.0, max(0.0, deadline - self.clock())))
+            if progress is not None:
+                progress.done(status)
             return action, True
         finally:
             def leave(board):
@@ -406,14 +412,15 @@ class StatusBoard:
                 pass
 
 
-def wait_for(client, action, timeout, scale=1.0):
+def wait_for(client, action, timeout, scale=1.0, progress=None):
     """Wait for a session: through the controller's StatusBoard when the client shares a budget directory, else by
-    polling the action (2 s growing to 15 s, times ``scale``)."""
+    polling the action (2 s growing to 15 s, times ``scale``). ``progress`` (progress.Progress) is told each status."""
     budget = getattr(client, "budget", None)
     directory = None if budget is None or getattr(budget, "_in_memory", True) else budget.directory
     if directory:
         try:
-            return StatusBoard(client, directory, scale=scale).wait(action, timeout)
+            return StatusBoard(client, directory, scale=scale).wait(action, timeout, progress=progress)
         except (IOError, OSError):
             pass
-    return ma.wait_for(client, action, timeout, first=max(0.25, 2.0 * scale), maximum=max(0.5, 15.0 * scale))
+    return ma.wait_for(client, action, timeout, first=max(0.25, 2.0 * scale), maximum=max(0.5, 15.0 * scale),
+                       progress=progress)

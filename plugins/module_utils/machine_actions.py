@@ -252,20 +252,24 @@ def poll_delays(first=2.0, factor=1.5, maximum=15.0):
         delay = min(delay * factor, maximum)
 
 
-def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, first=2.0, maximum=15.0):
+def wait_for(client, action, timeout, sleep=time.sleep, clock=time.monotonic, first=2.0, maximum=15.0, progress=None):
     """Poll ``GET /api/machineactions/{id}`` until the action is final or ``timeout`` seconds have passed.
 
     Returns ``(action, finished)``: the last entity read and whether it reached a final status. Throttling
-    (429 with Retry-After) is handled by the client.
+    (429 with Retry-After) is handled by the client. ``progress`` (progress.Progress) is told each status read.
     """
     deadline = clock() + timeout
     delays = poll_delays(first=first, maximum=maximum)
     while action.get("status") not in FINAL_STATUSES:
+        if progress is not None:
+            progress.update(action.get("status"))
         remaining = deadline - clock()
         if remaining <= 0:
             return action, False
         sleep(min(next(delays), remaining))
         action = entity(client.get(path(action["id"])))
+    if progress is not None:
+        progress.done(action.get("status"))
     return action, True
 
 

@@ -429,7 +429,10 @@ def run(ctx):
     writes = [(n, item) for n, item in enumerate(plan.items) if item["result"] in ("created", "updated")]
     failures = []
     done = 0
+    # A large import (15,000 indicators: 30 calls, within the API's rate limit) says how far it is once a minute.
+    progress = ctx.waiting("the import of %d indicators in batches of %d" % (len(writes), ti.BATCH_SIZE))
     for chunk in odata.chunks(writes, ti.BATCH_SIZE):
+        progress.update("importing", "%d of %d sent" % (done, len(writes)))
         try:
             response = ti.import_batch(ctx.client, [item["body"] for _n, item in chunk], PATH)
         except MDEError as e:
@@ -447,6 +450,7 @@ def run(ctx):
                 failures.append((n, item, results[n]["failure_reason"]))
             elif results[n]["entity"] is not None and answer.get("id") is not None:
                 results[n]["entity"]["id"] = str(answer["id"])
+    progress.done("imported", "%d of %d sent" % (done, len(writes)))
     counts = dict(created=0, updated=0, deleted=0, unchanged=0, failed=0)
     for r in results:
         counts[r["result"]] += 1

@@ -102,7 +102,7 @@ investigation:
     triggeringAlertId: null
 '''
 
-from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import investigations as inv
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
@@ -114,7 +114,8 @@ def finish(ctx, result):
     investigation = result.get("investigation")
     if not ctx.params["wait"] or ctx.check_mode or not investigation:
         return result
-    investigation, settled = inv.wait_for(ctx.client, investigation, ctx.params["wait_timeout"])
+    investigation, settled = inv.wait_for(ctx.client, investigation, ctx.params["wait_timeout"], progress=ctx.waiting(
+        quoted(inv.describe(investigation), 400), (ctx.params["wait_timeout"], "wait_timeout")))
     result["investigation"] = investigation
     if not settled:
         ctx.fail_json(msg="%s did not end within wait_timeout (%d seconds); its state is %s. The investigation keeps "

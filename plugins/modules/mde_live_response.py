@@ -279,7 +279,9 @@ def finish(ctx, result, action, checked, slot=None):
         return result
     try:
         # Polls are shortened with the rate-limit windows (MDE_RATE_LIMIT_SCALE < 1, an emulator's).
-        action, done = lr.wait_for(ctx.client, action, p["wait_timeout"], scale=min(1.0, rate_limit_scale()))
+        action, done = lr.wait_for(ctx.client, action, p["wait_timeout"], scale=min(1.0, rate_limit_scale()),
+                                   progress=ctx.waiting("live response session " + ma.describe(action),
+                                                        (p["wait_timeout"], "wait_timeout")))
     except BaseException:
         if slot is not None:
             slot.hand_over(action["id"], lr.lease_for(checked))

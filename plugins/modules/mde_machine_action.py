@@ -221,7 +221,8 @@ def finish(ctx, result, wait):
     action = result.get("machine_action")
     if not wait or ctx.check_mode or not action:
         return result
-    action, finished = ma.wait_for(ctx.client, action, ctx.params["wait_timeout"])
+    action, finished = ma.wait_for(ctx.client, action, ctx.params["wait_timeout"], progress=ctx.waiting(
+        ma.describe(action), (ctx.params["wait_timeout"], "wait_timeout")))
     result["machine_action"] = action
     if not finished:
         ctx.fail_json(msg="%s did not finish within wait_timeout (%d seconds); its status is %s. The action "

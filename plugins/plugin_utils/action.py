@@ -102,6 +102,16 @@ class MDEActionBase(ActionBase):
                             color=C.COLOR_HIGHLIGHT, stderr=True)
         return show
 
+    def _progress_display(self, task_vars):
+        """How a long wait (progress.Progress) shows its lines: as the sign-in message, on the controller's display
+        at once, on standard error."""
+        host = (task_vars or {}).get("inventory_hostname") or "localhost"
+        task = self._task.get_name()
+
+        def show(line):
+            display.display("defender.endpoint: task '%s' (host %s) is %s" % (task, host, line), stderr=True)
+        return show
+
     def run(self, tmp=None, task_vars=None):
         del tmp  # no temporary directory on any host: nothing is transferred
         result = super(MDEActionBase, self).run(task_vars=task_vars)
@@ -122,7 +132,8 @@ class MDEActionBase(ActionBase):
                 result.update(failed=True, msg=validation_message(checked, name))
             else:
                 ctx = Context(params, check_mode=self._play_context.check_mode, diff=self._play_context.diff,
-                              name=name, sign_in=self._sign_in_prompt(task_vars))
+                              name=name, sign_in=self._sign_in_prompt(task_vars),
+                              progress=self._progress_display(task_vars), verbose=display.verbosity >= 1)
                 outcome = execute(module.run, ctx, permission=getattr(module, "PERMISSION", None),
                                   validate=getattr(module, "validate", None))
                 if ctx.warnings:

@@ -1,0 +1,92 @@
+"""Long waits say what they wait for (module_utils/progress.py): a line on the controller's display, on standard error
+(never in the JSON callback's standard output), once the wait has lasted a minute, then when the state changes and at
+most once a minute; with -v from the start. Real ansible-playbook / ansible-inventory runs against the emulator."""
+import re
+
+from tests.integration.test_mde_investigate_pivot import action_delays, idle_windows_machine
+
+ACTION = "defender.endpoint.mde_machine_action"
+AIR = "defender.endpoint.mde_investigation"
+LINE = re.compile(r"^defender\.endpoint: task '(?P<task>[^']+)' \(host localhost\) is (?P<verb>waiting|done waiting) "
+                  r"for (?P<what>[^:]+): (?P<state>\w+)(?:; waited (?P<waited>[^.]+?) of wait_timeout "
+                  r"(?P<limit>[^.]+)| after (?P<after>[^.]+))\.$")
+
+
+def progress_lines(result):
+    lines = [line for line in result.stderr.splitlines() if "waiting for" in line]
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    return parsed
+
+
+def seconds(text):
+    """``1 min 5 s`` -> 65."""
+    total = 0
+    for number, unit in re.findall(r"(\d+) (h|min|s)\b", text):
+        total += int(number) * {"h": 3600, "min": 60, "s": 1}[unit]
+    return total
+
+
+def polls(emulator, action_id):
+    return [e for e in emulator.log if e["method"] == "GET" and e["path"] == "/api/machineactions/%s" % action_id]
+
+
+def test_a_wait_over_a_minute_says_what_it_waits_for_on_standard_error(ansible, emulator):
+    """Pending for 50 s, InProgress for 25 s: the first minute is quiet (the change at 50 s included), then one line
+    (InProgress), then the end; the JSON on standard output is whole and carries none of it."""
+    machine = next(m for m in emulator.machines if m["onboardingStatus"] == "Onboarded")
+    with action_delays(emulator, 50, 25):
+        result = ansible.playbook(tasks=[{"name": "isolate and wait", ACTION: {
+            "machine_id": machine["id"], "action": "isolate", "comment": "progress", "wait": True}}])
+    assert result.rc == 0, result
+    task = result.task("isolate and wait")
+    assert task["machine_action"]["status"] == "Succeeded"
+    assert "waiting for" not in result.stdout
+    lines = progress_lines(result)
+    assert [(m["verb"], m["state"]) for m in lines] == [("waiting", "InProgress"), ("done waiting", "Succeeded")], lines
+    first, last = lines
+    assert first["task"] == "isolate and wait" and first["limit"] == "10 min"
+    assert first["what"] == "Isolate action %s on %s" % (task["machine_action"]["id"], machine["computerDnsName"])
+    assert 60 <= seconds(first["waited"]) < 75 and 75 <= seconds(last["after"]) < 100
+    # What the emulator received: the polls of that one action, none more often than the client's back-off allows.
+    assert len(polls(emulator, task["machine_action"]["id"])) <= 12
+
+
+def test_with_v_every_state_change_shows_from_the_start(ansible, emulator):
+    machine = next(m for m in emulator.machines if m["onboardingStatus"] == "Onboarded")
+    win = idle_windows_machine(emulator, skip=[machine["id"]])
+    with action_delays(emulator, 2, 3):
+        result = ansible.playbook(tasks=[
+            {"name": "scan", ACTION: {"machine_id": machine["id"], "action": "antivirus_scan", "comment": "progress",
+                                      "wait": True, "wait_timeout": 120}},
+            {"name": "investigate", AIR: {"machine_id": win["id"], "wait": True, "wait_timeout": 120}},
+        ], extra_args=["-v"])
+    assert result.rc == 0, result
+    assert result.data is not None and "waiting for" not in result.stdout
+    lines = progress_lines(result)
+    scan = [(m["verb"], m["state"]) for m in lines if m["task"] == "scan"]
+    assert scan == [("waiting", "Pending"), ("waiting", "InProgress"), ("done waiting", "Succeeded")], lines
+    assert [m for m in lines if m["task"] == "scan"][0]["limit"] == "2 min"
+    investigation = [(m["verb"], m["state"]) for m in lines if m["task"] == "investigate"]
+    assert investigation[0] == ("waiting", "Queued") and ("waiting", "Running") in investigation, lines
+    assert investigation[-1][0] == "done waiting" and investigation[-1][1] == \
+        result.task("investigate")["investigation"]["state"]
+
+
+def test_the_inventory_says_how_many_machines_and_pages_it_read(ansible, emulator):
+    config = {"plugin": "defender.endpoint.mde_machines"}
+    quiet = ansible.inventory(config)
+    assert quiet.rc == 0, quiet
+    assert "machines (GET /api/machines)" not in quiet.stderr  # a read of a second says nothing by default
+    verbose = ansible.inventory(config, extra_args=("--list", "-v"))
+    assert verbose.rc == 0, verbose
+    hosts = verbose.data["_meta"]["hostvars"]
+    assert hosts and "machines (GET /api/machines)" not in verbose.stdout
+    said = [line for line in verbose.stderr.splitlines() if "machines (GET /api/machines)" in line]
+    first = re.match(r"defender\.endpoint\.mde_machines is waiting for the machines \(GET /api/machines\): reading "
+                     r"\((\d+) machines in 1 page so far\); waited 0 s\.$", said[0])
+    last = re.match(r"defender\.endpoint\.mde_machines is done waiting for the machines \(GET /api/machines\): read "
+                    r"\((\d+) machines in 1 page\) after \d+ s\.$", said[-1])
+    assert first and last and len(said) == 2, said
+    # Every machine the API answered (the default filter leaves out long unseen ones), one host each at most.
+    assert len(hosts) <= int(last.group(1)) == int(first.group(1)) <= len(emulator.machines)
