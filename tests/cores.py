@@ -25,24 +25,79 @@ OLDEST = min(CORES, key=lambda v: tuple(int(p) for p in v.split(".")))
 NEWEST = max(CORES, key=lambda v: tuple(int(p) for p in v.split(".")))
 
 
+# Where no interpreter of a version is on PATH or under pyenv, uv (from PyPI) installs one here
+# (https://docs.astral.sh/uv/guides/install-python/). uv downloads it from its python-build-standalone releases,
+# or from UV_PYTHON_INSTALL_MIRROR when that is set.
+UV = "uv==0.13.9"
+UV_DIR = os.path.join(ROOT, ".venvs", "uv")
+UV_PYTHONS = os.path.join(ROOT, ".venvs", "python")
+
+
+def _version_of(path):
+    try:
+        out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _uv_python(version):
+    """``(interpreter, None)`` from ``uv python install``, uv itself pip-installed into .venvs/uv; or
+    ``(None, why)`` with uv's own last line."""
+    uv = os.path.join(UV_DIR, "bin", "uv")
+    env = dict(os.environ, UV_PYTHON_INSTALL_DIR=UV_PYTHONS, UV_PYTHON_PREFERENCE="only-managed")
+    if not os.path.exists(uv):
+        print("tests/cores.py: no Python %s on PATH or under pyenv; installing %s to get one" % (version, UV),
+              file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", UV_DIR, UV],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0 or not os.path.exists(uv):
+            return None, "pip install %s failed: %s" % (UV, _last_line(out.stderr or out.stdout))
+    found = subprocess.run([uv, "python", "find", version], env=env, capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        print("tests/cores.py: uv python install %s (into %s)" % (version, UV_PYTHONS), file=sys.stderr, flush=True)
+        out = subprocess.run([uv, "python", "install", version], env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            return None, "uv python install %s failed: %s" % (version, _gist(out.stderr or out.stdout))
+        found = subprocess.run([uv, "python", "find", version], env=env, capture_output=True, text=True, check=False)
+    path = found.stdout.strip()
+    if found.returncode != 0 or _version_of(path) != version:
+        return None, "uv python find %s found none after installing it" % version
+    return path, None
+
+
+def _gist(text):
+    """uv's first line, the download it tried and its last cause, in one line."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    kept = lines[:1] + [line for line in lines[1:-1] if "Failed to download" in line][:1] + lines[-1:][len(lines) < 2:]
+    return " / ".join(kept).rstrip(".") if kept else "no message"
+
+
+def _last_line(text):
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
 def find_python(version):
-    """An interpreter of this Python version: on PATH, else under pyenv's root."""
+    """An interpreter of this Python version: on PATH, else under pyenv's root, else one that uv installs."""
     candidates = [shutil.which("python" + version)]
     root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
     candidates += sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version)),
                          reverse=True)
     for path in candidates:
-        if not path:
-            continue
-        try:
-            out = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=30, check=False)
-        except OSError:
-            continue
-        if out.returncode == 0 and out.stdout.strip() == version:
+        if path and _version_of(path) == version:
             return path
-    raise RuntimeError("ansible-core %s needs Python %s, which this machine does not have." % (
-        [v for v, (_release, p) in CORES.items() if p == version], version))
+    path, why = _uv_python(version)
+    if path:
+        return path
+    needing = [v for v, (_release, p) in sorted(CORES.items()) if p == version]
+    raise RuntimeError(
+        "ansible-core %s need%s Python %s. None is on PATH (python%s) or under %s/versions, and %s. Install Python %s "
+        "(pyenv install %s, or your distribution's package), or set UV_PYTHON_INSTALL_MIRROR to a mirror of "
+        "python-build-standalone that this machine can reach, then run make test again." % (
+            " and ".join(needing), "" if len(needing) > 1 else "s", version, version, root,
+            why, version, version))
 
 
 def venv_dir(version):
@@ -81,5 +136,8 @@ def ensure(version):
 
 
 if __name__ == "__main__":
-    for v in sys.argv[1:] or sorted(CORES):
-        print("ansible-core %s: %s" % (v, ensure(v)))
+    try:
+        for v in sys.argv[1:] or sorted(CORES):
+            print("ansible-core %s: %s" % (v, ensure(v)))
+    except RuntimeError as exc:
+        sys.exit("tests/cores.py: %s" % exc)
