@@ -54,11 +54,11 @@ from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import
 def _plain(value):
     """Plain Python types (str, not Ansible's marked strings), for the YAML dumper."""
     if isinstance(value, dict):
-        return dict((str(k), _plain(v)) for k, v in value.items())
+        return dict((_plain(str(k)), _plain(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, str):
-        return str(value[:])
+        return str.__str__(value)  # Ansible's marked strings return themselves from str() on older cores
     return value
 
 
