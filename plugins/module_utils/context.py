@@ -13,7 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib.util
+import platform
 import re
+import sys
 import traceback
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata, options
@@ -29,10 +32,25 @@ class TaskFailed(Exception):
         self.facts = facts
 
 
+# The collection's Python requirements where its tasks run (requirements.txt): import name -> requirement.
+REQUIREMENTS = (("requests", "requests>=2.25.0"), ("msal", "msal>=1.29.0"))
+
+
 def dependency_message(library):
-    """The sentence Ansible's missing_required_lib() gives, without importing Ansible."""
-    return ("Failed to import the required Python library (%s) on the controller's Python. Please read the module "
-            "documentation and install it in the appropriate location (pip install %s)." % (library, library))
+    """The sentence Ansible's missing_required_lib() gives, without importing Ansible, naming the interpreter that
+    runs the task (the controller's, in the action plugin) and the command that installs the library for it."""
+    return ("Failed to import the required Python library (%s) on the Python that runs this task, %s (Python %s). "
+            "Install it for that interpreter: %s -m pip install '%s' (the collection's requirements.txt lists what it "
+            "needs)." % (library, sys.executable, platform.python_version(), sys.executable, library))
+
+
+def missing_requirements(params):
+    """The requirements the task needs whose library the running Python cannot find, checked before anything else:
+    ``importlib.util.find_spec`` looks for a library without importing it (msal is imported only to sign in). A
+    ready token (``access_token``) needs no msal."""
+    ready_token = params.get("access_token") or params.get("auth_mode") == "access_token"
+    return [requirement for name, requirement in REQUIREMENTS
+            if not (name == "msal" and ready_token) and importlib.util.find_spec(name) is None]
 
 
 class Context:
@@ -160,6 +178,10 @@ def execute(run, ctx, permission=None, validate=None):
     permission allows (a read before the write) then names that one too, not only the read's.
     """
     try:
+        missing = missing_requirements(ctx.params)
+        if missing:
+            # At the start of every task: a task that would pass on a cached token must not hide a missing msal.
+            ctx.fail_json(msg=dependency_message(", ".join(missing)))
         check_text(ctx.params)
         if validate is not None:
             validate(ctx)  # the checks that need no call: a failure here makes none
