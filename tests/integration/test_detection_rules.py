@@ -100,6 +100,9 @@ def test_check_mode_diff_one_changed_field_disable_and_absent_twice(ansible, emu
     rule = run.task("no actions")["rule"]
     assert rule["status"] == "disabled" and rule["detectionAction"]["alertTemplate"]["severity"] == "medium"
     emulator.clear_log()
+    planned = ansible.playbook(tasks=[task("absent", rule_id="ansible-ps", state="absent")], check=True, diff=True)
+    assert planned.task("absent")["changed"] and planned.task("absent")["diff"]["after"] == {}
+    assert emulator.writes() == []
     gone = ansible.playbook(tasks=[task("absent", rule_id="ansible-ps", state="absent"),
                                    task("absent again", rule_id="ansible-ps", state="absent")], diff=True)
     assert gone.task("absent")["changed"] and not gone.task("absent again")["changed"]
@@ -237,11 +240,18 @@ def test_the_role_applies_a_folder_and_purges_only_its_prefix(ansible, emulator,
 
 def test_export_then_apply_writes_nothing(ansible, emulator, tmp_path):
     folder = str(tmp_path / "exported")
+    # API data is data: a rule whose texts look like templates is exported and applied as written, never rendered.
+    marker = tmp_path / "rendered"
+    hostile = "{{ lookup('ansible.builtin.pipe', 'touch %s') }}" % marker
+    detection_rules.add_rule(emulator.state, dict(rule_id_body("hostile-texts"), displayName=hostile,
+                                                  description="{%% raw %%}{{ 7 * 7 }}{%% endraw %%} %s" % hostile))
     export = ansible.playbook(plays=[{"import_playbook": "defender.endpoint.export_detection_rules"}],
                               extra_args=["-e", "detection_rules_dir=%s" % folder])
     assert export.rc == 0, export.stdout[-3000:]
-    assert sorted(os.listdir(folder)) == ["7506.yml", "new-server-onboarded.yml", "office-encoded-powershell.yml",
-                                          "rare-parent-process.yml"]
+    assert sorted(os.listdir(folder)) == ["7506.yml", "hostile-texts.yml", "new-server-onboarded.yml",
+                                          "office-encoded-powershell.yml", "rare-parent-process.yml"]
+    with open(os.path.join(folder, "hostile-texts.yml")) as f:
+        assert yaml.safe_load(f)["display_name"] == hostile
     with open(os.path.join(folder, "office-encoded-powershell.yml")) as f:
         text = f.read()
     data = yaml.safe_load(text)
@@ -256,3 +266,4 @@ def test_export_then_apply_writes_nothing(ansible, emulator, tmp_path):
     assert applied.rc == 0, applied.stdout[-3000:]
     assert emulator.writes() == []
     assert applied.task("result")["detection_rules_result"]["changed"] == []
+    assert not marker.exists()
