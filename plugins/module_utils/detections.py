@@ -359,7 +359,7 @@ def check_create(body):
 
 # -- the query -----------------------------------------------------------------------------------------------------
 _TABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)")
-_NRT_FORBIDDEN = re.compile(r"\b(join|union|externaldata|lookup)\b", re.I)
+_NRT_FORBIDDEN = re.compile(r"\b(join|union|externaldata)\b", re.I)
 
 
 def source_table(query):
@@ -377,8 +377,6 @@ def nrt_problem(query):
     found = _NRT_FORBIDDEN.search(_without_strings(query or ""))
     if found:
         return "queries one table, without %s" % found.group(1).lower()
-    if re.match(r"^\s*let\b", query or ""):
-        return "starts from its table, without let statements"
     return None
 
 

@@ -28,8 +28,8 @@ description:
     C(Timestamp) (or C(TimeGenerated)); C(DeviceId) and C(ReportId) for C(Device*) tables, C(ObservationId) for
     C(Observation*) tables, C(ReportId) for the other Defender XDR tables but C(Alert*); and every column a mapping, an
     action or a custom detail names. A query that does not parse or lacks a column fails the task with no rule write.
-  - A near-real-time rule (O(frequency=0)) must query one table, without joins, unions, C(externaldata), C(let) or
-    comment lines; that is checked before any call.
+  - A near-real-time rule (O(frequency=0)) must query one table, without joins, unions, C(externaldata) or comment
+    lines; that is checked before any call.
   - A C(409) or C(400) answer to a create is reconciled by reading the rule back - a create that took effect is not
     an error. Every option is checked before any call; a bad one fails the task with one sentence and no request.
   - The rule's texts are sent as written. In a playbook, Ansible would render the C({{ColumnName}}) placeholders of a
