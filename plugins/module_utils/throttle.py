@@ -68,7 +68,7 @@ LIMITS = {
     ("POST", "/v1.0/security/incidents/{id}/comments"): (50, 1500),
     # Custom detection rules, every method and both versions as one family (DETECTION_RULES): Microsoft documents no
     # figure for them; this is the Graph security API's 150 requests a minute per app and tenant
-    # (https://learn.microsoft.com/en-us/graph/throttling-limits#security-detections-and-incidents-service-limits).
+    # (https://learn.microsoft.com/en-us/graph/throttling-limits, "Security detections and incidents service limits").
     ("ANY", "/v1.0/security/rules/detectionRules/{id}"): (150, 9000),
 }
 DETECTION_RULES = "ANY /v1.0/security/rules/detectionRules/{id}"
