@@ -664,8 +664,10 @@ def calling_entra(call, who, authority):
     except MDEError:
         raise
     except ValueError as e:
-        # msal raises ValueError when the authority (tenant) cannot be found.
-        raise MDEAuthError("Entra ID could not sign in %s at %s: %s" % (who, authority, _first_line(str(e))))
+        # msal raises ValueError when the authority (tenant) cannot be found: the advice first, MSAL's words after.
+        text = _first_line(str(e))
+        lead = _tenant_advice(authority) + " " if re.search(r"authority configuration|tenant", text, re.I) else ""
+        raise MDEAuthError("%sEntra ID could not sign in %s at %s: %s" % (lead, who, authority, text))
     except Exception as e:  # connection and TLS errors from requests
         raise MDEAuthError("Could not reach the Entra ID token endpoint %s for %s: %s"
                            % (authority, who, _transport_hint(e)))
@@ -695,11 +697,25 @@ def _needs_consent(result):
     return result.get("suberror") == "consent_required" or "AADSTS65001" in (result.get("error_description") or "")
 
 
+# https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes (AADSTS90002: the tenant is not found)
+# https://learn.microsoft.com/en-us/entra/fundamentals/how-to-find-tenant (where the tenant ID is)
+TENANT_ADVICE = ("check that tenant_id (MDE_TENANT_ID) is your tenant's Directory (tenant) ID, or one of its domains, "
+                 "and that cloud (or authority_host) names the cloud the tenant is in")
+
+
+def _tenant_advice(authority):
+    """One sentence, to lead a message about a tenant Entra ID does not know: which tenant, where, what to check."""
+    host, _sep, tenant = (authority or "").rstrip("/").rpartition("/")
+    return "Tenant %s was not found at %s: %s." % (quoted(tenant, 100), host, TENANT_ADVICE)
+
+
 def _refused(who, result, action="a token", advice=None, code=None):
     desc = _first_line(str(result.get("error_description") or "")).rstrip(".")
     error = _first_line(str(result.get("error") or "error"))[:100]
-    return MDEAuthError("Entra ID refused %s to %s: %s%s%s" % (
-        action, who, error, ": " + desc if desc else "", ". " + advice + "." if advice else ""),
+    missing = re.search(r"AADSTS90002: Tenant '([^']*)' not found", desc)
+    lead = "Tenant %s was not found by Entra ID: %s. " % (quoted(missing.group(1), 100), TENANT_ADVICE) if missing else ""
+    return MDEAuthError("%sEntra ID refused %s to %s: %s%s%s" % (
+        lead, action, who, error, ": " + desc if desc else "", ". " + advice + "." if advice else ""),
         code=code or (error if error != "error" else None))
 
 

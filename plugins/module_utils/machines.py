@@ -236,15 +236,37 @@ def machines_in(response):
 
 
 # -- looking machines up: one place for every caller (modules, roles' list forms, the inventory) -----------------
-def machines_named(client, machine_name):
+def machines_named(client, machine_name, read=None):
     """Machines whose computerDnsName is ``machine_name`` (case-insensitive), or whose first DNS label is, when
-    ``machine_name`` has no dot. One filtered list call (startswith on the first label)."""
+    ``machine_name`` has no dot. One filtered list call (startswith on the first label). ``read``: a list that gets
+    every computerDnsName the call read, matching or not (closest_names() suggests from them)."""
     name = check_machine_name(machine_name).lower()
     first_label = name.split(".", 1)[0]
-    found = client.list("/api/machines", empty_on_404=True,
-                        odata_filter="startswith(computerDnsName,%s)" % odata.quote(first_label))
+    found = list(client.list("/api/machines", empty_on_404=True,
+                             odata_filter="startswith(computerDnsName,%s)" % odata.quote(first_label)))
+    if read is not None:
+        read.extend(m["computerDnsName"] for m in found if isinstance(m.get("computerDnsName"), str))
     return [m for m in found if name == (m.get("computerDnsName") or "").lower()
             or ("." not in name and name == (m.get("computerDnsName") or "").lower().split(".", 1)[0])]
+
+
+def closest_names(machine_name, names, count=3):
+    """Up to ``count`` of ``names`` (computerDnsNames already read) closest to ``machine_name`` (difflib's ratio,
+    0.6 at least), for a message: compared by first DNS label when ``machine_name`` has no dot."""
+    import difflib
+    wanted = (machine_name or "").lower()
+    by_key = {}
+    for name in names:
+        key = name.lower() if "." in wanted else name.lower().split(".", 1)[0]
+        if key != wanted:
+            by_key.setdefault(key, name)
+    return [by_key[key] for key in difflib.get_close_matches(wanted, list(by_key), n=count, cutoff=0.6)]
+
+
+def closest_text(names):
+    """`` Closest names read: a, b.`` (API text, quoted), or nothing."""
+    from ansible_collections.defender.endpoint.plugins.module_utils.errors import quoted
+    return " Closest names: %s." % ", ".join(quoted(n, 260) for n in names) if names else ""
 
 
 def find_machine(client, machine_id=None, machine_name=None, onboarded_only=True):
@@ -275,7 +297,8 @@ def _find_machine(client, machine_id=None, machine_name=None, onboarded_only=Tru
                                   status=facts.pop("status", None), code=facts.pop("error_code", None),
                                   api_message=facts.pop("error_message", None), method=e.method, path=e.path)
             raise
-    candidates = machines_named(client, machine_name)
+    read = []
+    candidates = machines_named(client, machine_name, read)
     if onboarded_only:
         onboarded = [m for m in candidates if (m.get("onboardingStatus") or "").lower() == "onboarded"]
     else:
@@ -285,7 +308,9 @@ def _find_machine(client, machine_id=None, machine_name=None, onboarded_only=Tru
         if candidates:
             extra = " (%d not onboarded: %s)" % (len(candidates), odata.summary(
                 candidates, show=lambda m: "%s [%s]" % (m.get("id"), m.get("onboardingStatus"))))
-        raise MDENotFound("No onboarded machine named %s in Defender for Endpoint%s." % (machine_name, extra))
+        closest = [] if candidates else closest_names(machine_name, read)
+        raise MDENotFound("No onboarded machine named %s in Defender for Endpoint%s.%s" % (
+            machine_name, extra, closest_text(closest)), **({"closest_names": closest} if closest else {}))
     if len(onboarded) > 1:
         raise MDEAmbiguous("%d onboarded machines are named %s; use machine_id to pick one: %s." % (
             len(onboarded), machine_name, odata.summary(

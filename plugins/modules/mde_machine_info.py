@@ -304,7 +304,12 @@ def select(ctx):
         machine = mu.find_machine(ctx.client, machine_id=p["machine_id"])
         return dict(changed=False, machines=[machine], filter=None)
     if p["machine_name"]:
-        return dict(changed=False, machines=mu.machines_named(ctx.client, p["machine_name"])[:p["limit"]], filter=None)
+        read = []
+        machines = mu.machines_named(ctx.client, p["machine_name"], read)
+        closest = [] if machines else mu.closest_names(p["machine_name"], read)
+        if closest:
+            ctx.warn("No machine is named %s.%s" % (p["machine_name"], mu.closest_text(closest)))
+        return dict(changed=False, machines=machines[:p["limit"]], filter=None)
     odata_filter = odata.machine_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
     groups = set(p["rbac_group_name"] or [])
     machines = []
