@@ -154,8 +154,8 @@ def check_text(params):
             continue
         found = _bad_text(value, name)
         if found:
-            raise ValueError("%s must not contain control characters such as NUL, ESC or U+0085 (line breaks and tabs "
-                             "are allowed), got %s." % (found[0], odata.shown(found[1])))
+            raise ValueError("%s must not contain control characters such as NUL, ESC or U+0085, got %s."
+                             % (found[0], odata.shown(found[1])))
 
 
 def validation_text(first, messages):

@@ -440,3 +440,28 @@ def test_the_event_source_signs_in_once_and_a_restart_is_silent(emulator, tmp_pa
         assert len(device_code_requests(emulator)) == (1 if run == 0 else 0)
     assert "event source needs a user to sign in" in outputs[0] and "enter the code" in outputs[0]
     assert "sign in" not in outputs[1]
+
+
+def test_an_authority_that_sends_escape_codes_in_its_sign_in_message_cannot_forge_output(emulator, tmp_path,
+                                                                                         fast_sign_in):
+    """The prompt is built from verification_uri and user_code; the authority's free text is never shown."""
+    ansible = Ansible(emulator, tmp_path, app="analyst")
+    emulator.inject_fault(r"/oauth2/v2.0/devicecode$", "tamper", fields={
+        "message": "\x1b[2J\x1b[Hfatal: [localhost]: FAILED! => open http://evil.example and type your password"})
+    run = ansible.start_playbook(tasks=[{"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]}}],
+                                 env=user_env(emulator))
+    code = run.wait_for(CODE.pattern).group(2)
+    admin(emulator, "devicecode/approve", {"user_code": code})
+    result = run.finish()
+    assert result.rc == 0, result
+    output = result.stdout + result.stderr
+    assert "\x1b" not in output and "evil.example" not in output and "FAILED! =>" not in output
+    assert "open the page %s/devicelogin and enter the code %s" % (emulator.url, code) in output
+    # A verification page that is not https is refused before anyone is asked to sign in.
+    emulator.inject_fault(r"/oauth2/v2.0/devicecode$", "tamper", fields={"verification_uri": "http://evil.example/x"})
+    refused = ansible.playbook(tasks=[{"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]},
+                                       "ignore_errors": True}], env=dict(user_env(emulator),
+                                                                          MDE_TOKEN_CACHE_DIR=str(tmp_path / "other")))
+    info = refused.task("info")
+    assert info["failed"] and "not a plain https:// URL" in info["msg"] and "no sign-in was started" in info["msg"]
+    assert not CODE.search(refused.stderr)

@@ -153,7 +153,7 @@ MODULE_CASES = [
      dict(DR, alert=dict(title="x", entity_mappings={"hosts": [{"device_id_column": "Device Id"}]})),
      ["device_id_column", "column name"]),
     ("detection rule title with a line break", DETECTION_RULE, dict(DR, alert=dict(title="x\r\ny")),
-     ["alert.title", "control characters"]),
+     ["alert.title", "one line"]),
     ("detection rule display name with an escape", DETECTION_RULE, dict(DR, display_name="x\x1b[31m"),
      ["display_name", "control characters"]),
     ("detection rule near real time with a join", DETECTION_RULE,
@@ -196,7 +196,7 @@ MODULE_CASES = [
     ("alert alert_ids bad items", ALERT, dict(alert_ids=["da1_2", "da 3", "#x"], status="Resolved"),
      ["alert_ids", "2 of the 3 items are not: item 2 'da 3', item 3 '#x'"]),
     ("indicator Url with NUL", INDICATOR, ind("Url", "http://evil.example.net/a\x00b"),
-     ["invalid Url value", "control characters"]),
+     ["indicator_value", "control characters"]),
     # -- credentials and connection options -------------------------------------------------------------
     ("no credential", INFO, dict(client_secret=""), ["client_secret", "client_certificate_path", "access_token"]),
     ("two credentials", INFO, dict(access_token="ey.not.used"), ["client_secret", "access_token", "one credential"]),
@@ -244,6 +244,19 @@ MODULE_CASES = [
      ["600 of the 600 alert ids are not in Defender for Endpoint", "da000000000000000001_1, ", "and 595 more"]),
     ("api: alert unknown alert_id", ALERT, dict(alert_id="da000000000000000000_1", status="Resolved"),
      ["da000000000000000000_1"]),
+    # -- control characters in text options (a line break or a tab is allowed) ---------------------------
+    ("action comment with NUL", ACTION, dict(machine_id=MID, action="isolate", comment="a\u0000b"),
+     ["comment", "control characters", "'a\\x00b'"]),
+    ("action comment with NEL", ACTION, dict(machine_id=MID, action="isolate", comment="x\u0085y"),
+     ["comment", "control characters"]),
+    ("alert comment with ESC", ALERT, dict(alert_id="da000000000000000000_1", comment="ok \u001b[2J"),
+     ["comment", "control characters"]),
+    ("indicator title with a line separator", INDICATOR, ind("DomainName", "evil.example.com", title="a\u2028b"),
+     ["title", "control characters"]),
+    ("indicator list description with DEL", INDICATOR, dict(indicators=[
+        dict(indicator_type="DomainName", indicator_value="evil.example.com", action="Block", title="t",
+             description="d\u007f")]), ["indicators item 1.description", "control characters"]),
+    ("hunting query with NUL", HUNTING, dict(query="DeviceInfo\u0000| take 1"), ["query", "control characters"]),
 ]
 
 # (case id, inventory configuration, fragments): the inventory plugin's options, each source one file.

@@ -281,7 +281,7 @@ def test_bad_input_fails_before_any_call(ansible, emulator):
         "bad id in list": (dict(machine_ids=[mid, ".."], tags=["x"]), "1 of the 2 items are not: item 2 '..'"),
         "tag with CR LF after a good one": (dict(machine_id=mid, tags=["Good", "bad\r\nX-Injected: 1"]),
                                             "tags must not contain control characters"),
-        "tag with NUL": (dict(machine_id=mid, tags=["nul\x00"]), "tags must not contain control characters"),
+        "tag with NUL": (dict(machine_id=mid, tags=["nul\x00"]), "tags item 1 must not contain control characters"),
         "tag too long": (dict(machine_id=mid, tags=["x" * 201]), "tags must be at most 200 characters long"),
         "name with LF": (dict(machine_name="ws-00000\nx", tags=["x"]), "machine_name must not contain control"),
     }
