@@ -180,9 +180,10 @@ def check_rule_id(value, option="rule_id"):
     return text
 
 
-# Free texts that may span lines (a query, a description): line breaks and tabs are allowed there, no other control
-# character; every other text is one line.
+# Free texts that may span lines (a query, a description). Every other text is one line: no line break or tab. Other
+# control characters are refused for every text option before this runs (context.check_text).
 MULTILINE = ("query", "description", "alert.description", "alert.recommended_actions")
+_LINE_BREAK = re.compile(u"[\r\n\t\u0085\u2028\u2029]")
 
 
 def _text(value, option, required=False):
@@ -192,11 +193,8 @@ def _text(value, option, required=False):
         return
     if not isinstance(value, str):
         raise ValueError("%s must be a string, got %s" % (option, odata.shown(value)))
-    checked = re.sub(r"\r?\n|\t", " ", value) if option in MULTILINE else value
-    if odata.CONTROL_RE.search(checked):
-        raise ValueError("%s must not contain control characters%s, got %s" % (
-            option, " other than line breaks and tabs" if option in MULTILINE else " such as CR, LF or NUL",
-            odata.shown(value)))
+    if option not in MULTILINE and _LINE_BREAK.search(value):
+        raise ValueError("%s must be one line, without line breaks or tabs, got %s" % (option, odata.shown(value)))
     if required and not value.strip():
         raise ValueError("%s must not be empty" % option)
 
