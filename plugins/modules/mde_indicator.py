@@ -34,6 +34,16 @@ description:
     with only C(Ti.ReadWrite) sees and changes only the indicators it created itself; for it, "already present",
     "already absent", the limit count and O(purge) concern those indicators only, and writing an indicator that
     another application or a user created fails for that indicator.
+seealso:
+  - plugin: defender.endpoint.indicators_from_csv
+    plugin_type: filter
+    description: Custom indicators from CSV text, in the shape O(indicators) takes.
+  - name: The defender.endpoint.ioc_sync role
+    description: Keeps the tenant's indicators in step with a CSV feed (this filter and this module, with O(purge)).
+    link: https://github.com/defender-endpoint/defender.endpoint/tree/main/roles/ioc_sync
+  - name: Indicators API (Defender for Endpoint)
+    description: The endpoints, their limits and the permission.
+    link: https://learn.microsoft.com/en-us/defender-endpoint/api/ti-indicator
 author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
@@ -117,7 +127,9 @@ options:
       - Many indicators, each a dictionary with the same keys as the single form (O(indicator_value),
         O(indicator_type), O(action), ...). Mutually exclusive with the single-form options.
       - Each indicator may appear once (type and value). With O(state=absent) only value and type are needed.
-      - Build long lists from a variables file or with Jinja rather than one task per indicator.
+      - Build long lists from a variables file or with Jinja rather than one task per indicator. From a threat feed's
+        CSV export, the P(defender.endpoint.indicators_from_csv#filter) filter builds this list; the
+        C(defender.endpoint.ioc_sync) role and playbook read a feed and keep the tenant's indicators in step with it.
     type: list
     elements: dict
     suboptions:
