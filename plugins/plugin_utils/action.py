@@ -15,7 +15,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
+import importlib
 import os
+import re
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
@@ -65,8 +67,23 @@ def environment(overlay):
         os.environ.update(saved)
 
 
+# The modules this action plugin may run: the collection's own, by name.
+_MODULE_NAME = re.compile(r"^mde_[a-z0-9_]+$")
+COLLECTION = "defender.endpoint"
+
+
+def module_for(action):
+    """The Python module of the collection's module ``action`` names (``defender.endpoint.mde_machine``)."""
+    collection, _dot, name = action.rpartition(".")
+    if collection not in ("", COLLECTION) or not _MODULE_NAME.match(name):
+        raise AnsibleError("%s is not a module of %s, which this action plugin runs." % (action, COLLECTION))
+    return importlib.import_module("ansible_collections.defender.endpoint.plugins.modules.%s" % name)
+
+
 class MDEActionBase(ActionBase):
-    """Runs ``MODULE.run(ctx)`` in the controller's worker. Subclasses set ``MODULE`` (the module's Python module)."""
+    """Runs a module's ``run(ctx)`` in the controller's worker: ``MODULE`` when a subclass sets it, else the module
+    the task resolved to (meta/runtime.yml routes every module of the collection to one action plugin, so adding a
+    module needs no action plugin file of its own)."""
 
     MODULE = None
     TRANSFERS_FILES = False
@@ -116,7 +133,8 @@ class MDEActionBase(ActionBase):
         del tmp  # no temporary directory on any host: nothing is transferred
         result = super(MDEActionBase, self).run(task_vars=task_vars)
         name = self._task.action
-        module = self.MODULE
+        # The action as the task names it: the task's resolved_action is this plugin's own name on some cores.
+        module = self.MODULE or module_for(name)
         if self._task.async_val:
             result.update(failed=True, msg="%s runs on the controller in the worker of its task and does not support "
                                            "async; use its wait and wait_timeout options, or forks, instead." % name)
