@@ -15,7 +15,7 @@ description:
   - Reads one custom detection rule by O(rule_id), or every rule of the tenant, optionally only those with a given
     O(display_name) (exact) or O(status), through Microsoft Graph (C(GET /v1.0/security/rules/detectionRules)).
   - The filters are sent as one OData C($filter); every page is read (C(@odata.nextLink)).
-  - A rule id that does not exist gives O(ignore:rules=[]), not a failure.
+  - A rule id that does not exist gives RV(rules=[]), not a failure.
   - Rules made before Microsoft's 2026 rework of the API keep the number the service gave them as their id; they are
     returned like the others. With O(graph_version=beta), Graph also returns the deprecated properties (C(isEnabled),
     C(schedule.period), C(responseActions)...); the collection does not use them.
