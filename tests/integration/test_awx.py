@@ -54,7 +54,8 @@ def inject(inputs, directory):
 
 def job_env(emulator, tmp_path, injected):
     """What a job's process sees: the host environment without any MDE_/AZURE_ variable, Ansible's settings, the
-    credential's injected variables, and the emulator's sign-in host and CA (AWX_TASK_ENV on a real controller)."""
+    credential's injected variables (the emulator's CA among them: the credential's CA bundle path), and the
+    emulator's sign-in host (AWX_TASK_ENV on a real controller)."""
     env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("MDE_", "AZURE_")))
     cache = tmp_path / "token-cache"
     env.update({
@@ -65,7 +66,6 @@ def job_env(emulator, tmp_path, injected):
         "ANSIBLE_NOCOLOR": "1",
         "PATH": BIN + os.pathsep + env.get("PATH", ""),
         "MDE_AUTHORITY_HOST": emulator.url,
-        "MDE_CA_PATH": emulator.ca_path,
         "MDE_TOKEN_CACHE_DIR": str(cache),
     })
     env.update(injected)
@@ -102,7 +102,7 @@ def test_credential_type_is_well_formed():
     # Every variable it sets is one the modules and the inventory plugin read.
     assert set(injectors["env"]) == {"MDE_TENANT_ID", "MDE_CLIENT_ID", "MDE_CLIENT_SECRET", "MDE_CLIENT_CERTIFICATE_PATH",
                                      "MDE_CLIENT_CERTIFICATE_PASSWORD", "MDE_CLOUD", "MDE_API_URL", "MDE_AUTH_MODE",
-                                     "MDE_FEDERATED_TOKEN_FILE"}
+                                     "MDE_FEDERATED_TOKEN_FILE", "MDE_GRAPH_URL", "MDE_CA_PATH"}
     # Every sign-in mode but the ready token (a job's credential outlives any token) can be chosen.
     modes = next(f for f in inputs["fields"] if f["id"] == "auth_mode")["choices"]
     assert set(modes) == set(doc["options"]["auth_mode"]["choices"]) - {"access_token"} | {"implied"}
@@ -112,7 +112,8 @@ def test_credential_type_is_well_formed():
 
 def credential_inputs(emulator, app):
     creds = emulator.apps[app]
-    inputs = {"tenant_id": emulator.tenant_id, "client_id": creds["client_id"], "api_url": emulator.url}
+    inputs = {"tenant_id": emulator.tenant_id, "client_id": creds["client_id"], "api_url": emulator.url,
+              "ca_path": emulator.ca_path}
     if creds["client_secret"]:
         inputs["client_secret"] = creds["client_secret"]
     else:
@@ -176,7 +177,7 @@ def test_injected_environment_alone_authenticates_the_inventory_plugin(emulator,
 def test_a_credential_without_a_secret_authenticates_jobs_and_inventory(emulator, tmp_path, mode):
     """The sign-in modes that need no secret: a managed identity (the platform's endpoint in the job's environment)
     and workload identity (the AKS webhook's variables in the job's pod, the credential's fields left empty)."""
-    injected = inject({"auth_mode": mode, "api_url": emulator.url}, tmp_path)
+    injected = inject({"auth_mode": mode, "api_url": emulator.url, "ca_path": emulator.ca_path}, tmp_path)
     assert injected["MDE_AUTH_MODE"] == mode and injected["MDE_TENANT_ID"] == injected["MDE_CLIENT_SECRET"] == ""
     env = job_env(emulator, tmp_path, injected)
     if mode == "managed_identity":
@@ -202,6 +203,34 @@ def test_a_credential_without_a_secret_authenticates_jobs_and_inventory(emulator
     assert inv.returncode == 0, inv.stderr
     assert "ws-00000.contoso.local" in json.loads(inv.stdout)["_meta"]["hostvars"], inv.stderr
     assert {e["client_id"] for e in api_calls(emulator)} == {expected}
+
+
+def test_graph_url_and_ca_fields_reach_graph_and_the_api_with_nothing_else_set(emulator, tmp_path):
+    """The credential alone (no MDE_CA_PATH or MDE_GRAPH_URL from the job's environment) sends Graph's calls to its
+    Graph URL and trusts its CA: pasted as PEM (written to a private file), or a path inside the EE."""
+    inputs = credential_inputs(emulator, "full")
+    pem = open(emulator.ca_path).read()
+    inputs.update(graph_url=emulator.url, ca_bundle=pem, ca_path="")
+    injected = inject(inputs, tmp_path)
+    assert injected["MDE_GRAPH_URL"] == emulator.url and open(injected["MDE_CA_PATH"]).read() == pem
+    assert injected["MDE_CA_PATH"] != emulator.ca_path and stat.S_IMODE(os.stat(injected["MDE_CA_PATH"]).st_mode) == 0o600
+    (tmp_path / "by-path").mkdir()
+    by_path = inject(dict(credential_inputs(emulator, "full"), graph_url=emulator.url), tmp_path / "by-path")
+    assert by_path["MDE_CA_PATH"] == emulator.ca_path
+    playbook = tmp_path / "graph.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "hunt", "defender.endpoint.mde_advanced_hunting": {"query": "DeviceInfo | take 1"}},
+        {"name": "incidents", "defender.endpoint.mde_incident_info": {"limit": 1}},
+        {"name": "machine", "defender.endpoint.mde_machine_info": {"machine_name": "ws-00000"}}]}]))
+    for env_injected in (injected, by_path):
+        env = job_env(emulator, tmp_path, env_injected)
+        emulator.clear_log()
+        run = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+                             env=env, capture_output=True, text=True, cwd=str(tmp_path), check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        paths = [(e["method"], e["path"]) for e in emulator.log]
+        assert ("POST", "/v1.0/security/runHuntingQuery") in paths and ("GET", "/v1.0/security/incidents") in paths
+        assert ("GET", "/api/machines") in paths
 
 
 # -- a job through ansible-runner -------------------------------------------------------------------------------
@@ -268,6 +297,53 @@ def test_job_through_ansible_runner_as_awx_runs_it(emulator, tmp_path, monkeypat
 
 
 # -- execution environment --------------------------------------------------------------------------------------
+def test_both_execution_environments_pin_the_oldest_supported_core():
+    runtime = yaml.safe_load(open(os.path.join(ROOT, "meta", "runtime.yml")))
+    oldest = runtime["requires_ansible"].lstrip(">=").rsplit(".", 1)[0]
+    assert oldest == "2.16"
+    for name in ("execution-environment.yml", "execution-environment-local.yml"):
+        assert load(name)["dependencies"]["ansible_core"]["package_pip"] == "ansible-core>=" + oldest, name
+
+
+def test_an_execution_environment_from_a_local_make_collection_tarball(tmp_path):
+    """docs/awx.md: make collection, copy the tarball beside execution-environment-local.yml, ansible-builder. The
+    build context holds the tarball where the image's galaxy stage (WORKDIR /build, _build copied there) installs it
+    from; that install is replayed here from the context, as the stage runs it."""
+    builder = shutil.which("ansible-builder", path=BIN)
+    clean_env = dict((k, v) for k, v in os.environ.items() if not k.startswith("ANSIBLE_COLLECTIONS"))
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), ROOT],
+                   capture_output=True, text=True, check=True, env=clean_env)
+    ee_dir = tmp_path / "awx"
+    ee_dir.mkdir()
+    for name in ("execution-environment-local.yml", "requirements-local.yml"):
+        shutil.copy(os.path.join(AWX, name), str(ee_dir / name))
+    tarball = [p for p in os.listdir(str(tmp_path)) if p.startswith("defender-endpoint-") and p.endswith(".tar.gz")]
+    assert len(tarball) == 1
+    shutil.copy(str(tmp_path / tarball[0]), str(ee_dir / "defender-endpoint.tar.gz"))  # the documented cp
+    create = subprocess.run([builder, "create", "-f", "execution-environment-local.yml", "-c", str(tmp_path / "context"),
+                             "--output-filename", "Containerfile"], capture_output=True, text=True, check=False,
+                            cwd=str(ee_dir))
+    assert create.returncode == 0, create.stdout + create.stderr
+    build = tmp_path / "context" / "_build"
+    assert (build / "collections" / "defender-endpoint.tar.gz").is_file()
+    containerfile = (tmp_path / "context" / "Containerfile").read_text()
+    galaxy_stage = containerfile.split("FROM base AS galaxy", 1)[1].split("FROM base AS builder", 1)[0]
+    assert "COPY _build /build" in galaxy_stage and "WORKDIR /build" in galaxy_stage
+    assert "ansible-galaxy collection install" in galaxy_stage and "-r requirements.yml" in galaxy_stage
+    wanted = yaml.safe_load((build / "requirements.yml").read_text())["collections"]
+    assert {c["name"] for c in wanted} == {"collections/defender-endpoint.tar.gz", "ansible.windows"}
+    # The stage's install of the local collection, from /build (Galaxy's ansible.windows is left out: no network).
+    local = tmp_path / "local-requirements.yml"
+    local.write_text(yaml.safe_dump({"collections": [c for c in wanted if c.get("type") == "file"]}))
+    installed = tmp_path / "usr-share-ansible-collections"
+    install = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", str(local),
+                              "--collections-path", str(installed)], capture_output=True, text=True, check=False,
+                             cwd=str(build), env=clean_env)
+    assert install.returncode == 0, install.stdout + install.stderr
+    manifest = json.load(open(str(installed / "ansible_collections" / "defender" / "endpoint" / "MANIFEST.json")))
+    galaxy_yml = yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))
+    assert manifest["collection_info"]["version"] == galaxy_yml["version"]
+
 def test_ansible_builder_creates_a_context_with_the_collection_requirements(tmp_path):
     builder = shutil.which("ansible-builder", path=BIN)
     assert builder, "ansible-builder is pinned in tests/requirements-dev.txt and installed by make"
