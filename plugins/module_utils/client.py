@@ -27,11 +27,11 @@ except ImportError as e:  # pragma: no cover - reported by MDEModule through mis
     REQUESTS_IMPORT_ERROR = e
 
 try:
-    from urllib.parse import urljoin, urlsplit
+    from urllib.parse import urlsplit
 except ImportError:  # pragma: no cover
-    from urlparse import urljoin, urlsplit  # type: ignore
+    from urlparse import urlsplit  # type: ignore
 
-from ansible_collections.defender.endpoint.plugins.module_utils import clouds, files, options
+from ansible_collections.defender.endpoint.plugins.module_utils import clouds, options
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import (
     DeviceCodeTokenProvider,
     ManagedIdentityTokenProvider,
@@ -46,6 +46,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
     MDEError,
     quoted,
 )
+from ansible_collections.defender.endpoint.plugins.module_utils.permissions import required_permission
 from ansible_collections.defender.endpoint.plugins.module_utils.throttle import MAX_BLOCK, RateBudget, family
 
 # The collection's version, as galaxy.yml's ``version:`` gives it. module_utils cannot read galaxy.yml at run time (an
@@ -74,100 +75,6 @@ MAX_EMPTY_PAGES = 3
 # control characters.
 _UNSAFE_LINK = re.compile(r"[\\@\s\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-# The application permission each endpoint needs, as the "Permissions" section of its page documents it (the list of
-# pages: https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-list), used to say which permission is
-# missing when the API answers 403. First match wins.
-_ANY_ACTION = "one of Machine.Isolate, Machine.RestrictExecution, Machine.Scan, Machine.CollectForensics, " \
-              "Machine.Offboard, Machine.StopAndQuarantine, Machine.LiveResponse"
-PERMISSIONS = [
-    ("POST", r"^/api/machines/[^/]+/(isolate|unisolate)$", "Machine.Isolate"),
-    ("POST", r"^/api/machines/[^/]+/(restrictCodeExecution|unrestrictCodeExecution)$", "Machine.RestrictExecution"),
-    ("POST", r"^/api/machines/[^/]+/runAntiVirusScan$", "Machine.Scan"),
-    ("POST", r"^/api/machines/[^/]+/collectInvestigationPackage$", "Machine.CollectForensics"),
-    ("POST", r"^/api/machines/[^/]+/offboard$", "Machine.Offboard"),
-    ("POST", r"^/api/machines/[^/]+/StopAndQuarantineFile$", "Machine.StopAndQuarantine"),
-    ("POST", r"^/api/machines/[^/]+/runliveresponse$", "Machine.LiveResponse"),
-    ("POST", r"^/api/machineactions/[^/]+/cancel$", _ANY_ACTION),
-    ("POST", r"^/api/machines/[^/]+/startInvestigation$", "Alert.ReadWrite.All"),
-    # Two reads whose delegated permission is not the read's (the fourth item): the investigation package
-    # (https://learn.microsoft.com/en-us/defender-endpoint/api/get-package-sas-uri) and a live response result
-    # (https://learn.microsoft.com/en-us/defender-endpoint/api/get-live-response-result).
-    ("GET", r"^/api/machineactions/[^/]+/getPackageUri$", "Machine.Read.All or Machine.ReadWrite.All",
-     "Machine.CollectForensics"),
-    ("GET", r"^/api/machineactions/[^/]+/GetLiveResponseResultDownloadLink", "Machine.Read.All or Machine.ReadWrite.All",
-     "Machine.LiveResponse"),
-    ("GET", r"^/api/machineactions", "Machine.Read.All or Machine.ReadWrite.All"),
-    ("POST", r"^/api/machines/", "Machine.ReadWrite.All"),
-    ("PATCH", r"^/api/machines/", "Machine.ReadWrite.All"),
-    ("GET", r"^/api/machines/[^/]+/alerts$", "Alert.Read.All or Alert.ReadWrite.All"),
-    ("GET", r"^/api/machines/[^/]+/logonusers$", "User.Read.All"),
-    ("GET", r"^/api/machines/[^/]+/getmissingkbs$", "Software.Read.All"),
-    ("GET", r"^/api/machines/[^/]+/recommendations$", "SecurityRecommendation.Read.All"),
-    ("GET", r"^/api/machines/SoftwareVulnerabilitiesByMachine$", "Vulnerability.Read.All"),
-    ("GET", r"^/api/machines/[^/]+/vulnerabilities$", "Vulnerability.Read.All"),
-    ("GET", r"^/api/vulnerabilities", "Vulnerability.Read.All"),
-    ("GET", r"^/api/recommendations", "SecurityRecommendation.Read.All"),
-    ("GET", r"^/api/machines", "Machine.Read.All or Machine.ReadWrite.All"),
-    ("GET", r"^/api/alerts/[^/]+/machine$", "Machine.Read.All or Machine.ReadWrite.All"),
-    ("GET", r"^/api/alerts", "Alert.Read.All or Alert.ReadWrite.All"),
-    (None, r"^/api/alerts", "Alert.ReadWrite.All"),
-    (None, r"^/api/indicators", "Ti.ReadWrite.All (or Ti.ReadWrite for the indicators this application created)"),
-    (None, r"^/api/advancedqueries", "AdvancedQuery.Read.All"),
-    ("GET", r"^/api/investigations", "Alert.Read.All or Alert.ReadWrite.All"),
-    ("GET", r"^/api/(files|domains)/[^/]+/machines$", "Machine.Read.All or Machine.ReadWrite.All"),
-    ("GET", r"^/api/users/[^/]+/machines$", "Machine.ReadWrite.All"),
-    ("GET", r"^/api/domains/[^/]+/alerts$", "Alert.ReadWrite.All"),
-    ("GET", r"^/api/(files|ips|users)/[^/]+/alerts$", "Alert.Read.All or Alert.ReadWrite.All"),
-    (None, r"^/api/files", "File.Read.All"),
-    (None, r"^/api/ips", "Ip.Read.All"),
-    (None, r"^/api/domains", "URL.Read.All"),
-    (None, r"^/api/users", "User.Read.All"),
-    (None, r"^/api/libraryfiles", "Library.Manage"),
-    # Microsoft Graph (the client's second API, MDEClient.graph): the "Permissions" section of each page, e.g.
-    # https://learn.microsoft.com/en-us/graph/api/security-security-runhuntingquery and
-    # https://learn.microsoft.com/en-us/graph/api/security-list-incidents.
-    ("POST", r"^/v1\.0/security/runHuntingQuery$", "ThreatHunting.Read.All"),
-    ("GET", r"^/v1\.0/security/incidents", "SecurityIncident.Read.All or SecurityIncident.ReadWrite.All"),
-    (None, r"^/v1\.0/security/incidents", "SecurityIncident.ReadWrite.All"),
-]
-
-
-# A user-context token carries delegated permissions, named as the "Delegated (work or school account)" row of each
-# page's table: Machine.Read.All -> Machine.Read, Alert.ReadWrite.All -> Alert.ReadWrite..., while a few keep the
-# application name (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-nativeapp,
-# https://learn.microsoft.com/en-us/defender-endpoint/api/get-file-information). Ti.ReadWrite.All has no delegated form.
-_DELEGATED_SAME = frozenset(["File.Read.All", "Ip.Read.All", "URL.Read.All", "User.Read.All"])
-_DELEGATED_TEXT = {
-    "Ti.ReadWrite.All (or Ti.ReadWrite for the indicators this application created)": "Ti.ReadWrite",
-}
-
-
-def delegated_permission(text):
-    """The delegated permission(s) of the Defender for Endpoint API that stand for the application ones in ``text``."""
-    if text in _DELEGATED_TEXT:
-        return _DELEGATED_TEXT[text]
-
-    def one(match):
-        name = match.group(0)
-        if name in _DELEGATED_SAME or not name.endswith(".All"):
-            return name
-        return name[:-len(".All")]
-    return re.sub(r"\b[A-Z][A-Za-z]*\.[A-Za-z.]*[A-Za-z]", one, text)
-
-
-def required_permission(method, path, delegated=False):
-    """The permission the call needs, as its page documents it: the application one, or with ``delegated`` the
-    delegated one (for the Defender for Endpoint API; Microsoft Graph names both alike)."""
-    path = re.sub(r"^/api/v1\.0/", "/api/", path)
-    for entry in PERMISSIONS:
-        m, pattern, permission = entry[:3]
-        if (m is None or m == method) and re.search(pattern, path):
-            if delegated and path.startswith("/api/"):
-                return entry[3] if len(entry) > 3 else delegated_permission(permission)
-            return permission
-    return None
-
 
 if HAS_REQUESTS:
     class DeadlineExceeded(requests.exceptions.Timeout):
@@ -799,113 +706,10 @@ class MDEClient:
 
     # -- pre-signed downloads ---------------------------------------------------------------------------
     def download(self, url, dest, what="the file", deadline=None, chunk_size=1024 * 1024, max_size=MAX_DOWNLOAD):
-        """GET a pre-signed (SAS) ``url`` into the file ``dest``; return ``(dest, sha256 hex digest, size in bytes)``.
-
-        For the links the API hands out to download a result, such as an investigation package
-        (https://learn.microsoft.com/en-us/defender-endpoint/api/get-package-sas-uri) or a live response result
-        (https://learn.microsoft.com/en-us/defender-endpoint/api/get-live-response-result): the link carries its
-        own short-lived credential in its query string, so no bearer token (no Authorization header at all, not even
-        one from ~/.netrc) is sent, and only https:// is followed, redirects included. The body is streamed through
-        files.atomic_writer: ``dest`` appears whole, mode 0600, or not at all. The client's TLS settings and timeout
-        apply; each attempt ends after ``deadline`` seconds (default: the session's request deadline). Dropped
-        connections, timeouts, 429 and 5xx answers are tried again, as for other reads. ``what`` names the file in
-        messages (``the investigation package``). Every failure is an MDEError whose text shows the URL without its
-        query string (its credential). ``max_size``: the most bytes accepted (a larger answer, by its Content-Length
-        or by what arrives, fails without leaving a file, and is not tried again).
-        """
-        shown = strip_query(url)
-        if deadline is None:
-            deadline = getattr(self.session, "deadline", None) or DEADLINE_FACTOR * getattr(
-                self.session, "default_timeout", 30)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._download_once(url, dest, what, shown, deadline, chunk_size, max_size)
-            except _RetryDownload as e:
-                if attempt >= self.max_attempts:
-                    raise e.error
-                self._wait(attempt, e.retry_after)
-            except files.UnsafeFileError as e:
-                raise MDEError("Downloading %s from %s failed: %s." % (what, shown, str(e).rstrip(".")),
-                               method="GET", path=urlsplit(shown).path)
-            except _WriteError as e:
-                raise MDEError("Downloading %s from %s failed: cannot write %s: %s." % (
-                    what, shown, files.where(e.error, dest), e.error.strerror or type(e.error).__name__),
-                    method="GET", path=urlsplit(shown).path)
-
-    def _download_once(self, url, dest, what, shown, deadline, chunk_size, max_size=None):
-        """One attempt of download(). Raises MDEError, _RetryDownload, _WriteError or files.UnsafeFileError."""
-        started = time.monotonic()
-
-        def failed(text, status=None):
-            return MDEError("Downloading %s from %s failed: %s." % (what, shown, text), status=status, method="GET",
-                            path=urlsplit(shown).path)
-
-        def transport(e):
-            error = failed(_hide_queries(_transport_text(e, getattr(self.session, "default_timeout", None),
-                                                         secrets=(url,))))
-            return _RetryDownload(error) if _transient(e) else error
-
-        target = url
-        for _hop in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(target)
-            if parts.scheme != "https" or not parts.hostname or _UNSAFE_LINK.search(target):
-                raise failed("%s is not a plain https:// URL; not downloading it" % (
-                    "the link" if target == url else "it redirects to %s, which" % strip_query(target)))
-            try:
-                resp = self.session.request("GET", target, stream=True, allow_redirects=False, auth=_no_authorization,
-                                            headers={"Accept": "*/*"})
-            except requests.exceptions.RequestException as e:
-                raise transport(e)
-            if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
-                resp.close()
-                target = urljoin(target, resp.headers["Location"])
-                continue
-            break
-        else:
-            raise failed("more than %d redirects" % MAX_REDIRECTS)
-        with resp:
-            if resp.status_code != 200:
-                error = failed("HTTP %d %s" % (resp.status_code, resp.reason or ""), status=resp.status_code)
-                if resp.status_code in RETRY_STATUSES or resp.status_code == 429:
-                    raise _RetryDownload(error, parse_retry_after(resp.headers.get("Retry-After")))
-                raise error
-            too_large = failed("it is larger than the %d bytes accepted for %s; nothing was kept" % (max_size, what)) \
-                if max_size is not None else None
-            length = resp.headers.get("Content-Length")
-            if too_large is not None and length and length.strip().isdigit() and int(length) > max_size:
-                raise too_large
-            digest = hashlib.sha256()
-            body = resp.iter_content(chunk_size=chunk_size)
-            try:
-                with files.atomic_writer(dest, mode=0o600) as f:
-                    size = self._stream(body, f, digest, started, deadline, transport, failed, max_size, too_large)
-            except OSError as e:  # creating, writing, syncing or renaming the file
-                raise _WriteError(e)
-        return dest, digest.hexdigest(), size
-
-    @staticmethod
-    def _stream(body, f, digest, started, deadline, transport, failed, max_size=None, too_large=None):
-        """Copy the answer's chunks into ``f`` and ``digest``; return their size. A failure to read becomes MDEError
-        or _RetryDownload (never OSError, which is the file's); more than ``max_size`` bytes raise ``too_large``."""
-        size = 0
-        while True:
-            try:
-                if time.monotonic() - started > deadline:
-                    raise DeadlineExceeded("the download did not end within %g seconds" % deadline)
-                chunk = next(body)
-            except StopIteration:
-                return size
-            except requests.exceptions.RequestException as e:
-                raise transport(e)
-            except Exception as e:  # the connection's own errors; their text may hold the URL
-                raise _RetryDownload(failed("the transfer broke off (%s)" % type(e).__name__))
-            size += len(chunk)
-            if max_size is not None and size > max_size:
-                raise too_large
-            f.write(chunk)
-            digest.update(chunk)
+        """GET a pre-signed ``url`` into the file ``dest``, without the bearer token: downloads.download()."""
+        from ansible_collections.defender.endpoint.plugins.module_utils import downloads
+        return downloads.download(self, url, dest, what=what, deadline=deadline, chunk_size=chunk_size,
+                                  max_size=max_size)
 
 
 class GraphClient(MDEClient):
@@ -922,43 +726,6 @@ class GraphClient(MDEClient):
     # (https://learn.microsoft.com/en-us/graph/best-practices-concept#handling-future-members-in-evolvable-enumerations,
     # https://learn.microsoft.com/en-us/graph/api/resources/security-incident).
     headers = {"Prefer": "include-unknown-enum-members"}
-
-
-class _RetryDownload(Exception):
-    """A download failure another attempt may not meet: carries the MDEError to raise when none is left."""
-
-    def __init__(self, error, retry_after=None):
-        super(_RetryDownload, self).__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-class _WriteError(Exception):
-    """Writing the downloaded file failed (``error``: the OSError)."""
-
-    def __init__(self, error):
-        super(_WriteError, self).__init__(str(error))
-        self.error = error
-
-
-def _no_authorization(prepared):
-    """requests auth hook: no Authorization header on a pre-signed download (and no ~/.netrc credentials either)."""
-    prepared.headers.pop("Authorization", None)
-    return prepared
-
-
-MAX_REDIRECTS = 5
-_QUERY = re.compile(r"\?[^\s'\"<>)]*")
-
-
-def strip_query(url):
-    """A URL without its query string or fragment (a SAS URL's query is its credential)."""
-    return str(url).split("?", 1)[0].split("#", 1)[0]
-
-
-def _hide_queries(text):
-    """``text`` with the query string of every URL in it cut off (``?...``)."""
-    return _QUERY.sub("?...", text)
 
 
 def _check_url(name, url, allow_http=False):

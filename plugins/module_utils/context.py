@@ -194,7 +194,7 @@ def execute(run, ctx, permission=None, validate=None):
             delegated = getattr(getattr(ctx._client, "token_provider", None), "delegated", False)  # pylint: disable=protected-access
             # Microsoft Graph names its delegated permissions as its application ones; the Defender API does not.
             if delegated and (e.path or "").startswith("/api/"):
-                from ansible_collections.defender.endpoint.plugins.module_utils.client import delegated_permission
+                from ansible_collections.defender.endpoint.plugins.module_utils.permissions import delegated_permission
                 permission = delegated_permission(permission)
             if e.permission != permission:
                 e.message = "%s %s needs the %s permission %s." % (
