@@ -281,6 +281,44 @@ def parse_retry_after(value, now=None):
     return min(max(MIN_RETRY_AFTER, seconds), RETRY_AFTER_CLAMP)
 
 
+# -- the one retry decision ------------------------------------------------------------------------------------------
+# What one answer means for the request that got it (MDEClient._request acts on it; tests hold it as a table):
+RETRY = "retry"            # send again after a pause: the answer's Retry-After (on a 5xx), else the backoff
+THROTTLED = "throttled"    # 429: the family's budget is blocked for its Retry-After, for every fork, then again
+REFRESH = "refresh"        # 401 on a cached token: a new token, then again (once)
+AMBIGUOUS = "ambiguous"    # a write that may have taken effect: read back (reconcile), or fail saying it may have
+FAIL = "fail"              # fail with the answer's error
+
+
+def decide(status=None, error=None, retry_safe=True, retry_timeouts=True, refreshable=False):
+    """The verdict on one answer that is not a success: an HTTP ``status`` (a 2xx here is one whose body is not
+    JSON), or the transport ``error`` raised instead. ``retry_safe``: repeating the request cannot do it twice (a
+    read); ``retry_timeouts``: a read that timed out may be sent again (not a hunting query that ran out of time);
+    ``refreshable``: a new token may help a 401."""
+    if error is not None:
+        never_sent = isinstance(error, requests.exceptions.ConnectTimeout) or (
+            isinstance(error, requests.exceptions.ConnectionError) and "NewConnectionError" in repr(error)
+            and not isinstance(error, requests.exceptions.SSLError))
+        if _transient(error) and (never_sent or (retry_safe and (
+                retry_timeouts or not isinstance(error, requests.exceptions.ReadTimeout)))):
+            return RETRY
+        if not (retry_safe or never_sent) and (_transient(error) or isinstance(error, DeadlineExceeded)):
+            return AMBIGUOUS
+        return FAIL
+    if status == 429:
+        return THROTTLED
+    if status == 401 and refreshable:
+        return REFRESH
+    if status in RETRY_STATUSES:
+        if not retry_safe:
+            return AMBIGUOUS
+        # retry_timeouts=False: a gateway's 504 is a timeout too (a query that ran out of time is not re-run).
+        return RETRY if retry_timeouts or status != 504 else FAIL
+    if status >= 400:
+        return FAIL
+    return RETRY if retry_safe else AMBIGUOUS  # a 2xx whose body is not JSON
+
+
 class MDEClient:
     """Requests to ``{api_url}/api/...`` with a bearer token, retries, throttling and paging.
 
@@ -522,29 +560,30 @@ class MDEClient:
                                    "was not sent." % self.token_provider.describe(), method=method, path=path)
             headers = dict(self.headers, Authorization="Bearer " + token, Accept="application/json")
             slot = self.budget.acquire(self.budget_key, fam) if self.budget is not None else None
+            resp = error = None
             try:
                 body = {"files": files} if files is not None else {"json": json}
                 resp = self.session.request(method, url, params=params, headers=headers, **body)
             except requests.exceptions.RequestException as e:
+                error = e
+            status = resp.status_code if resp is not None else None
+            if status != 429:
                 self._settle(fam, slot)
-                never_sent = isinstance(e, (requests.exceptions.ConnectTimeout,)) or (
-                    isinstance(e, requests.exceptions.ConnectionError)
-                    and "NewConnectionError" in repr(e) and not isinstance(e, requests.exceptions.SSLError))
-                repeatable = _transient(e) and (never_sent or (
-                    retry_safe and (retry_timeouts or not isinstance(e, requests.exceptions.ReadTimeout))))
-                if repeatable and attempt < self.max_attempts:
-                    self._wait(attempt)
-                    continue
-                ambiguous = not (retry_safe or never_sent) and (_transient(e) or isinstance(e, DeadlineExceeded))
-                text = _transport_text(e, getattr(self.session, "default_timeout", None), secrets=self._secrets(headers),
-                                       host=_host_port(url))
-                if ambiguous and strict:
-                    raise AmbiguousWrite(MDEError("%s %s failed: %s." % (method, path, text), method=method, path=path),
-                                         timed_out=isinstance(e, (requests.exceptions.ReadTimeout, DeadlineExceeded)))
-                raise MDEError("%s %s failed: %s%s." % (method, path, text, NOT_REPEATED if ambiguous else ""),
-                               method=method, path=path)
-            status = resp.status_code
-            if status == 429:
+            ok = status is not None and (status < 400 or bool(ok_statuses and status in ok_statuses))
+            if ok:
+                if status == 204 or not resp.content:
+                    return None
+                try:
+                    return resp.json()
+                except ValueError:
+                    pass
+            verdict = decide(status, error, retry_safe=retry_safe, retry_timeouts=retry_timeouts,
+                             refreshable=self.token_provider.refreshable and not refreshed)
+            if verdict == REFRESH:
+                refreshed = True
+                self.token_provider.get_token(force_refresh=True)
+                continue
+            if verdict == THROTTLED:
                 retry_after = self._retry_after(resp)
                 if retry_after is not None and retry_after > self.max_retry_after:
                     # Not recorded in the shared budget: no task waits for it, so no later run must sit it out. The
@@ -562,41 +601,37 @@ class MDEClient:
                     else:
                         self._wait(attempt, retry_after)
                     continue
-            else:
-                self._settle(fam, slot)
-            if status == 401 and self.token_provider.refreshable and not refreshed:
-                refreshed = True
-                self.token_provider.get_token(force_refresh=True)
-                continue
-            # retry_timeouts=False: a gateway's 504 is a timeout too (a query that ran out of time is not re-run).
-            if status in RETRY_STATUSES and retry_safe and attempt < self.max_attempts and (
-                    retry_timeouts or status != 504):
-                retry_after = self._retry_after(resp)
+                verdict = FAIL
+            if verdict == RETRY and attempt < self.max_attempts:
+                retry_after = self._retry_after(resp) if status is not None and status >= 500 else None
                 if retry_after is not None and retry_after > self.max_retry_after:
                     raise self._too_long(method, path, resp, retry_after)
                 self._wait(attempt, retry_after)
                 continue
-            if status >= 400 and not (ok_statuses and status in ok_statuses):
-                error = self._error(method, path, resp)
-                if status >= 500 and not retry_safe:
-                    if strict:
-                        raise AmbiguousWrite(error)
-                    error.message = error.message[:-1] + NOT_REPEATED + "."
-                raise error
-            if status == 204 or not resp.content:
-                return None
-            try:
-                return resp.json()
-            except ValueError:
-                if retry_safe and attempt < self.max_attempts:
-                    self._wait(attempt)
-                    continue
-                text = "%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)" % (
-                    method, path, status, len(resp.content), resp.headers.get("Content-Type"))
-                if strict and not retry_safe:
-                    raise AmbiguousWrite(MDEError(text + ".", status=status, method=method, path=path))
-                raise MDEError(text + ("" if retry_safe else NOT_REPEATED) + ".", status=status, method=method,
-                               path=path)
+            # A retry with no attempt left fails as it is (only reads and requests never sent are retried).
+            raise self._failure(method, path, url, headers, resp, error, ambiguous=verdict == AMBIGUOUS, strict=strict)
+
+    def _failure(self, method, path, url, headers, resp, error, ambiguous, strict):
+        """The exception a request ends with: AmbiguousWrite for an ambiguous write with ``strict`` (the caller
+        reconciles), else MDEError, saying so when a write may have taken effect."""
+        if error is not None:
+            text = "%s %s failed: %s" % (method, path, _transport_text(
+                error, getattr(self.session, "default_timeout", None), secrets=self._secrets(headers),
+                host=_host_port(url)))
+            failure = MDEError(text + ".", method=method, path=path)
+            timed_out = isinstance(error, (requests.exceptions.ReadTimeout, DeadlineExceeded))
+        elif resp.status_code >= 400:
+            failure, timed_out = self._error(method, path, resp), False
+        else:
+            failure = MDEError("%s %s failed: HTTP %d with a body that is not JSON (%d bytes, Content-Type %s)." % (
+                method, path, resp.status_code, len(resp.content), resp.headers.get("Content-Type")),
+                status=resp.status_code, method=method, path=path)
+            timed_out = False
+        if ambiguous and strict:
+            return AmbiguousWrite(failure, timed_out=timed_out)
+        if ambiguous:
+            failure.message = failure.message[:-1] + NOT_REPEATED + "."
+        return failure
 
     def get(self, path, params=None, **kwargs):
         return self.request("GET", path, params=params, **kwargs)

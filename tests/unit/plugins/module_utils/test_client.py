@@ -692,3 +692,53 @@ def test_a_download_larger_than_accepted_fails_once_and_leaves_nothing(tmp_path)
     with pytest.raises(MDEError):
         client.download(SAS, str(tmp_path / "p.zip"))
     assert client_module.MAX_DOWNLOAD == 3 * 1024 ** 3 and os.listdir(tmp_path) == []
+
+
+# -- the one retry decision, as a table ---------------------------------------------------------------------------
+def _transport(kind):
+    return {"never sent": requests.exceptions.ConnectTimeout("connect timed out"),
+            "refused": requests.exceptions.ConnectionError("NewConnectionError: [Errno 111] Connection refused"),
+            "dropped": requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected"),
+            "read timeout": requests.exceptions.ReadTimeout("Read timed out."),
+            "cut short": requests.exceptions.ChunkedEncodingError("Connection broken"),
+            "tls": requests.exceptions.SSLError("certificate verify failed"),
+            "bad url": requests.exceptions.InvalidURL("bad")}[kind]
+
+
+@pytest.mark.parametrize("answer,retry_safe,retry_timeouts,refreshable,verdict", [
+    # an HTTP status                           read?  timeouts? refresh?  what it means
+    (429, True, True, False, "throttled"),
+    (429, False, True, False, "throttled"),      # a 429 was not carried out: a write is sent again too
+    (401, True, True, True, "refresh"),
+    (401, True, True, False, "fail"),            # refreshed once already
+    (403, True, True, True, "fail"),
+    (404, False, True, False, "fail"),
+    (500, True, True, False, "retry"),
+    (503, True, True, False, "retry"),
+    (504, True, False, False, "fail"),           # a hunting query that ran out of time is not re-run
+    (502, True, False, False, "retry"),
+    (500, False, True, False, "ambiguous"),      # a write that may have taken effect
+    (504, False, True, False, "ambiguous"),
+    (200, True, True, False, "retry"),           # a 2xx whose body is not JSON
+    (201, False, True, False, "ambiguous"),
+    # a transport error
+    ("never sent", False, True, False, "retry"),
+    ("refused", False, True, False, "retry"),
+    ("dropped", True, True, False, "retry"),
+    ("dropped", False, True, False, "ambiguous"),
+    ("read timeout", True, True, False, "retry"),
+    ("read timeout", True, False, False, "fail"),
+    ("read timeout", False, True, False, "ambiguous"),
+    ("cut short", False, True, False, "ambiguous"),
+    ("tls", True, True, False, "fail"),
+    ("tls", False, True, False, "fail"),
+    ("bad url", False, True, False, "fail"),
+])
+def test_what_each_answer_means(answer, retry_safe, retry_timeouts, refreshable, verdict):
+    from ansible_collections.defender.endpoint.plugins.module_utils.client import decide
+    if isinstance(answer, int):
+        got = decide(status=answer, retry_safe=retry_safe, retry_timeouts=retry_timeouts, refreshable=refreshable)
+    else:
+        got = decide(error=_transport(answer), retry_safe=retry_safe, retry_timeouts=retry_timeouts,
+                     refreshable=refreshable)
+    assert got == verdict
