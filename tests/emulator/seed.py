@@ -165,6 +165,12 @@ def _alert_id(seed, j):
     return "da%018d_%d" % (637472900382838869 + j * 1000003, signed)
 
 
+# The first alerts were created in the last day, relative to when the emulator started (or was reset): with the
+# severity and status cycles, that is every severity, each with a New one (alert 9 is a New High), so that a first
+# playbook such as "New High alerts of the last 24 hours" finds something.
+RECENT_ALERTS = 12
+
+
 def generate_alerts(count, machines, seed, base, tenant_id):
     """Return alert dicts linked to onboarded machines; evidence is produced by :func:`alert_evidence`."""
     rng = random.Random("alerts-%s" % seed)
@@ -176,7 +182,10 @@ def generate_alerts(count, machines, seed, base, tenant_id):
         machine = targets[j % len(targets)]
         category = ALERT_CATEGORY[j % len(ALERT_CATEGORY)]
         status = ALERT_STATUS[j % len(ALERT_STATUS)]
-        created = base - datetime.timedelta(seconds=rng.randint(120, 29 * 86400))
+        age = rng.randint(120, 29 * 86400)
+        if j < RECENT_ALERTS:
+            age = 120 + age % (23 * 3600)  # the same draw, folded into the last 23 hours: the other alerts keep theirs
+        created = base - datetime.timedelta(seconds=age)
         first_event = created - datetime.timedelta(seconds=rng.randint(60, 600))
         last_event = first_event + datetime.timedelta(seconds=rng.randint(1, 60))
         updated = created + datetime.timedelta(seconds=rng.randint(1, 3600))

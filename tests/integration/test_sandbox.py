@@ -106,3 +106,20 @@ def test_the_command_line_prints_the_env_file_and_refuses_a_busy_port_in_one_sen
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+def test_the_seeded_tenant_has_new_alerts_of_every_severity_in_the_last_day(ansible, emulator):
+    """The first playbook a user writes (New alerts of the last 24 hours, by severity) finds something in every
+    severity, on a tenant seeded just now."""
+    severities = ["Informational", "Low", "Medium", "High"]
+    result = ansible.playbook(tasks=[
+        {"name": severity, "defender.endpoint.mde_alert_info": {"severity": [severity], "status": ["New"],
+                                                                "created_after": "24h"}}
+        for severity in severities])
+    assert result.rc == 0, result
+    for severity in severities:
+        alerts = result.task(severity)["alerts"]
+        assert alerts and {a["severity"] for a in alerts} == {severity} and {a["status"] for a in alerts} == {"New"}
+    # Each was asked of the API with a time filter (the emulator filtered, not the module).
+    queries = [e["query"] for e in emulator.log if e["path"] == "/api/alerts"]
+    assert len(queries) == 4 and all("alertCreationTime ge " in str(q) for q in queries), queries
