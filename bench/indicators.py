@@ -110,7 +110,7 @@ def run_module(emu, workdir, items, name, scale):
 
 def run_baseline(emu, items, scale):
     """One POST /api/indicators per indicator, through the collection's own client (same session, retries)."""
-    from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client  # pylint: disable=import-outside-toplevel
+    from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client  # pylint: disable=import-outside-toplevel
     from ansible_collections.defender.endpoint.plugins.module_utils import indicators as ti  # pylint: disable=import-outside-toplevel
     app = emu.apps["full"]
     os.environ["MDE_RATE_LIMIT_SCALE"] = str(scale)

@@ -542,7 +542,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # -- reading ----------------------------------------------------------------------------------------
     def _fetch(self, auth, server_filters, odata_filter):
-        from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+        from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
         try:
             client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)
@@ -595,7 +595,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 cached = None
             if isinstance(cached, dict) and cached.get("query") == fingerprint and isinstance(cached.get("machines"), dict):
                 return cached["machines"]
-        from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+        from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
         try:
             client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)

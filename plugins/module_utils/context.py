@@ -77,7 +77,7 @@ class Context:
     @property
     def client(self):
         if self._client is None:
-            from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+            from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
             factory = self._client_factory or create_client
             kwargs = dict((k, self.params.get(k)) for k in options.NAMES)
             if self.sign_in is not None:

@@ -193,7 +193,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import live_resp
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
-from ansible_collections.defender.endpoint.plugins.module_utils.client import rate_limit_scale
+from ansible_collections.defender.endpoint.plugins.module_utils.connect import rate_limit_scale
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 

@@ -278,7 +278,7 @@ def test_the_source_file_imports_the_client_from_an_installed_collection():
     out = subprocess.run([sys.executable, "-I", "-c", code, path], capture_output=True, text=True, cwd="/",
                          check=False, env={"PATH": os.environ.get("PATH", "")})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["None", "ansible_collections.defender.endpoint.plugins.module_utils.client"]
+    assert out.stdout.split() == ["None", "ansible_collections.defender.endpoint.plugins.module_utils.connect"]
 
 
 # -- alert text controlled by a device: never templated by Ansible ----------------------------------------------

@@ -161,7 +161,7 @@ def _import_collection():
     plugins/event_source/``, without putting ``<root>`` on sys.path; add it when the plain import fails.
     """
     try:
-        from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+        from ansible_collections.defender.endpoint.plugins.module_utils import connect as client_mod
     except ImportError:
         # .../<root>/ansible_collections/defender/endpoint/extensions/eda/plugins/event_source/mde_alerts.py
         ancestors = [os.path.abspath(globals().get("__file__") or "")]
@@ -172,7 +172,7 @@ def _import_collection():
         root = ancestors[8]
         if root not in sys.path:
             sys.path.append(root)
-        from ansible_collections.defender.endpoint.plugins.module_utils import client as client_mod
+        from ansible_collections.defender.endpoint.plugins.module_utils import connect as client_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import auth as auth_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import errors as errors_mod
     from ansible_collections.defender.endpoint.plugins.module_utils import files as files_mod

@@ -10,7 +10,8 @@ import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import auth
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import MsalTokenProvider, StaticTokenProvider
-from ansible_collections.defender.endpoint.plugins.module_utils.client import PinnedSession, create_client
+from ansible_collections.defender.endpoint.plugins.module_utils.client import PinnedSession
+from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEAuthError, MDEConfigError
 
 

@@ -3,7 +3,7 @@ permission names a 403 gives in user context; the federated token file."""
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import auth
-from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client, resolve_auth_mode
+from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client, resolve_auth_mode
 from ansible_collections.defender.endpoint.plugins.module_utils.permissions import (
     delegated_permission,
     required_permission,

@@ -418,7 +418,7 @@ def test_scrub_removes_bearer_tokens_in_any_form():
 
 @pytest.mark.parametrize("value", ["tok\r\nX-Injected: 1", "tok\x00"])
 def test_create_client_refuses_control_characters_in_credentials(value):
-    from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+    from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
     from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEConfigError
     with pytest.raises(MDEConfigError) as e:
         create_client(access_token=value, api_url=API, token_cache=False)
@@ -426,7 +426,7 @@ def test_create_client_refuses_control_characters_in_credentials(value):
 
 
 def test_create_client_strips_a_trailing_newline_and_a_bearer_prefix():
-    from ansible_collections.defender.endpoint.plugins.module_utils.client import create_client
+    from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
     c = create_client(access_token="Bearer abc.def.ghi\n", api_url=API, token_cache=False)
     assert c.token_provider.get_token() == "abc.def.ghi"
 
