@@ -22,7 +22,7 @@ if AnsibleCollectionConfig.collection_finder is None:
         del sys.modules[_name]
     init_plugin_loader([os.path.join(ROOT, ".build", "src")])
 
-from ansible_collections.defender.endpoint.plugins.module_utils import client as client_module  # noqa: E402
+from ansible_collections.defender.endpoint.plugins.module_utils import connect as client_module  # noqa: E402
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEConfigError, MDEError  # noqa: E402
 from ansible_collections.defender.endpoint.plugins.inventory import mde_machines as plugin_module  # noqa: E402
 
