@@ -90,3 +90,32 @@ def test_the_inventory_says_how_many_machines_and_pages_it_read(ansible, emulato
     assert first and last and len(said) == 2, said
     # Every machine the API answered (the default filter leaves out long unseen ones), one host each at most.
     assert len(hosts) <= int(last.group(1)) == int(first.group(1)) <= len(emulator.machines)
+
+
+def test_with_v_a_live_response_session_and_an_indicator_import_say_where_they_are(ansible, emulator):
+    from tests.emulator import api_live_response as lr  # pylint: disable=import-outside-toplevel
+    lr.put_library_file(emulator, "triage.ps1", b"#mde-emulator: stdout=triage collected\nWrite-Output 'triage'\n")
+    machine = next(m for m in emulator.machines if m["onboardingStatus"] == "Onboarded" and m["computerDnsName"]
+                   and not m["computerDnsName"].startswith("dup-"))
+    indicators = [{"indicator_value": "%040x" % (0xabc000 + n), "indicator_type": "FileSha1", "action": "Audit",
+                   "generate_alert": True, "title": "feed %d" % n, "description": "a feed"} for n in range(600)]
+    with action_delays(emulator, 1, 2):
+        result = ansible.playbook(tasks=[
+            {"name": "session", "defender.endpoint.mde_live_response": {
+                "machine_id": machine["id"], "commands": [{"type": "RunScript", "script_name": "triage.ps1"}],
+                "wait_timeout": 300}},
+            {"name": "import", "defender.endpoint.mde_indicator": {"indicators": indicators}},
+        ], extra_args=["-v"])
+    assert result.rc == 0, result
+    assert result.data is not None and "waiting for" not in result.stdout
+    session = [line for line in result.stderr.splitlines() if line.startswith("defender.endpoint: task 'session'")]
+    assert session and session[-1].startswith("defender.endpoint: task 'session' (host localhost) is done waiting for "
+                                              "live response session LiveResponse action ")
+    assert session[-1].endswith(": Succeeded after %s." % session[-1].rsplit(" after ", 1)[1][:-1])
+    assert any(": Pending; waited " in line or ": InProgress; waited " in line for line in session), session
+    imported = [line for line in result.stderr.splitlines() if line.startswith("defender.endpoint: task 'import'")]
+    assert imported[0].startswith("defender.endpoint: task 'import' (host localhost) is waiting for the import of 600 "
+                                  "indicators in batches of 500: importing (0 of 600 sent); waited "), imported
+    assert re.match(r".* is done waiting for the import of 600 indicators in batches of 500: imported \(600 of 600 "
+                    r"sent\) after \d+ s\.$", imported[-1]), imported
+    assert len([w for w in emulator.writes() if w["path"] == "/api/indicators/import"]) == 2
