@@ -20,7 +20,7 @@ git -C "$dest" init -q && git -C "$dest" add -A
 # ansible-test's --venv mode downloads a pip bootstrap script from a host outside the package registries;
 # instead, a venv of our own with ansible-core, and --requirements installs each test's needs through pip.
 venv="$root/.build/sanity-venv"
-core="$(grep -E '^ansible-core==' "$root/tests/requirements-dev.txt")"
+core="$(grep -E '^ansible-core==' "$root/tests/requirements-demo.txt")"  # the main venv's (requirements-dev.txt includes it)
 if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/python" -m pip show ansible-core 2>/dev/null | grep -q "^Version: ${core#ansible-core==}$"; then
   rm -rf "$venv"
   python3 -m venv "$venv"
