@@ -65,6 +65,9 @@ PERMISSIONS = [
     ("POST", r"^/v1\.0/security/runHuntingQuery$", "ThreatHunting.Read.All"),
     ("GET", r"^/v1\.0/security/incidents", "SecurityIncident.Read.All or SecurityIncident.ReadWrite.All"),
     (None, r"^/v1\.0/security/incidents", "SecurityIncident.ReadWrite.All"),
+    # https://learn.microsoft.com/en-us/graph/api/security-detectionrule-get and its create, update, delete pages.
+    ("GET", r"^/(v1\.0|beta)/security/rules/detectionRules", "CustomDetection.Read.All or CustomDetection.ReadWrite.All"),
+    (None, r"^/(v1\.0|beta)/security/rules/detectionRules", "CustomDetection.ReadWrite.All"),
 ]
 
 

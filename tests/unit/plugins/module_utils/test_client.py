@@ -742,3 +742,15 @@ def test_what_each_answer_means(answer, retry_safe, retry_timeouts, refreshable,
         got = decide(error=_transport(answer), retry_safe=retry_safe, retry_timeouts=retry_timeouts,
                      refreshable=refreshable)
     assert got == verdict
+
+
+@pytest.mark.parametrize("method,path,permission", [
+    ("GET", "/v1.0/security/rules/detectionRules", "CustomDetection.Read.All or CustomDetection.ReadWrite.All"),
+    ("GET", "/beta/security/rules/detectionRules/r1", "CustomDetection.Read.All or CustomDetection.ReadWrite.All"),
+    ("POST", "/v1.0/security/rules/detectionRules", "CustomDetection.ReadWrite.All"),
+    ("PATCH", "/v1.0/security/rules/detectionRules/r1", "CustomDetection.ReadWrite.All"),
+    ("DELETE", "/beta/security/rules/detectionRules/r1", "CustomDetection.ReadWrite.All"),
+])
+def test_a_detection_rules_403_names_the_custom_detection_permission(method, path, permission):
+    assert required_permission(method, path) == permission
+    assert required_permission(method, path, delegated=True) == permission   # Graph names both alike
