@@ -36,6 +36,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.client import (
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEConfigError
 from ansible_collections.defender.endpoint.plugins.module_utils.throttle import RateBudget
 
+
 def _check_url(name, url, allow_http=False):
     parts = urlsplit(url)
     if parts.scheme not in (("https", "http") if allow_http else ("https",)) or not parts.hostname:

@@ -109,6 +109,7 @@ def download(client, url, dest, what="the file", deadline=None, chunk_size=1024 
                 what, shown, files.where(e.error, dest), e.error.strerror or type(e.error).__name__),
                 method="GET", path=urlsplit(shown).path)
 
+
 def _download_once(client, url, dest, what, shown, deadline, chunk_size, max_size=None):
     """One attempt of download(). Raises MDEError, _RetryDownload, _WriteError or files.UnsafeFileError."""
     started = time.monotonic()
@@ -130,7 +131,7 @@ def _download_once(client, url, dest, what, shown, deadline, chunk_size, max_siz
                 "the link" if target == url else "it redirects to %s, which" % strip_query(target)))
         try:
             resp = client.session.request("GET", target, stream=True, allow_redirects=False, auth=_no_authorization,
-                                        headers={"Accept": "*/*"})
+                                          headers={"Accept": "*/*"})
         except requests.exceptions.RequestException as e:
             raise transport(e)
         if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
@@ -159,6 +160,7 @@ def _download_once(client, url, dest, what, shown, deadline, chunk_size, max_siz
         except OSError as e:  # creating, writing, syncing or renaming the file
             raise _WriteError(e)
     return dest, digest.hexdigest(), size
+
 
 def _stream(body, f, digest, started, deadline, transport, failed, max_size=None, too_large=None):
     """Copy the answer's chunks into ``f`` and ``digest``; return their size. A failure to read becomes MDEError

@@ -311,6 +311,8 @@ def _board_entry(key, value):
     if key == "status" and isinstance(value, dict):
         return dict((k, v) for k, v in value.items() if v is None or isinstance(v, str))
     return None
+
+
 # Seconds between polls of the controller's sessions (times MDE_RATE_LIMIT_SCALE), and how long a process may take
 # to poll before another one does it in its place.
 POLL_EVERY = 5.0

@@ -1,4 +1,4 @@
-"""Every way an Entra ID application signs in (issue 16), through real ansible-playbook / ansible-inventory runs
+"""Every way an Entra ID application signs in, through real ansible-playbook / ansible-inventory runs
 against the emulator: user context by device code (the sign-in message shown while the task waits, one sign-in for
 a whole play with forks and both APIs, silent later runs, a refreshed token after expiry, a new sign-in after the
 refresh token is revoked, delegated 403 texts, actions attributed to the analyst), managed identity (the instance
@@ -459,9 +459,9 @@ def test_an_authority_that_sends_escape_codes_in_its_sign_in_message_cannot_forg
     assert "open the page %s/devicelogin and enter the code %s" % (emulator.url, code) in output
     # A verification page that is not https is refused before anyone is asked to sign in.
     emulator.inject_fault(r"/oauth2/v2.0/devicecode$", "tamper", fields={"verification_uri": "http://evil.example/x"})
+    env = dict(user_env(emulator), MDE_TOKEN_CACHE_DIR=str(tmp_path / "other"))
     refused = ansible.playbook(tasks=[{"name": "info", INFO: {"machine_id": emulator.machines[0]["id"]},
-                                       "ignore_errors": True}], env=dict(user_env(emulator),
-                                                                          MDE_TOKEN_CACHE_DIR=str(tmp_path / "other")))
+                                       "ignore_errors": True}], env=env)
     info = refused.task("info")
     assert info["failed"] and "not a plain https:// URL" in info["msg"] and "no sign-in was started" in info["msg"]
     assert not CODE.search(refused.stderr)

@@ -169,8 +169,7 @@ def test_text_options_with_control_characters_are_refused_before_any_call(ansibl
     cases = {
         "incident comment": {"defender.endpoint.mde_incident": {"incident_id": "1001", "comment": "a\u0000b"}},
         "cancel comment": {"defender.endpoint.mde_machine_action_cancel": {"machine_id": m["id"], "comment": "x\u0085y"}},
-        "alert comment": {"defender.endpoint.mde_alert": {"alert_id": emulator.alerts[0]["id"],
-                                                           "comment": "ok " + ESC}},
+        "alert comment": {"defender.endpoint.mde_alert": {"alert_id": emulator.alerts[0]["id"], "comment": "ok " + ESC}},
         "isolation comment": {ACTION: {"machine_id": m["id"], "action": "isolate", "comment": "a\u2028b"}},
     }
     run = ansible.playbook(tasks=[dict(args, name=name, ignore_errors=True) for name, args in cases.items()])
