@@ -209,6 +209,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
@@ -220,6 +221,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import options a
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
+from ansible_collections.defender.endpoint.plugins.module_utils.context import missing_requirements
 from ansible_collections.defender.endpoint.plugins.module_utils.progress import QUIET_FOR, Progress
 from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import safe_host_name, untrusted
 
@@ -543,6 +545,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # -- reading ----------------------------------------------------------------------------------------
     def _fetch(self, auth, server_filters, odata_filter):
         from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
+        missing = missing_requirements(auth)
+        if missing:
+            # Before anything else, as every task does: a cached token must not hide a missing msal.
+            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin: the Python that runs "
+                               "Ansible, %s, does not have it. Install it there: %s -m pip install '%s'." % (
+                                   "The Python librar%s %s %s required" % ("ies" if len(missing) > 1 else "y",
+                                                                          ", ".join(missing),
+                                                                          "are" if len(missing) > 1 else "is"),
+                                   sys.executable, sys.executable, "' '".join(missing)))
         try:
             client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)
@@ -551,8 +562,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.vvv("mde_machines: GET /api/machines $filter=%s" % expression)
             return self._read_pages(client.pages("/api/machines", odata_filter=expression, empty_on_404=True))
         except MDEDependencyError as e:
-            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin (pip install %s)."
-                               % (e, e.library))
+            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin, on the Python that runs "
+                               "Ansible, %s: %s -m pip install '%s'." % (e, sys.executable, sys.executable, e.library))
         except MDEError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
         except ValueError as e:
@@ -603,8 +614,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))
             found = tvm.per_machine(record for page in tvm.export_pages(client, page_size) for record in page)
         except MDEDependencyError as e:
-            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin (pip install %s)."
-                               % (e, e.library))
+            raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin, on the Python that runs "
+                               "Ansible, %s: %s -m pip install '%s'." % (e, sys.executable, sys.executable, e.library))
         except MDEError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
         found = dict((k.lower(), v) for k, v in found.items())

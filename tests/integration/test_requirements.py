@@ -67,3 +67,19 @@ def test_missing_msal_fails_every_task_at_once_naming_the_python_and_the_require
                 MDE_ACCESS_TOKEN=token, MDE_CLIENT_SECRET=None, MDE_CLIENT_ID=None)
     assert ready.rc == 0 and ready.task("info")["machines"][0]["id"] == machine["id"], ready
     assert [e["path"] for e in emulator.log] == ["/api/machines/%s" % machine["id"]]
+
+
+def test_the_inventory_without_msal_says_so_before_any_call(ansible, emulator, tmp_path):
+    config = tmp_path / "mde.yml"
+    config.write_text("plugin: defender.endpoint.mde_machines\n")
+    first = ansible.inventory({"plugin": "defender.endpoint.mde_machines"})  # with msal: the token is cached
+    assert first.rc == 0, first
+    python = python_without(tmp_path, {"msal"})
+    emulator.clear_log()
+    proc = subprocess.run([python, os.path.join(BIN, "ansible-inventory"), "-i", str(config), "--list"],
+                          env=ansible.env(), capture_output=True, text=True, timeout=600, cwd=str(tmp_path), check=False)
+    said = " ".join(proc.stderr.split())
+    assert ("The Python library msal>=1.29.0 is required to use the defender.endpoint.mde_machines inventory plugin: "
+            "the Python that runs Ansible, %s, does not have it. Install it there: %s -m pip install 'msal>=1.29.0'."
+            % (python, python)) in said, proc.stderr
+    assert emulator.log == []
