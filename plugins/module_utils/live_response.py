@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import datetime
 import json
+import math
 import os
 import re
 import tempfile
@@ -297,7 +298,7 @@ BOARD_NAME = "live_response_status"  # .json and .lock, beside the call budget
 
 
 def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _board_entry(key, value):
