@@ -137,11 +137,6 @@ def _sentence(error):
     return str(error).rstrip().rstrip(".")
 
 
-def _error_body(resp):
-    code, message, _inner = _error_parts(resp)
-    return code, message
-
-
 def _error_parts(resp):
     """``(error.code, error.message, innerError)`` of an error answer; Graph's ``innerError`` (``request-id``,
     ``date``: https://learn.microsoft.com/en-us/graph/errors) is a dict, or None when absent."""

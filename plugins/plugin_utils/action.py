@@ -44,14 +44,12 @@ def validation_message(result, name):
     return validation_text(result.errors.msg, result.error_messages)
 
 
-def no_log_values(spec, params):
-    """The values of no_log options, to mask wherever they would appear in a result."""
-    values = set()
-    for name, entry in spec.items():
-        value = params.get(name)
-        if entry.get("no_log") and value not in (None, ""):
-            values.add(str(value))
-    return values
+def no_log_values(checked):
+    """The values to mask wherever they would appear in a result: those ansible-core's validator collected while it
+    validated the task's arguments (no_log options and suboptions, their environment fallbacks included). Every
+    core the collection claims (2.16 to 2.21) keeps them in the ValidationResult's ``_no_log_values``, which has no
+    public name."""
+    return set(checked._no_log_values)  # pylint: disable=protected-access
 
 
 @contextlib.contextmanager
@@ -145,7 +143,7 @@ class MDEActionBase(ActionBase):
                                                            for k in SPEC_KEYWORDS))
             checked = validator.validate(dict(self._task.args))
             params = checked.validated_parameters
-            masked = no_log_values(spec, params)
+            masked = no_log_values(checked)
             if checked.error_messages:
                 result.update(failed=True, msg=validation_message(checked, name))
             else:
