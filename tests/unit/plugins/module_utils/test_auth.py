@@ -14,6 +14,8 @@ from ansible_collections.defender.endpoint.plugins.module_utils.client import Pi
 from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEAuthError, MDEConfigError
 
+from tests.unit.helpers import owned_by_another
+
 
 class CountingProvider(MsalTokenProvider):
     """MsalTokenProvider whose Entra ID call is replaced by a slow counter (one line a fetch in a file)."""
@@ -34,21 +36,6 @@ class CountingProvider(MsalTokenProvider):
 
 def _fork_get(cache_dir, counter, queue):
     queue.put(CountingProvider(cache_dir, counter).get_token())
-
-
-def owned_by_another(monkeypatch, path, uid=4242):
-    """Make ``path`` look owned by ``uid`` to os.fstat and os.stat (chown needs root; the tests must not)."""
-    real_stat, real_fstat, target = os.stat, os.fstat, os.stat(str(path))
-
-    def disguise(st):
-        if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
-            return st
-        fields = list(st[:10])
-        fields[4] = uid
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: disguise(real_stat(p, *a, **kw)))
-    monkeypatch.setattr(os, "fstat", lambda fd: disguise(real_fstat(fd)))
 
 
 def fetches(counter):

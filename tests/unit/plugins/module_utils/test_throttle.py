@@ -16,6 +16,8 @@ from ansible_collections.defender.endpoint.plugins.module_utils.throttle import 
     limits_for,
 )
 
+from tests.unit.helpers import owned_by_another
+
 
 @pytest.mark.parametrize("method,path,expected", [
     ("POST", "/api/machines/1e5bc9d7e413ddd7902c2932e418702b84d0cc07/isolate", "POST /api/machines/{id}/isolate"),
@@ -167,21 +169,6 @@ def test_a_call_slower_than_the_window_still_counts_from_its_answer(tmp_path):
 
 
 # -- a clock that steps back, a damaged or unsafe state file ---------------------------------------------------------
-def owned_by_another(monkeypatch, path, uid=4242):
-    """Make ``path`` look owned by ``uid`` to os.fstat and os.stat (chown needs root; the tests must not)."""
-    real_stat, real_fstat, target = os.stat, os.fstat, os.stat(str(path))
-
-    def disguise(st):
-        if (st.st_dev, st.st_ino) != (target.st_dev, target.st_ino):
-            return st
-        fields = list(st[:10])
-        fields[4] = uid
-        return os.stat_result(fields)
-
-    monkeypatch.setattr(os, "stat", lambda p, *a, **kw: disguise(real_stat(p, *a, **kw)))
-    monkeypatch.setattr(os, "fstat", lambda fd: disguise(real_fstat(fd)))
-
-
 def test_the_longest_block_is_the_longest_retry_after():
     assert MAX_BLOCK == 120
 
