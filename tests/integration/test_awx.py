@@ -1,6 +1,6 @@
 """AWX / Automation Controller: the credential type's injectors, a job run through ansible-runner the way AWX runs
 it (inventory update from the plugin, then the playbook, credentials only in the injected environment), and the
-execution environment definition through ansible-builder (issue 8)."""
+execution environment definition through ansible-builder."""
 import json
 import os
 import shutil

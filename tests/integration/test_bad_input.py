@@ -1,4 +1,4 @@
-"""Bad input (issue 9): a table of bad inputs across every module and the mde_machines inventory plugin.
+"""Bad input: a table of bad inputs across every module and the mde_machines inventory plugin.
 
 Each one fails with a message naming the option and the problem, and the emulator receives no write. Input the
 collection can judge by itself is refused before any request (not even a token request: the request log stays
@@ -27,7 +27,7 @@ MACHINE = "defender.endpoint.mde_machine"
 HUNTING = "defender.endpoint.mde_advanced_hunting"
 DETECTION_RULE = "defender.endpoint.mde_detection_rule"
 DETECTION_RULE_INFO = "defender.endpoint.mde_detection_rule_info"
-# A rule whose every option is valid (issue 28); each row below spoils one.
+# A custom detection rule whose every option is valid; each row below spoils one.
 DR = dict(rule_id="ansible-bad-input", display_name="Bad input", frequency="1h",
           query="DeviceProcessEvents | project Timestamp, DeviceId, ReportId", alert=dict(title="Bad input"))
 VULNERABILITIES = "defender.endpoint.mde_machine_vulnerability_info"
@@ -36,7 +36,7 @@ PLUGIN = "defender.endpoint.mde_machines"
 MID = "d310d6fa99160c849d2b3aaf3417cb8110856623"  # well-formed, but no such machine in the emulator
 UNKNOWN_MID = "0" * 40
 SHA256 = "b5c2d8b43a0af9b0b5d1e1d4e2dac0a07e6f9d7c8a1f2b3c4d5e6f708192a3b4"
-IND = dict(action="Block", title="Bad input", description="Issue 9 bad input table")
+IND = dict(action="Block", title="Bad input", description="Bad input table")
 NOT_A_PEM = "/etc/hostname"
 # markers replaced by real paths when the table is run
 CERT_ENCRYPTED, CERT_PLAIN, DIRECTORY = "@cert_encrypted@", "@cert_plain@", "@directory@"
@@ -129,7 +129,7 @@ MODULE_CASES = [
     ("machine purge_tags without tags", MACHINE, dict(machine_id=MID, device_value="Low", purge_tags=True),
      ["purge_tags", "tags"]),
     ("hunting empty query", HUNTING, dict(query="  "), ["query", "empty"]),
-    # -- custom detection rules (issue 28) ----------------------------------------------------------------
+    # -- custom detection rules -----------------------------------------------------------------------------
     ("detection rule id with a slash", DETECTION_RULE, dict(DR, rule_id="a/b"), ["rule_id", "'a/b'"]),
     ("detection rule id too long", DETECTION_RULE, dict(DR, rule_id="r" * 129), ["rule_id", "1 to 128"]),
     ("detection rule frequency not a duration", DETECTION_RULE, dict(DR, frequency="every hour"),

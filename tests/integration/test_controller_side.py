@@ -1,4 +1,4 @@
-"""Every module runs in the controller's worker (issue 21): a play over remote hosts, as written.
+"""Every module runs in the controller's worker: a play over remote hosts, as written.
 
 The inventory's hosts are reachable by nothing: ssh to 127.0.0.1 port 1, where nothing listens. Any attempt to open a
 connection to them would make the host unreachable. No task has delegate_to or connection: local.

@@ -1,4 +1,4 @@
-"""The coverage_report role and playbook (issue 19) against the emulator's tenant: one listing of the machines,
+"""The coverage_report role and playbook against the emulator's tenant: one listing of the machines,
 matching by name and IP, the report files (the HTML page opened in a real headless Chromium), API data escaped,
 and the unprotected hosts handed to a second play as a group.
 

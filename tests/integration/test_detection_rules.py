@@ -1,4 +1,4 @@
-"""Detections as code (issue 28), through real ansible-playbook runs against the emulator: mde_detection_rule (the
+"""Detections as code, through real ansible-playbook runs against the emulator: mde_detection_rule (the
 body Graph receives, idempotence, check mode and diff, one PATCH per change, frequencies by value, absent twice, the
 query check before any write, permissions, reconciled creates, beta), mde_detection_rule_info over several pages,
 the detection_rules role (create, re-run, edit, purge by prefix) and the export playbook (export then apply writes

@@ -1,6 +1,6 @@
-"""Fault matrix (issue 9): every injected API fault, for a read, a state-changing action, a bulk indicator import
+"""Fault matrix: every injected API fault, for a read, a state-changing action, a bulk indicator import
 and an inventory listing, ends either in success with no duplicate write (the emulator's request log and state
-prove it; a write whose answer is lost is reconciled, issue 14, see test_reconcile.py) or in a failed task with one
+prove it; a write whose answer is lost is reconciled, see test_reconcile.py) or in a failed task with one
 clear sentence. Never a traceback, never a hang past the timeouts.
 
 One ansible-playbook run per fault kind covers the four module tasks (each meets its fault once), a second run
@@ -22,7 +22,7 @@ INDICATOR = "defender.endpoint.mde_indicator"
 PLUGIN = "defender.endpoint.mde_machines"
 
 # kind -> (inject_fault keyword arguments or None for the token expiry, what the first isolate POST fails with when
-# the fault leaves open whether the API carried it out: the write is then reconciled, issue 14)
+# the fault leaves open whether the API carried it out: the write is then reconciled)
 FAULTS = {
     "429 with Retry-After": (dict(kind="status", status=429, retry_after=1), None),
     "429 without Retry-After": (dict(kind="status", status=429, retry_after=None), None),
@@ -37,7 +37,7 @@ FAULTS = {
 }
 INDICATORS = [
     dict(indicator_value="fault-matrix-%d.example.com" % n, indicator_type="DomainName", action="Block",
-         title="Fault matrix %d" % n, description="Issue 9 fault matrix") for n in range(3)
+         title="Fault matrix %d" % n, description="Fault matrix") for n in range(3)
 ]
 
 

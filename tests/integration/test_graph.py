@@ -1,4 +1,4 @@
-"""Microsoft Graph as the client's second API (issue 15), through real ansible-playbook runs against the emulator:
+"""Microsoft Graph as the client's second API, through real ansible-playbook runs against the emulator:
 advanced hunting on both APIs, Graph tokens per scope and per cloud, incidents (paging, filters, idempotence, check
 mode, diff, comments), mde_alert's idempotent comment, bad input failing before any call, 403 naming the permission.
 """

@@ -1,4 +1,4 @@
-"""The mdatp role (issue 19), run for real with ansible-playbook on a disposable Debian 12 root.
+"""The mdatp role, run for real with ansible-playbook on a disposable Debian 12 root.
 
 The host is an overlay over a debootstrap'd minbase Debian (cached under .build/mdatp), reached through chroot(8)
 by a test connection plugin (tests/integration/mdatp/connection_plugins). Its APT installs a stand-in ``mdatp``

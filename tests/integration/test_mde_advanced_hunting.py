@@ -1,5 +1,5 @@
 """mde_advanced_hunting with api: mde (the retiring /api/advancedqueries/run) through real ansible-playbook runs against
-the emulator (issue 10; Microsoft Graph, the default since issue 15, is tested in test_graph.py).
+the emulator (Microsoft Graph, the default API, is tested in test_graph.py).
 
 Expected rows are computed from the emulator's own data (``emulator.machines`` and its process events), and every
 test checks what the emulator received: the exact request bodies, the retried 429, no call for bad input.

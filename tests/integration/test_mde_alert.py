@@ -1,4 +1,4 @@
-"""mde_alert_info and mde_alert through ansible-playbook against the emulator (issue 6).
+"""mde_alert_info and mde_alert through ansible-playbook against the emulator.
 
 Expected results are computed from the emulator's own alert data (``emulator.alerts``), and every test checks
 what the emulator received (its request log).

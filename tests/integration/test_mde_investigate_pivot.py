@@ -1,4 +1,4 @@
-"""Issue 18: entity pivots (files, IPs, domains, users), machine lookups by IP / tag with logged-on users,
+"""Entity pivots (files, IPs, domains, users), machine lookups by IP / tag with logged-on users,
 automated investigations and cancelling machine actions, through real ansible-playbook runs against the emulator.
 
 Expectations come from the emulator's own derived data (tests/emulator/api_entities.py); every test also checks what

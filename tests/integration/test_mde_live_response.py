@@ -1,4 +1,4 @@
-"""mde_library_file, mde_library_file_info and mde_live_response through real ansible-playbook runs (issue 17)."""
+"""mde_library_file, mde_library_file_info and mde_live_response through real ansible-playbook runs."""
 import hashlib
 import json
 import os

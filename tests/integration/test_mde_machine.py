@@ -1,4 +1,4 @@
-"""mde_machine (tags and device value) through real ansible-playbook runs against the emulator (issue 10).
+"""mde_machine (tags and device value) through real ansible-playbook runs against the emulator.
 
 Expected results come from the emulator's own machines (``emulator.machines``); every test checks what the emulator
 received: the exact write bodies, no write in check mode, no write on a re-run, no call at all for bad input.

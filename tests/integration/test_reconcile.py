@@ -1,4 +1,4 @@
-"""Ambiguous writes are reconciled (issue 14): every write of the collection, its answer lost before or after the API
+"""Ambiguous writes are reconciled: every write of the collection, its answer lost before or after the API
 carried it out, ends in a task that succeeded with changed=true, and the emulator's request log shows exactly one
 write that took effect. When the write sent once more fails ambiguously too, the task fails in one sentence, and
 still nothing was written twice.
@@ -14,7 +14,7 @@ ACTION = "defender.endpoint.mde_machine_action"
 MACHINE = "defender.endpoint.mde_machine"
 INDICATOR = "defender.endpoint.mde_indicator"
 ALERT = "defender.endpoint.mde_alert"
-COMMENT = "Reconciled by issue 14"
+COMMENT = "Reconciled after a lost answer"
 
 # placement -> inject_fault keyword arguments: before the API handles the write (no effect), or after (effect, answer
 # lost)
@@ -54,7 +54,7 @@ def setup(emulator):
 
     def spec(value, title="Reconcile"):
         return dict(indicator_value=value, indicator_type="DomainName", action="Block", title=title,
-                    description="issue 14")
+                    description="reconciled write")
 
     def actions_of(machine, kind):
         return [a for a in emulator.machine_actions if a["machineId"] == machine["id"] and a["type"] == kind]

@@ -1,5 +1,5 @@
 """Roles contain / release / ioc_sync and the playbooks remediate_alerts / release / ioc_sync / patch_by_exposure,
-run with ansible-playbook against the emulator (issue 8).
+run with ansible-playbook against the emulator.
 
 Expectations are computed from the emulator's own data; every test checks what the emulator received (its request
 log): the exact writes, none in check mode, none on the second run.

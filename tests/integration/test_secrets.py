@@ -1,4 +1,4 @@
-"""Secrets never leak (issue 9).
+"""Secrets never leak.
 
 client_secret, client_certificate_password, access_token and the tokens Entra ID issued must not appear in -vvvv
 output, task results, --diff output, the JSON callback's output, exception texts, the inventory cache, or any file

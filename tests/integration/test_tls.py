@@ -1,4 +1,4 @@
-"""TLS (issue 9): certificates are verified by default; an unknown CA fails with a message that says so and points
+"""TLS: certificates are verified by default; an unknown CA fails with a message that says so and points
 at ca_path; ca_path and REQUESTS_CA_BUNDLE both work, an explicit ca_path wins over a wrong REQUESTS_CA_BUNDLE;
 validate_certs: false works; an http:// api_url is refused unless MDE_ALLOW_HTTP=true allows it.
 """

@@ -1,4 +1,4 @@
-"""Data from the API is untrusted (issue 20): a device sets its own tags and name, and so what alerts say about it.
+"""Data from the API is untrusted: a device sets its own tags and name, and so what alerts say about it.
 
 On the oldest and the newest ansible-core the collection claims, a hostile tag, computer name and alert title reach
 the inventory, its cache, module results and a play's output as text, never run as a template.

@@ -88,7 +88,7 @@ def test_unknown_app_tenant_scope(emulator):
     assert resp.status_code == 400 and resp.json()["error_codes"] == [500011]
     result = msal_app(emulator, "full").acquire_token_for_client(["https://management.azure.com/.default"])
     assert result["error_codes"] == [500011]
-    # Microsoft Graph is a known resource (issue 15): its token carries the Graph audience.
+    # Microsoft Graph is a known resource: its token carries the Graph audience.
     result = msal_app(emulator, "full").acquire_token_for_client(["https://graph.microsoft.com/.default"])
     assert "access_token" in result
 

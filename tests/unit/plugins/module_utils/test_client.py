@@ -349,7 +349,7 @@ def test_each_call_settles_its_slot_at_the_answer(tmp_path):
     assert state["host|app|GET /api/machines/{id}"]["recent"] == [103.0]
 
 
-# -- hostile or broken answers (issue 20) ---------------------------------------------------------------
+# -- hostile or broken answers ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("link", [

@@ -295,7 +295,7 @@ def test_a_long_bad_value_is_shown_cut_in_the_message():
     assert "(100000 characters)" in text and "invalid FileSha256 value" in text and len(text) < 400
 
 
-# -- what users paste: compressed IPv6, upper case, a trailing dot (issue 14) ----------------------------------
+# -- what users paste: compressed IPv6, upper case, a trailing dot -------------------------------------------
 @pytest.mark.parametrize("itype, given, sent", [
     ("IpAddress", "2001:db8::77", "2001:db8:0:0:0:0:0:77"),
     ("IpAddress", "2001:DB8:0000:0000:0000:0000:0000:0077", "2001:db8:0:0:0:0:0:77"),

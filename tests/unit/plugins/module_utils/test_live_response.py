@@ -1,4 +1,4 @@
-"""Live response helpers (issue 17): commands, bodies, transcripts, the controller-wide session slots."""
+"""Live response helpers: commands, bodies, transcripts, the controller-wide session slots."""
 import json
 import multiprocessing
 import os
