@@ -548,12 +548,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         missing = missing_requirements(auth)
         if missing:
             # Before anything else, as every task does: a cached token must not hide a missing msal.
+            several = len(missing) > 1
+            what = "The Python librar%s %s %s required" % (
+                "ies" if several else "y", ", ".join(missing), "are" if several else "is")
             raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin: the Python that runs "
                                "Ansible, %s, does not have it. Install it there: %s -m pip install '%s'." % (
-                                   "The Python librar%s %s %s required" % ("ies" if len(missing) > 1 else "y",
-                                                                          ", ".join(missing),
-                                                                          "are" if len(missing) > 1 else "is"),
-                                   sys.executable, sys.executable, "' '".join(missing)))
+                                   what, sys.executable, sys.executable, "' '".join(missing)))
         try:
             client = create_client(sign_in=self._show_sign_in, **auth)
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)

@@ -344,6 +344,7 @@ def test_an_execution_environment_from_a_local_make_collection_tarball(tmp_path)
     galaxy_yml = yaml.safe_load(open(os.path.join(ROOT, "galaxy.yml")))
     assert manifest["collection_info"]["version"] == galaxy_yml["version"]
 
+
 def test_ansible_builder_creates_a_context_with_the_collection_requirements(tmp_path):
     builder = shutil.which("ansible-builder", path=BIN)
     assert builder, "ansible-builder is pinned in tests/requirements-dev.txt and installed by make"

@@ -33,8 +33,8 @@ def test_the_env_file_sends_the_api_graph_and_the_sign_in_to_the_emulator(ansibl
                  "MDE_CLIENT_SECRET", "MDE_TOKEN_CACHE_DIR"):
         assert "\nexport %s=" % name in text, name
     # A shell that still holds a real tenant's token and sign-in mode: the env file's credential wins.
-    result = sourced_run(ansible, emulator, GRAPH_AND_API, {"MDE_ACCESS_TOKEN": "a-real-token",
-                                                             "MDE_AUTH_MODE": "device_code", "MDE_CLOUD": "gcc"})
+    leftovers = {"MDE_ACCESS_TOKEN": "a-real-token", "MDE_AUTH_MODE": "device_code", "MDE_CLOUD": "gcc"}
+    result = sourced_run(ansible, emulator, GRAPH_AND_API, leftovers)
     assert result.rc == 0, result
     assert result.task("hunt")["results"] and result.task("machines")["machines"]
     paths = [(e["method"], e["path"]) for e in emulator.log]
@@ -52,12 +52,11 @@ def test_a_connection_that_cannot_be_made_names_the_host(ansible, emulator):
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
+    hunt = "defender.endpoint.mde_advanced_hunting"
     result = ansible.playbook(tasks=[
-        {"name": "unresolvable", "defender.endpoint.mde_advanced_hunting": {"query": "DeviceInfo | take 1",
-                                                                           "graph_url": "https://graph.invalid"},
+        {"name": "unresolvable", hunt: {"query": "DeviceInfo | take 1", "graph_url": "https://graph.invalid"},
          "ignore_errors": True},
-        {"name": "refused", "defender.endpoint.mde_advanced_hunting": {"query": "DeviceInfo | take 1",
-                                                                      "graph_url": "https://127.0.0.1:%d" % port},
+        {"name": "refused", hunt: {"query": "DeviceInfo | take 1", "graph_url": "https://127.0.0.1:%d" % port},
          "ignore_errors": True},
     ])
     unresolvable, refused = result.task("unresolvable"), result.task("refused")

@@ -16,6 +16,6 @@ def test_aadsts90002_from_the_token_endpoint_leads_with_the_tenant():
 
 
 def test_other_refusals_are_unchanged():
-    text = str(auth._refused("client c1", {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid "  # pylint: disable=protected-access
-                                                                                          "client secret provided."}))
+    result = {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}
+    text = str(auth._refused("client c1", result))  # pylint: disable=protected-access
     assert text == "Entra ID refused a token to client c1: invalid_client: AADSTS7000215: Invalid client secret provided"
