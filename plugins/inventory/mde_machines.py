@@ -514,17 +514,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self.display.display("defender.endpoint.mde_machines is %s" % line, stderr=True)
 
     def _read_pages(self, pages):
-        """Every machine of ``pages``; a read that lasts over a minute (from the start with -v) says how many
-        machines and pages it has read, at most once a minute, and how many in all at the end."""
-        progress = Progress(self._show_progress, "the machines (GET /api/machines)",
-                            quiet_for=0 if self.display.verbosity >= 1 else QUIET_FOR)
-        machines = []
-        count = 0
+        """Every machine of ``pages`` (see _counted)."""
+        return [machine for page in self._counted(pages, "the machines (GET /api/machines)", "machines") for machine in page]
+
+    def _counted(self, pages, what, noun):
+        """``pages`` as they come; a read that lasts over a minute (from the start with -v) says how many ``noun``
+        and pages it has read, at most once a minute, and how many in all at the end."""
+        progress = Progress(self._show_progress, what, quiet_for=0 if self.display.verbosity >= 1 else QUIET_FOR)
+        items = count = 0
         for count, page in enumerate(pages, 1):
-            machines.extend(page)
-            progress.update("reading", "%d machines in %d page%s so far" % (len(machines), count, "" if count == 1 else "s"))
-        progress.done("read", "%d machines in %d page%s" % (len(machines), count, "" if count == 1 else "s"))
-        return machines
+            items += len(page)
+            progress.update("reading", "%d %s in %d page%s so far" % (items, noun, count, "" if count == 1 else "s"))
+            yield page
+        progress.done("read", "%d %s in %d page%s" % (items, noun, count, "" if count == 1 else "s"))
 
     def _auth_options(self):
         opts = {}
@@ -612,7 +614,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             client.warnings.extend(w for w in self._warnings if w not in client.warnings)
             self._warnings = client.warnings
             self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))
-            found = tvm.per_machine(record for page in tvm.export_pages(client, page_size) for record in page)
+            pages = self._counted(tvm.export_pages(client, page_size), "the vulnerability export (GET %s)" % tvm.EXPORT_PATH,
+                                  "records")
+            found = tvm.per_machine(record for page in pages for record in page)
         except MDEDependencyError as e:
             raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin, on the Python that runs "
                                "Ansible, %s: %s -m pip install '%s'." % (e, sys.executable, sys.executable, e.library))

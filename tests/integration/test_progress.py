@@ -119,3 +119,18 @@ def test_with_v_a_live_response_session_and_an_indicator_import_say_where_they_a
     assert re.match(r".* is done waiting for the import of 600 indicators in batches of 500: imported \(600 of 600 "
                     r"sent\) after \d+ s\.$", imported[-1]), imported
     assert len([w for w in emulator.writes() if w["path"] == "/api/indicators/import"]) == 2
+
+
+def test_the_inventory_counts_the_pages_of_the_vulnerability_export(ansible, emulator):
+    config = {"plugin": "defender.endpoint.mde_machines", "vulnerabilities": {"enabled": True, "page_size": 50}}
+    result = ansible.inventory(config, extra_args=("--list", "-v"))
+    assert result.rc == 0 and result.data["_meta"]["hostvars"], result
+    said = [line for line in result.stderr.splitlines() if "the vulnerability export" in line]
+    last = re.match(r"defender\.endpoint\.mde_machines is done waiting for the vulnerability export \(GET "
+                    r"/api/machines/SoftwareVulnerabilitiesByMachine\): read \((\d+) records in (\d+) pages\) after "
+                    r"\d+ s\.$", said[-1] if said else "")
+    assert last, said
+    pages = [e for e in emulator.log if e["path"] == "/api/machines/SoftwareVulnerabilitiesByMachine"]
+    assert int(last.group(2)) == len(pages) > 1 and int(last.group(1)) > 50
+    assert said[0].startswith("defender.endpoint.mde_machines is waiting for the vulnerability export (GET "
+                              "/api/machines/SoftwareVulnerabilitiesByMachine): reading (")
