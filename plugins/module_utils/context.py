@@ -112,11 +112,13 @@ class Context:
             text = str(e)
             self.fail_json(msg=text if text.endswith(".") else text + ".")
 
-    def fail_partway(self, error, done, total, noun, rerun=None):
-        """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does."""
+    def fail_partway(self, error, done, total, noun, rerun=None, **result):
+        """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does;
+        ``result``: more of the task's result (mde_indicator's ``counts``)."""
         text = str(error)
         rerun = rerun or "re-running the task is safe: it reads the current state and changes only what still differs"
         facts = error.to_dict() if isinstance(error, MDEError) else {}
+        facts.update(result)
         self.fail_json(msg="%s%s %d of the %d %s to change had been changed before this call (updated_ids lists "
                            "them); %s." % (text, "" if text.endswith(".") else ".", len(done), total, noun, rerun),
                        changed=bool(done), updated_ids=list(done), **facts)

@@ -441,6 +441,8 @@ def run(ctx):
     writes = [(n, item) for n, item in enumerate(plan.items) if item["result"] in ("created", "updated")]
     failures = []
     done = 0
+    # What took effect, for a failure part of the way: the ids deleted, then those the imports answered for.
+    changed_ids = list(deletes)
     # A large import (15,000 indicators: 30 calls, within the API's rate limit) says how far it is once a minute.
     progress = ctx.waiting("the import of %d indicators in batches of %d" % (len(writes), ti.BATCH_SIZE))
     for chunk in odata.chunks(writes, ti.BATCH_SIZE):
@@ -448,10 +450,7 @@ def run(ctx):
         try:
             response = ti.import_batch(ctx.client, [item["body"] for _n, item in chunk], PATH)
         except MDEError as e:
-            facts = e.to_dict()
-            facts.update(changed=bool(done or deletes), counts=plan.counts())
-            ctx.fail_json(msg="%s %d of the %d indicators to write had been sent before this call%s." % (
-                e, done, len(writes), ", and %d deleted" % len(deletes) if deletes else ""), **facts)
+            ctx.fail_partway(e, changed_ids, len(deletes) + len(writes), "indicators", counts=plan.counts())
         done += len(chunk)
         pairs = ti.pair_results([item["body"] for _n, item in chunk], response)
         for (n, item), (_body, answer) in zip(chunk, pairs):
@@ -460,7 +459,9 @@ def run(ctx):
                 results[n]["failure_reason"] = answer.get("failureReason") or "no reason given"
                 results[n]["entity"] = item["existing"]
                 failures.append((n, item, results[n]["failure_reason"]))
-            elif results[n]["entity"] is not None and answer.get("id") is not None:
+                continue
+            changed_ids.append(str(answer["id"]) if answer.get("id") is not None else ti.describe(item["body"]))
+            if results[n]["entity"] is not None and answer.get("id") is not None:
                 results[n]["entity"]["id"] = str(answer["id"])
     progress.done("imported", "%d of %d sent" % (done, len(writes)))
     counts = dict(created=0, updated=0, deleted=0, unchanged=0, failed=0)

@@ -290,7 +290,8 @@ def test_import_retried_after_server_error_and_failed_call_reported(ansible, emu
     r = ansible.playbook(tasks=[task("refused", {"indicators": feed(5)}, ignore_errors=True)])
     res = r.task("refused")
     assert res["failed"] and not res["changed"] and res["status"] == 400
-    assert "0 of the 2 indicators to write had been sent before this call" in res["msg"]
+    assert "0 of the 2 indicators to change had been changed before this call" in res["msg"]
+    assert res["updated_ids"] == [] and res["counts"]["created"] == 2
     assert len(indicator_api_writes(emulator)) == 1
 
 
