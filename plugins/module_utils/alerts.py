@@ -108,23 +108,10 @@ def check_alert_ids(values, option="alert_ids"):
     return odata.check_ids(values, option)
 
 
-def validate_update(alert_ids=None, status=None, assigned_to=None, classification=None, determination=None,
-                    comment=None):
-    """Check an update request before any API call. Raises ValueError with a message naming the option."""
-    if alert_ids is not None:
-        if not alert_ids:
-            raise ValueError("alert_ids must hold at least one alert id")
-        for ident in alert_ids:
-            if not ident or not str(ident).strip():
-                raise ValueError("alert_ids must not hold an empty alert id")
-    if status is not None and status not in STATUSES:
-        raise ValueError("status: %r is not one of %s" % (status, ", ".join(STATUSES)))
-    if classification is not None and classification not in CLASSIFICATIONS:
-        raise ValueError("classification: %r is not one of %s" % (classification, ", ".join(CLASSIFICATIONS)))
-    if determination is not None and determination not in DETERMINATION_CHOICES:
-        raise ValueError("determination: %r is not one of %s" % (determination, ", ".join(DETERMINATION_CHOICES)))
-    if determination is not None and classification is None:
-        raise ValueError("determination needs classification: the valid determinations depend on it")
+def validate_update(assigned_to=None, classification=None, determination=None, comment=None):
+    """Check an update request before any API call: the API's rules mde_alert's argument spec cannot say (it has the
+    choices, determination's need of classification and that something is to be updated; check_alert_ids the ids).
+    Raises ValueError with a message naming the option."""
     error = combination_error(classification, determination)
     if error:
         raise ValueError(error)
@@ -133,9 +120,6 @@ def validate_update(alert_ids=None, status=None, assigned_to=None, classificatio
                          "secop2@contoso.com, got %r" % assigned_to)
     if comment is not None and not comment.strip():
         raise ValueError("comment must not be empty")
-    if all(v is None for v in (status, assigned_to, classification, determination, comment)):
-        raise ValueError("nothing to update: give at least one of status, assigned_to, classification, "
-                         "determination, comment")
 
 
 def desired_fields(status=None, assigned_to=None, classification=None, determination=None):

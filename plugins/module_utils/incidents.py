@@ -80,13 +80,11 @@ def combination_error(classification, determination):
         determination, classification, classification, ", ".join(allowed))
 
 
-def validate_update(status=None, assigned_to=None, classification=None, determination=None, custom_tags=None,
-                    resolving_comment=None, comment=None):
-    """Checks of an update before any call. Raises ValueError naming the option."""
-    if status is not None and status not in SETTABLE_STATUSES:
-        raise ValueError("status: %r cannot be set; it must be one of %s" % (status, ", ".join(SETTABLE_STATUSES)))
-    if determination is not None and classification is None:
-        raise ValueError("determination needs classification: the valid determinations depend on it")
+def validate_update(assigned_to=None, classification=None, determination=None, custom_tags=None, resolving_comment=None,
+                    comment=None):
+    """Checks of an update before any call: the API's rules mde_incident's argument spec cannot say (it has the
+    choices, determination's need of classification and that something is to be updated). Raises ValueError naming
+    the option."""
     error = combination_error(classification, determination)
     if error:
         raise ValueError(error)

@@ -85,29 +85,12 @@ def check_tags(tags, option="tags"):
             long_, show=lambda t: "item %d has %d" % (t[0], len(t[1])))))
 
 
-def validate(machine_id=None, machine_name=None, machine_ids=None, tags=None, state="present", purge_tags=False,
-             device_value=None):
-    """Raise ValueError for input the API would refuse or that says nothing to do. Makes no call."""
-    if machine_id is not None:
-        check_machine_id(machine_id)
-    if machine_name is not None:
-        check_machine_name(machine_name)
-    given = [n for n, v in (("machine_id", machine_id), ("machine_name", machine_name),
-                            ("machine_ids", machine_ids)) if v is not None]
-    if len(given) != 1:
-        raise ValueError("exactly one of machine_id, machine_name and machine_ids is required, got %s"
-                         % (" and ".join(given) or "none"))
+def validate(machine_ids=None, tags=None, state="present", purge_tags=False):
+    """Raise ValueError for ids and tags the API would refuse, or options that do not go together, that mde_machine's
+    argument spec cannot say (it has the choices, which options go together and which one needs another; the machine
+    target group checks machine_id and machine_name). Makes no call."""
     if machine_ids is not None:
         check_machine_ids(machine_ids)
-    if state not in STATES:
-        raise ValueError("state must be one of %s, got %r" % (", ".join(STATES), state))
-    if device_value is not None and device_value not in DEVICE_VALUES:
-        raise ValueError("device_value must be one of %s (as the API spells them), got %r"
-                         % (", ".join(DEVICE_VALUES), device_value))
-    if tags is None and device_value is None:
-        raise ValueError("nothing to do: set tags or device_value")
-    if purge_tags and tags is None:
-        raise ValueError("purge_tags needs tags (tags: [] with purge_tags: true removes every tag)")
     if purge_tags and state == "absent":
         raise ValueError("purge_tags is only used with state: present")
     check_tags(tags)

@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, defender.endpoint contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The shared connection and credential options, defined once.
+"""The shared connection and credential options, and the option groups several modules take, defined once.
 
 The module argument spec (module.py and the action base), the inventory plugin's options (through the
 defender.endpoint.auth doc fragment, which a unit test holds to this table) and the Event-Driven Ansible sources'
-options all come from here. Plain Python: no Ansible import.
+options all come from here. So do the option groups (machine target, wait, time filters): each an argument spec, its
+rules and checks, and a doc fragment under plugins/doc_fragments/ held to the spec by the same test. Plain Python: no
+Ansible import.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -83,3 +85,98 @@ def from_environment(values, environ):
         value = first_set(o["env"], environ)
         out[name] = o.get("default") if value is None else value
     return out
+
+
+# -- option groups: options several modules take alike ----------------------------------------------------------------
+class OptionGroup:
+    """Options several modules take alike, defined once: their argument spec entries (the shapes), the rules between
+    them (``mutually_exclusive``, ``required_one_of``: an Ansible spec's keywords), ``check(params)`` for what a spec
+    cannot say (a device id's form, a time), and the doc fragment that documents them, ``fragment``
+    (``defender.endpoint.<file>`` or ``defender.endpoint.<file>.<attribute>``; a unit test holds it to ``spec``).
+
+    A module takes a group with ``extends_documentation_fragment`` and ``module_spec(...)``; a module that needs
+    another default says so with ``refined(...)`` and in its own documentation of the option (``default:`` only)."""
+
+    def __init__(self, fragment, spec, rules=None, check=None):
+        self.fragment = fragment
+        self.spec = spec
+        self.rules = rules or {}
+        self._check = check
+
+    def refined(self, **entries):
+        """The group's spec with ``entries`` (option -> keys such as ``default``) changed for one module."""
+        spec = dict((name, dict(entry)) for name, entry in self.spec.items())
+        for name, entry in entries.items():
+            spec[name].update(entry)
+        return spec
+
+    def check(self, params):
+        """ValueError naming the option for a value of the group's options that its spec cannot refuse."""
+        if self._check is not None:
+            self._check(params)
+
+
+def module_spec(*parts):
+    """A module's ARGUMENT_SPEC from option groups (or a group's ``refined()`` spec) and its own options, in order."""
+    spec = {}
+    for part in parts:
+        spec.update(part.spec if isinstance(part, OptionGroup) else part)
+    return spec
+
+
+def spec_rules(*parts):
+    """Spec keywords (``mutually_exclusive``, ``required_one_of``, ``required_if``, ...) of groups and of a module
+    (dicts), their lists joined."""
+    rules = {}
+    for part in parts:
+        for keyword, value in (part.rules if isinstance(part, OptionGroup) else part).items():
+            if isinstance(value, dict):
+                rules.setdefault(keyword, {}).update(value)
+            else:
+                rules.setdefault(keyword, []).extend(value)
+    return rules
+
+
+def exactly_one_of(*names):
+    """The rules for options of which exactly one is required."""
+    return dict(mutually_exclusive=[list(names)], required_one_of=[list(names)])
+
+
+def _check_machine_target(params):
+    from ansible_collections.defender.endpoint.plugins.module_utils import machines
+    if params.get("machine_id") is not None:
+        machines.check_machine_id(params["machine_id"])
+    if params.get("machine_name") is not None:
+        machines.check_machine_name(params["machine_name"])
+
+
+def _check_wait(params):
+    if params.get("wait_timeout") is not None and params["wait_timeout"] < 1:
+        raise ValueError("wait_timeout must be at least 1 second, got %d" % params["wait_timeout"])
+
+
+def _check_times(params):
+    from ansible_collections.defender.endpoint.plugins.module_utils import odata
+    for name in ("created_after", "updated_after"):
+        if params.get(name):
+            odata.parse_time(params[name], name)
+
+
+# The machine a task acts on: by device id or by computerDnsName (machines.find_machine), one of the two. A module with
+# a third way (mde_machine's machine_ids, mde_machine_action_cancel's action_id) joins it in its own exactly_one_of.
+MACHINE_TARGET = OptionGroup(
+    "defender.endpoint.machine_target",
+    dict(machine_id=dict(type="str"), machine_name=dict(type="str")),
+    rules=exactly_one_of("machine_id", "machine_name"),
+    check=_check_machine_target)
+# Waiting for what the task started (a machine action, an investigation, a live response session).
+WAIT = OptionGroup(
+    "defender.endpoint.wait",
+    dict(wait=dict(type="bool", default=False), wait_timeout=dict(type="int", default=1800)),
+    check=_check_wait)
+# The time filters of the info modules: an ISO 8601 time or an age (odata.parse_time), sent as "<property> ge <time>".
+CREATED_AFTER = OptionGroup("defender.endpoint.time_filters", dict(created_after=dict(type="str")), check=_check_times)
+UPDATED_AFTER = OptionGroup("defender.endpoint.time_filters.updated_after", dict(updated_after=dict(type="str")),
+                            check=_check_times)
+TIME_FILTERS = (CREATED_AFTER, UPDATED_AFTER)
+GROUPS = (MACHINE_TARGET, WAIT) + TIME_FILTERS

@@ -261,8 +261,7 @@ def validate(ctx):
         ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
     if p["alert_ids"] is not None:
         ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
-    ctx.checked(alerts_utils.validate_update, p["alert_ids"], p["status"], p["assigned_to"], p["classification"],
-                p["determination"], p["comment"])
+    ctx.checked(alerts_utils.validate_update, p["assigned_to"], p["classification"], p["determination"], p["comment"])
 
 
 def main():

@@ -20,6 +20,8 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.time_filters
+  - defender.endpoint.time_filters.updated_after
 attributes:
   check_mode:
     support: full
@@ -75,19 +77,10 @@ options:
     description: Only alerts assigned to one of these owners (C(assignedTo), a user principal name).
     type: list
     elements: str
-  created_after:
-    description:
-      - Only alerts created (C(alertCreationTime)) at or after this time.
-      - An ISO 8601 time such as V(2026-01-31T08:00:00Z), or an age such as V(30m), V(24h) or V(7d).
-    type: str
-  updated_after:
-    description:
-      - Only alerts last updated (C(lastUpdateTime)) at or after this time.
-      - An ISO 8601 time such as V(2026-01-31T08:00:00Z), or an age such as V(30m), V(24h) or V(7d).
-    type: str
   odata_filter:
     description:
       - A raw OData C($filter) expression, ANDed with the filters above, for example C(investigationId eq 123456).
+      - O(created_after) filters on C(alertCreationTime), O(updated_after) on C(lastUpdateTime).
       - The alerts endpoint filters on C(alertCreationTime), C(lastUpdateTime), C(incidentId), C(investigationId), C(id),
         C(assignedTo), C(detectionSource), C(lastEventTime), C(status), C(severity) and C(category); it answers
         HTTP 400 (C(ODataError)) for other fields.
@@ -189,6 +182,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import alerts as alerts_utils
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 FILTER_OPTIONS = tuple(option for option, _field, _kind in alerts_utils.ALERT_FILTERS)
 
@@ -237,7 +231,7 @@ def run(ctx):
     return dict(changed=False, alerts=found, filter=odata_filter)
 
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = options.module_spec(dict(
     alert_id=dict(type="str"),
     alert_ids=dict(type="list", elements="str"),
     status=dict(type="list", elements="str", choices=alerts_utils.STATUSES),
@@ -247,12 +241,11 @@ ARGUMENT_SPEC = dict(
     incident_id=dict(type="list", elements="int"),
     detection_source=dict(type="list", elements="str"),
     assigned_to=dict(type="list", elements="str"),
-    created_after=dict(type="str"),
-    updated_after=dict(type="str"),
+), options.CREATED_AFTER, options.UPDATED_AFTER, dict(
     odata_filter=dict(type="str"),
     include_evidence=dict(type="bool", default=False),
     limit=dict(type="int"),
-)
+))
 SPEC_OPTIONS = dict(
     mutually_exclusive=[[selector, f] for selector in ("alert_id", "alert_ids")
                         for f in FILTER_OPTIONS + ("machine_id", "odata_filter")] + [["alert_id", "alert_ids"]],
@@ -270,10 +263,9 @@ def validate(ctx):
         ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
     if p["machine_id"] is not None:
         ctx.checked(mu.check_machine_id, p["machine_id"])
-    try:
-        alerts_utils.alert_filter(dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
-    except ValueError as e:
-        ctx.fail_json(msg=str(e))
+    for group in options.TIME_FILTERS:
+        ctx.checked(group.check, p)
+    ctx.checked(alerts_utils.alert_filter, dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])
 
 
 def main():

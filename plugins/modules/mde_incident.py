@@ -190,7 +190,7 @@ def validate(ctx):
     """Checks before any call."""
     p = ctx.params
     ctx.checked(iu.check_incident_id, p["incident_id"])
-    ctx.checked(iu.validate_update, p["status"], p["assigned_to"], p["classification"], p["determination"],
+    ctx.checked(iu.validate_update, p["assigned_to"], p["classification"], p["determination"],
                 p["custom_tags"], p["resolving_comment"], p["comment"])
 
 

@@ -20,6 +20,8 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.time_filters
+  - defender.endpoint.time_filters.updated_after
 attributes:
   check_mode:
     support: full
@@ -54,12 +56,6 @@ options:
     description: Only incidents with one of these determinations (Graph's spelling, such as V(malware) or V(notMalicious)).
     type: list
     elements: str
-  created_after:
-    description: Only incidents created at or after this time, an ISO 8601 time or an age such as V(24h) or V(7d).
-    type: str
-  updated_after:
-    description: Only incidents updated at or after this time, an ISO 8601 time or an age such as V(24h) or V(7d).
-    type: str
   odata_filter:
     description: More of an OData C($filter), ANDed with the filters above, for example V(displayName eq 'x').
     type: str
@@ -112,6 +108,7 @@ incidents:
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.module_utils import incidents as iu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 PERMISSION = None
 FILTER_OPTIONS = [option for option, _field, _kind in iu.FILTERS] + ["odata_filter"]
@@ -133,19 +130,18 @@ def run(ctx):
                                                            limit=p["limit"]))
 
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = options.module_spec(dict(
     incident_id=dict(type="str"),
     status=dict(type="list", elements="str", choices=iu.STATUSES),
     severity=dict(type="list", elements="str", choices=iu.SEVERITIES),
     assigned_to=dict(type="list", elements="str"),
     classification=dict(type="list", elements="str", choices=iu.CLASSIFICATIONS),
     determination=dict(type="list", elements="str"),
-    created_after=dict(type="str"),
-    updated_after=dict(type="str"),
+), options.CREATED_AFTER, options.UPDATED_AFTER, dict(
     odata_filter=dict(type="str"),
     include_alerts=dict(type="bool", default=False),
     limit=dict(type="int"),
-)
+))
 SPEC_OPTIONS = dict(mutually_exclusive=[["incident_id", option] for option in FILTER_OPTIONS + ["limit"]])
 
 
@@ -159,7 +155,8 @@ def validate(ctx):
             ctx.fail_json(msg="determination: %r is not one of %s." % (value, ", ".join(iu.DETERMINATIONS)))
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
-    ctx.checked(iu.incident_filter, dict((k, p[k]) for k in ("created_after", "updated_after")))
+    for group in options.TIME_FILTERS:
+        ctx.checked(group.check, p)
 
 
 def main():

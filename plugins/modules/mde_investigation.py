@@ -22,10 +22,16 @@ description:
     other systems Defender ends the investigation with state C(UnsupportedOs).
   - Needs the WindowsDefenderATP application permissions C(Alert.ReadWrite.All) (to start and read investigations)
     and C(Machine.Read.All) (to find the machine). The API allows 50 starts an hour.
+  - With O(wait), the task waits until the investigation is no longer C(Queued), C(Running) or C(PendingResource),
+    that is until it has ended or waits for an analyst to approve its remediation in the portal (C(PendingApproval)).
+    An investigation that ends C(Failed), C(InnerFailure), C(TerminatedBySystem) or C(UnsupportedOs) fails the task.
+    That holds for a running investigation found instead of starting one too.
 author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.machine_target
+  - defender.endpoint.wait
 attributes:
   check_mode:
     support: full
@@ -34,33 +40,11 @@ attributes:
     support: full
     description: Shows whether an investigation is running on the machine, before and after.
 options:
-  machine_id:
-    description:
-      - The Defender device id (40 hexadecimal characters) of the machine.
-      - Exactly one of O(machine_id) and O(machine_name) is required.
-    type: str
-  machine_name:
-    description:
-      - The machine's C(computerDnsName), compared case-insensitively; a name without a dot also matches the first
-        label. Exactly one onboarded machine must have it.
-    type: str
   comment:
     description:
       - The comment sent with the request (C(Comment), required by the API).
       - Defaults to C(Started by Ansible (defender.endpoint.mde_investigation)).
     type: str
-  wait:
-    description:
-      - Wait until the investigation is no longer C(Queued), C(Running) or C(PendingResource), that is until it has
-        ended or waits for an analyst to approve its remediation in the portal (C(PendingApproval)).
-      - An investigation that ends C(Failed), C(InnerFailure), C(TerminatedBySystem) or C(UnsupportedOs) fails the task.
-      - Also applies to a running investigation found instead of starting one.
-    type: bool
-    default: false
-  wait_timeout:
-    description: With O(wait), how many seconds to wait before failing the task. The investigation keeps running.
-    type: int
-    default: 1800
 seealso:
   - module: defender.endpoint.mde_investigation_info
   - name: Start Investigation API
@@ -106,6 +90,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import investigations as inv
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 PERMISSION = "Alert.ReadWrite.All"
 
@@ -152,30 +137,17 @@ def run(ctx):
     return finish(ctx, result)
 
 
-ARGUMENT_SPEC = dict(
-    machine_id=dict(type="str"),
-    machine_name=dict(type="str"),
-    comment=dict(type="str"),
-    wait=dict(type="bool", default=False),
-    wait_timeout=dict(type="int", default=1800),
-)
-SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name"]],
-    required_one_of=[["machine_id", "machine_name"]],
-)
+ARGUMENT_SPEC = options.module_spec(options.MACHINE_TARGET, dict(comment=dict(type="str")), options.WAIT)
+SPEC_OPTIONS = options.spec_rules(options.MACHINE_TARGET)
 
 
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["machine_name"] is not None:
-        ctx.checked(mu.check_machine_name, p["machine_name"])
+    ctx.checked(options.MACHINE_TARGET.check, p)
     if p["comment"] is not None and not p["comment"].strip():
         ctx.fail_json(msg="comment must not be empty.")
-    if p["wait_timeout"] < 1:
-        ctx.fail_json(msg="wait_timeout must be at least 1 second, got %d." % p["wait_timeout"])
+    ctx.checked(options.WAIT.check, p)
 
 
 def main():

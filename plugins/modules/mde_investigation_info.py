@@ -19,6 +19,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.time_filters
 attributes:
   check_mode:
     support: full
@@ -43,10 +44,6 @@ options:
     choices: [Unknown, Terminated, SuccessfullyRemediated, Benign, Failed, PartiallyRemediated, Running, PendingApproval,
               PendingResource, PartiallyInvestigated, TerminatedByUser, TerminatedBySystem, Queued, InnerFailure,
               PreexistingAlert, UnsupportedOs, UnsupportedAlertType, SuppressedAlert]
-  created_after:
-    description:
-      - Only investigations started (C(startTime)) at or after this time, an ISO 8601 time or an age such as V(24h).
-    type: str
   limit:
     description: Return at most this many investigations. By default all are returned.
     type: int
@@ -101,7 +98,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import investigations as inv
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 FILTERS = ("machine_id", "state", "created_after")
 
@@ -122,13 +119,11 @@ def run(ctx):
     return dict(changed=False, investigations=found, filter=odata_filter)
 
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = options.module_spec(dict(
     investigation_id=dict(type="str"),
     machine_id=dict(type="str"),
     state=dict(type="list", elements="str", choices=list(inv.STATES)),
-    created_after=dict(type="str"),
-    limit=dict(type="int"),
-)
+), options.CREATED_AFTER, dict(limit=dict(type="int")))
 SPEC_OPTIONS = dict(mutually_exclusive=[["investigation_id", f] for f in FILTERS])
 
 
@@ -139,8 +134,7 @@ def validate(ctx):
         ctx.checked(inv.check_investigation_id, p["investigation_id"])
     if p["machine_id"] is not None:
         ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["created_after"]:
-        ctx.checked(odata.parse_time, p["created_after"], "created_after")
+    ctx.checked(options.CREATED_AFTER.check, p)
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
 

@@ -30,10 +30,16 @@ description:
     C(Library.Manage); without it the check is skipped with a warning).
   - Needs the WindowsDefenderATP application permission C(Machine.LiveResponse) and C(Machine.Read.All) (or
     C(Machine.ReadWrite.All)) to find the machine, read its actions and get the results' links.
+  - With O(wait) (the default), the task waits until the session is over and downloads the results; without it, the
+    task returns once the session has started, and C(results) then only hold each command's status. O(wait_timeout)
+    also bounds the wait for a free session slot; a re-run of the task with the same commands waits for the session
+    again. A session on a machine that is offline is queued by the API for up to three days.
 author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.machine_target
+  - defender.endpoint.wait
 attributes:
   check_mode:
     support: full
@@ -43,16 +49,6 @@ attributes:
     support: none
     description: A session is not a state.
 options:
-  machine_id:
-    description:
-      - The Defender device id (40 hexadecimal characters) of the machine.
-      - Exactly one of O(machine_id) and O(machine_name) is required.
-    type: str
-  machine_name:
-    description:
-      - The machine's C(computerDnsName), compared case-insensitively; a name without a dot also matches the first
-        label. Exactly one onboarded machine must have it.
-    type: str
   commands:
     description:
       - The commands of the session, in the order the API runs them; the API requires every V(PutFile) first, then
@@ -83,18 +79,7 @@ options:
     description: The comment recorded with the session (C(Comment)).
     type: str
   wait:
-    description:
-      - Wait until the session is over and download the results. Without it, the task returns once the session
-        has started; C(results) then only hold each command's status.
-    type: bool
     default: true
-  wait_timeout:
-    description:
-      - With O(wait), seconds to wait for the session (and for a free session slot) before failing the task. The
-        session keeps running; a re-run of the task with the same commands waits for it again.
-      - A session on a machine that is offline is queued by the API for up to three days.
-    type: int
-    default: 1800
   dest:
     description:
       - A directory on the controller for the results; created (mode 0700) when missing. Each session's results go
@@ -193,6 +178,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import live_resp
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.connect import rate_limit_scale
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
@@ -360,9 +346,7 @@ def run(ctx):
     return finish(ctx, result, action, checked, slot)
 
 
-ARGUMENT_SPEC = dict(
-    machine_id=dict(type="str"),
-    machine_name=dict(type="str"),
+ARGUMENT_SPEC = options.module_spec(options.MACHINE_TARGET, dict(
     commands=dict(type="list", elements="dict", required=True, options=dict(
         type=dict(type="str", required=True, choices=list(lr.TYPES)),
         script_name=dict(type="str"),
@@ -371,28 +355,18 @@ ARGUMENT_SPEC = dict(
         file_name=dict(type="str"),
     )),
     comment=dict(type="str"),
-    wait=dict(type="bool", default=True),
-    wait_timeout=dict(type="int", default=1800),
-    dest=dict(type="path"),
-)
-SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name"]],
-    required_one_of=[["machine_id", "machine_name"]],
-)
+), options.WAIT.refined(wait=dict(default=True)), dict(dest=dict(type="path")))
+SPEC_OPTIONS = options.spec_rules(options.MACHINE_TARGET)
 
 
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
     checked = ctx.checked(lr.check_commands, p["commands"])
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["machine_name"] is not None:
-        ctx.checked(mu.check_machine_name, p["machine_name"])
+    ctx.checked(options.MACHINE_TARGET.check, p)
     if p["comment"] is not None and not p["comment"].strip():
         ctx.fail_json(msg="comment must not be empty.")
-    if p["wait_timeout"] < 1:
-        ctx.fail_json(msg="wait_timeout must be at least 1 second, got %d." % p["wait_timeout"])
+    ctx.checked(options.WAIT.check, p)
     if any(t == "GetFile" for t, _v in checked):
         if not p["dest"]:
             ctx.fail_json(msg="dest is required with a GetFile command: the directory on the controller for the "

@@ -30,6 +30,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.machine_target
 attributes:
   check_mode:
     support: full
@@ -38,22 +39,11 @@ attributes:
     support: full
     description: Per machine id that changes, its C(machineTags) and C(deviceValue) before and after.
 options:
-  machine_id:
-    description:
-      - The Defender device id (40 hexadecimal characters) of the machine to change.
-      - Exactly one of O(machine_id), O(machine_name) and O(machine_ids) is required.
-    type: str
-  machine_name:
-    description:
-      - The C(computerDnsName) of the machine to change, compared case-insensitively; a name without a dot also matches
-        the first label of the DNS name.
-      - Exactly one onboarded machine must have that name; otherwise the task fails naming the candidates (use
-        O(machine_id) then).
-    type: str
   machine_ids:
     description:
       - The device ids (40 hexadecimal characters each) of several machines to change the same way. Repeated ids are
         changed once; ids are compared case-insensitively.
+      - Exactly one of O(machine_id), O(machine_name) and O(machine_ids) is required.
     type: list
     elements: str
   tags:
@@ -72,7 +62,8 @@ options:
     default: present
   purge_tags:
     description:
-      - With O(state=present), also remove every tag that is not in O(tags).
+      - With O(state=present), also remove every tag that is not in O(tags). Needs O(tags); O(tags=[]) with
+        O(purge_tags=true) removes every tag.
     type: bool
     default: false
   device_value:
@@ -158,6 +149,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 PERMISSION = "Machine.ReadWrite.All"
 
@@ -287,26 +279,26 @@ def run(ctx):
     return result
 
 
-ARGUMENT_SPEC = dict(
-    machine_id=dict(type="str"),
-    machine_name=dict(type="str"),
+ARGUMENT_SPEC = options.module_spec(options.MACHINE_TARGET, dict(
     machine_ids=dict(type="list", elements="str"),
     tags=dict(type="list", elements="str"),
     state=dict(type="str", default="present", choices=list(mu.STATES)),
     purge_tags=dict(type="bool", default=False),
     device_value=dict(type="str", choices=list(mu.DEVICE_VALUES)),
-)
-SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name", "machine_ids"]],
-    required_one_of=[["machine_id", "machine_name", "machine_ids"]],
-)
+))
+# The machine target or a list of machines, exactly one; something to do; purge_tags replaces tags (tags: [] with
+# purge_tags: true removes every tag).
+SPEC_OPTIONS = options.spec_rules(options.exactly_one_of("machine_id", "machine_name", "machine_ids"), dict(
+    required_one_of=[["tags", "device_value"]],
+    required_if=[["purge_tags", True, ["tags"]]],
+))
 
 
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    ctx.checked(mu.validate, p["machine_id"], p["machine_name"], p["machine_ids"], p["tags"], p["state"],
-                p["purge_tags"], p["device_value"])
+    ctx.checked(options.MACHINE_TARGET.check, p)
+    ctx.checked(mu.validate, p["machine_ids"], p["tags"], p["state"], p["purge_tags"])
 
 
 def main():

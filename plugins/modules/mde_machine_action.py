@@ -30,10 +30,16 @@ description:
     C(Machine.RestrictExecution), C(Machine.Scan), C(Machine.CollectForensics), C(Machine.StopAndQuarantine) or
     C(Machine.Offboard)) and C(Machine.Read.All) (or C(Machine.ReadWrite.All)) to find the machine and read its
     actions.
+  - With O(wait), the task waits until the action is C(Succeeded), C(Failed), C(TimeOut) or C(Cancelled); anything but
+    C(Succeeded) fails the task with the action's status and error. That holds for a pending action found instead of
+    sending a new one too. It polls C(GET /api/machineactions/{id}) every 2 seconds at first, backing off to every 15
+    seconds.
 author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.machine_target
+  - defender.endpoint.wait
 attributes:
   check_mode:
     support: full
@@ -45,18 +51,6 @@ attributes:
         after (C(isolated), C(code_execution_restricted), C(offboarded)).
       - The one-shot actions have no diff.
 options:
-  machine_id:
-    description:
-      - The Defender device id (40 hexadecimal characters) of the machine.
-      - Exactly one of O(machine_id) and O(machine_name) is required.
-    type: str
-  machine_name:
-    description:
-      - The machine's C(computerDnsName), compared case-insensitively. A name without a dot also matches the
-        first label of the DNS name.
-      - Exactly one onboarded machine must have that name; when none or several do, the task fails and names
-        the candidates (use O(machine_id) then).
-    type: str
   action:
     description:
       - The response action.
@@ -110,21 +104,7 @@ options:
       - Defaults to C(Requested by Ansible (defender.endpoint.mde_machine_action)), except for V(offboard), which
         requires it.
     type: str
-  wait:
-    description:
-      - Wait until the action is C(Succeeded), C(Failed), C(TimeOut) or C(Cancelled). Anything but C(Succeeded)
-        fails the task with the action's status and error.
-      - Also applies to a pending action found instead of sending a new one.
-      - Polls C(GET /api/machineactions/{id}) every 2 seconds at first, backing off to every 15 seconds; throttling
-        (HTTP 429) is waited out as the API asks.
-    type: bool
-    default: false
   wait_timeout:
-    description:
-      - With O(wait), how many seconds to wait before failing the task. The action itself keeps running.
-      - Actions on a machine that is offline stay C(Pending) until it comes back (live response, for example,
-        is kept for 3 days).
-    type: int
     default: 600
 notes:
   - >-
@@ -210,6 +190,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 
 def read_actions(ctx, machine_id, types, statuses=None):
@@ -290,34 +271,28 @@ def run(ctx):
     return finish(ctx, result, p["wait"])
 
 
-ARGUMENT_SPEC = dict(
-    machine_id=dict(type="str"),
-    machine_name=dict(type="str"),
-    action=dict(type="str", required=True, choices=list(ma.ACTIONS)),
-    isolation_type=dict(type="str", default="Full", choices=list(ma.ISOLATION_TYPES)),
-    scan_type=dict(type="str", default="Quick", choices=list(ma.SCAN_TYPES)),
-    sha1=dict(type="str"),
-    comment=dict(type="str"),
-    wait=dict(type="bool", default=False),
-    wait_timeout=dict(type="int", default=600),
+ARGUMENT_SPEC = options.module_spec(
+    options.MACHINE_TARGET,
+    dict(
+        action=dict(type="str", required=True, choices=list(ma.ACTIONS)),
+        isolation_type=dict(type="str", default="Full", choices=list(ma.ISOLATION_TYPES)),
+        scan_type=dict(type="str", default="Quick", choices=list(ma.SCAN_TYPES)),
+        sha1=dict(type="str"),
+        comment=dict(type="str"),
+    ),
+    options.WAIT.refined(wait_timeout=dict(default=600)),
 )
-SPEC_OPTIONS = dict(
-    mutually_exclusive=[["machine_id", "machine_name"]],
-    required_one_of=[["machine_id", "machine_name"]],
-)
+SPEC_OPTIONS = options.spec_rules(options.MACHINE_TARGET, dict(
+    required_if=[["action", "stop_and_quarantine_file", ["sha1"]]],
+))
 
 
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    try:
-        ma.validate(p["action"], p["comment"], p["isolation_type"], p["scan_type"], p["sha1"], p["wait_timeout"])
-    except ValueError as e:
-        ctx.fail_json(msg=str(e))
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["machine_name"] is not None:
-        ctx.checked(mu.check_machine_name, p["machine_name"])
+    ctx.checked(options.MACHINE_TARGET.check, p)
+    ctx.checked(options.WAIT.check, p)
+    ctx.checked(ma.validate, p["action"], p["comment"], p["sha1"])
 
 
 def main():

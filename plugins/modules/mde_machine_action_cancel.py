@@ -12,8 +12,8 @@ module: mde_machine_action_cancel
 short_description: Cancel pending machine actions in Microsoft Defender for Endpoint
 version_added: 0.2.0
 description:
-  - Cancels one machine action by id, or every pending action on a machine (optionally of some types only), with
-    C(POST /api/machineactions/{id}/cancel).
+  - Cancels one machine action by id (O(action_id)), or every pending action on a machine (O(machine_id) or
+    O(machine_name), optionally of some types only), with C(POST /api/machineactions/{id}/cancel).
   - B(Idempotent.) Only actions that are C(Pending) or C(InProgress) are cancelled. An action that is already final
     (C(Succeeded), C(Failed), C(TimeOut), C(Cancelled)) is returned as it is, listed in RV(final_ids), with
     C(changed) false; that is not an error. An action that becomes final between the read and the cancel is reported
@@ -26,6 +26,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.machine_target
 attributes:
   check_mode:
     support: full
@@ -38,14 +39,6 @@ options:
     description:
       - The id (a GUID) of the machine action to cancel.
       - Exactly one of O(action_id), O(machine_id) and O(machine_name) is required.
-    type: str
-  machine_id:
-    description: Cancel the pending actions on this machine (its Defender device id, 40 hexadecimal characters).
-    type: str
-  machine_name:
-    description:
-      - Cancel the pending actions on the onboarded machine with this C(computerDnsName) (case-insensitive; a name
-        without a dot also matches the first label).
     type: str
   type:
     description: With O(machine_id) or O(machine_name), only actions of these types.
@@ -110,6 +103,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import MD
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 DEFAULT_COMMENT = "Cancelled by Ansible (defender.endpoint.mde_machine_action_cancel)"
 
@@ -174,17 +168,13 @@ def run(ctx):
     return result
 
 
-ARGUMENT_SPEC = dict(
-    action_id=dict(type="str"),
-    machine_id=dict(type="str"),
-    machine_name=dict(type="str"),
+ARGUMENT_SPEC = options.module_spec(dict(action_id=dict(type="str")), options.MACHINE_TARGET, dict(
     type=dict(type="list", elements="str", choices=list(ma.ACTION_TYPES)),
     comment=dict(type="str"),
-)
-SPEC_OPTIONS = dict(
-    mutually_exclusive=[["action_id", "machine_id", "machine_name"], ["action_id", "type"]],
-    required_one_of=[["action_id", "machine_id", "machine_name"]],
-)
+))
+# The machine target, or an action by id: exactly one of the three.
+SPEC_OPTIONS = options.spec_rules(options.exactly_one_of("action_id", "machine_id", "machine_name"),
+                                  dict(mutually_exclusive=[["action_id", "type"]]))
 
 
 def validate(ctx):
@@ -192,10 +182,7 @@ def validate(ctx):
     p = ctx.params
     if p["action_id"] is not None:
         ctx.checked(ma.check_action_id, p["action_id"])
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["machine_name"] is not None:
-        ctx.checked(mu.check_machine_name, p["machine_name"])
+    ctx.checked(options.MACHINE_TARGET.check, p)
     if p["comment"] is not None and not p["comment"].strip():
         ctx.fail_json(msg="comment must not be empty.")
 

@@ -22,6 +22,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
+  - defender.endpoint.time_filters
 attributes:
   check_mode:
     support: full
@@ -59,11 +60,6 @@ options:
     choices: [Pending, InProgress, Succeeded, Failed, TimeOut, Cancelled]
   requestor:
     description: Only actions requested by this identity (C(requestor), a user principal name or an application id).
-    type: str
-  created_after:
-    description:
-      - Only actions created at or after this time, an ISO 8601 time (V(2026-01-31T08:00:00Z)) or an age such as
-        V(30m), V(24h) or V(7d).
     type: str
   limit:
     description: Return at most this many actions, in the order the API returns them. By default all are returned.
@@ -166,6 +162,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.module import MD
 from ansible_collections.defender.endpoint.plugins.module_utils import machine_actions as ma
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 FILTER_OPTIONS = ("machine_id", "type", "status", "requestor", "created_after")
 
@@ -240,20 +237,23 @@ def run(ctx):
     return dict(changed=False, machine_actions=actions, filter=odata_filter)
 
 
-ARGUMENT_SPEC = dict(
+ARGUMENT_SPEC = options.module_spec(dict(
     action_id=dict(type="str"),
     machine_id=dict(type="str"),
     type=dict(type="list", elements="str", choices=list(ma.ACTION_TYPES)),
     status=dict(type="list", elements="str", choices=list(ma.STATUSES)),
     requestor=dict(type="str"),
-    created_after=dict(type="str"),
+), options.CREATED_AFTER, dict(
     limit=dict(type="int"),
     package_uri=dict(type="bool", default=False),
     dest=dict(type="path"),
     force=dict(type="bool", default=False),
-)
+))
 SPEC_OPTIONS = dict(
     mutually_exclusive=[["action_id", f] for f in FILTER_OPTIONS + ("limit",)],
+    # The package of one CollectInvestigationPackage action; force replaces a file at dest.
+    required_if=[["package_uri", True, ["action_id"]], ["force", True, ["dest"]]],
+    required_by=dict(dest="action_id"),
 )
 
 
@@ -264,17 +264,9 @@ def validate(ctx):
         ctx.checked(ma.check_action_id, p["action_id"])
     if p["machine_id"] is not None:
         ctx.checked(mu.check_machine_id, p["machine_id"])
-    if (p["package_uri"] or p["dest"]) and not p["action_id"]:
-        ctx.fail_json(msg="package_uri and dest need action_id (a CollectInvestigationPackage action).")
-    if p["force"] and not p["dest"]:
-        ctx.fail_json(msg="force is only used with dest.")
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
-    if p["created_after"]:
-        try:
-            odata.parse_time(p["created_after"], "created_after")
-        except ValueError as e:
-            ctx.fail_json(msg=str(e))
+    ctx.checked(options.CREATED_AFTER.check, p)
 
 
 def main():

@@ -272,7 +272,7 @@ def test_bad_input_fails_before_any_call(ansible, emulator):
         "two selectors": (dict(machine_id=mid, machine_name="ws-00000", tags=["x"]), "mutually exclusive"),
         "id and ids": (dict(machine_id=mid, machine_ids=[mid], tags=["x"]), "mutually exclusive"),
         "no selector": (dict(tags=["x"]), "one of the following is required"),
-        "nothing to do": (dict(machine_id=mid), "set tags or device_value"),
+        "nothing to do": (dict(machine_id=mid), "one of the following is required: tags, device_value"),
         "purge with absent": (dict(machine_id=mid, tags=["x"], state="absent", purge_tags=True), "purge_tags"),
         "empty id in list": (dict(machine_ids=[mid, " "], tags=["x"]), "empty ids"),
         # security review: ids must be device ids, tags must be safe to send, before any call

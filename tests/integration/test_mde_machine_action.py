@@ -239,7 +239,7 @@ def test_bad_input_fails_before_any_write(ansible, emulator):
     assert all(r["failed"] for r in res.tasks().values())
     assert "value of action must be one of" in msgs["unknown action"]
     assert "40 hexadecimal characters" in msgs["bad sha1"]
-    assert "sha1 is required" in msgs["missing sha1"]
+    assert "action is stop_and_quarantine_file but all of the following are missing: sha1" in msgs["missing sha1"]
     assert "mutually exclusive" in msgs["both selectors"]
     assert "one of the following is required" in msgs["no selector"]
     assert "set comment explicitly" in msgs["offboard without comment"]
@@ -310,7 +310,8 @@ def test_info_filters_and_investigation_package_download(ansible, emulator, tmp_
     uri_calls = [e for e in emulator.log if e["path"].lower().endswith("/getpackageuri")]
     assert len(uri_calls) == 1  # the second task found the file and asked for no URI
     assert "not a CollectInvestigationPackage action" in res.task("package of a scan")["msg"]
-    assert "need action_id" in res.task("package with filters")["msg"]
+    assert ("package_uri is True but all of the following are missing: action_id"
+            in res.task("package with filters")["msg"])
     assert "must be a machine action id" in res.task("bad action id")["msg"]
     assert [post[0] for post in action_posts(emulator)] == [
         "/api/machines/%s/collectInvestigationPackage" % a["id"], "/api/machines/%s/runAntiVirusScan" % a["id"],

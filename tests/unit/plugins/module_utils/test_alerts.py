@@ -4,6 +4,8 @@ import datetime
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import alerts, odata
+from ansible_collections.defender.endpoint.plugins.modules import mde_alert
+from tests.unit.helpers import refusal
 
 
 # -- classification / determination ------------------------------------------------------------------
@@ -16,6 +18,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import alerts, o
 def test_valid_combinations(classification, determination):
     assert alerts.combination_error(classification, determination) is None
     alerts.validate_update(classification=classification, determination=determination)
+    assert refusal(mde_alert, dict(alert_id="da1", classification=classification, determination=determination)) == ""
 
 
 @pytest.mark.parametrize("classification,determination", [
@@ -40,28 +43,30 @@ def test_aliases_are_sent_in_the_alerts_md_spelling():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(status="Closed"), "status: 'Closed' is not one of New, InProgress, Resolved"),
+    (dict(status="Closed"), "status must be one of: New, InProgress, Resolved, got: Closed"),
     (dict(status="Unknown"), "status"),
-    (dict(classification="Benign"), "classification: 'Benign'"),
-    (dict(classification="TruePositive", determination="Apt"), "determination: 'Apt'"),
-    (dict(determination="Malware"), "determination needs classification"),
+    (dict(classification="Benign"), "classification must be one of: TruePositive"),
+    (dict(classification="TruePositive", determination="Apt"), "determination must be one of: "),
+    (dict(determination="Malware"), "missing parameter(s) required by 'determination': classification"),
     (dict(assigned_to="secop2"), "assigned_to must be"),
     (dict(assigned_to="sec op@contoso.com"), "assigned_to must be"),
     (dict(assigned_to="a@b@contoso.com"), "assigned_to must be"),
     (dict(comment="  "), "comment must not be empty"),
-    (dict(), "nothing to update"),
+    (dict(), "one of the following is required: status, assigned_to, classification, determination, comment"),
     (dict(alert_ids=[], status="New"), "at least one alert id"),
-    (dict(alert_ids=["da1_2", " "], status="New"), "empty alert id"),
+    (dict(alert_ids=["da1_2", " "], status="New"), "alert_ids"),
 ])
-def test_validate_update_rejects(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        alerts.validate_update(**kwargs)
+def test_an_update_is_refused_before_any_call(kwargs, message):
+    """By mde_alert's argument spec (choices, which option needs another, something to update) or by its checks."""
+    args = dict(kwargs) if "alert_ids" in kwargs else dict(kwargs, alert_id="da1")
+    assert message in refusal(mde_alert, args)
 
 
 def test_validate_update_accepts_upns():
     for upn in ("secop2@contoso.com", "First.Last@contoso.onmicrosoft.com", "x@corp"):
         alerts.validate_update(assigned_to=upn)
-    alerts.validate_update(alert_ids=["da1_2"], comment="triaged")
+        assert refusal(mde_alert, dict(alert_id="da1", assigned_to=upn)) == ""
+    assert refusal(mde_alert, dict(alert_ids=["da1_2"], comment="triaged")) == ""
 
 
 # -- planning --------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""The shared options are defined once (module_utils/options.py): the doc fragment, the module argument spec, the
-inventory plugin's options and the EDA source all follow that table."""
+"""The shared options and the option groups are defined once (module_utils/options.py): the doc fragments, the module
+argument specs, the inventory plugin's options and the EDA source all follow that table."""
+import importlib
+import os
+
 import yaml
 
 import pytest
@@ -70,3 +73,78 @@ def test_an_empty_variable_is_unset(monkeypatch):
     with pytest.raises(AnsibleFallbackNotFound):
         env_fallback("MDE_AUTH_MODE")
     assert env_fallback("MDE_FEDERATED_TOKEN_FILE", "AZURE_FEDERATED_TOKEN_FILE") == "/run/token"
+
+
+# -- option groups: each group's doc fragment documents its spec, and the modules take both --------------------------
+def fragment_of(group):
+    """The YAML the group's fragment name (defender.endpoint.<file>[.<attribute>]) stands for."""
+    parts = group.fragment.split(".")
+    assert parts[:2] == ["defender", "endpoint"] and len(parts) in (3, 4), group.fragment
+    module = importlib.import_module("ansible_collections.defender.endpoint.plugins.doc_fragments." + parts[2])
+    return getattr(module.ModuleDocFragment, parts[3].upper() if len(parts) == 4 else "DOCUMENTATION")
+
+
+def modules():
+    directory = os.path.join(os.path.dirname(options.__file__), "..", "modules")
+    for name in sorted(os.listdir(directory)):
+        if name.startswith("mde_") and name.endswith(".py"):
+            yield importlib.import_module("ansible_collections.defender.endpoint.plugins.modules." + name[:-3])
+
+
+@pytest.mark.parametrize("group", options.GROUPS, ids=lambda g: g.fragment)
+def test_each_group_fragment_documents_its_spec(group):
+    docs = documented(fragment_of(group))
+    assert sorted(docs) == sorted(group.spec)
+    for name, entry in group.spec.items():
+        doc = docs[name]
+        assert doc["type"] == entry["type"], name
+        assert doc.get("default") == entry.get("default"), name
+        assert doc.get("choices") == entry.get("choices"), name
+        assert doc["description"], name
+
+
+@pytest.mark.parametrize("group", options.GROUPS, ids=lambda g: g.fragment)
+def test_a_module_takes_a_group_with_its_fragment_and_its_spec(group):
+    """A module that extends a group's fragment has the group's options with their types and rules; a module that
+    has all of a group's options takes its fragment (mde_machine_info's machine_name lists every match: its own)."""
+    users = 0
+    for module in modules():
+        doc = yaml.safe_load(module.DOCUMENTATION)
+        extends = doc.get("extends_documentation_fragment") or []
+        has_all = all(name in module.ARGUMENT_SPEC for name in group.spec)
+        if group.fragment not in extends:
+            assert not has_all or module.__name__.endswith(".mde_machine_info"), (module.__name__, group.fragment)
+            continue
+        users += 1
+        assert has_all, module.__name__
+        for name, entry in group.spec.items():
+            assert module.ARGUMENT_SPEC[name]["type"] == entry["type"], (module.__name__, name)
+        rules = getattr(module, "SPEC_OPTIONS", {})
+        for keyword, lists in group.rules.items():
+            for names in lists:
+                assert any(set(names) <= set(given) for given in rules.get(keyword, [])), (module.__name__, keyword)
+    assert users >= 2, group.fragment
+
+
+def test_group_checks_name_the_option():
+    with pytest.raises(ValueError, match="machine_id"):
+        options.MACHINE_TARGET.check(dict(machine_id="../x", machine_name=None))
+    with pytest.raises(ValueError, match="machine_name"):
+        options.MACHINE_TARGET.check(dict(machine_id=None, machine_name="  "))
+    options.MACHINE_TARGET.check(dict(machine_id="1E5BC9D7E413DDD7902C2932E418702B84D0CC07", machine_name=None))
+    with pytest.raises(ValueError, match="wait_timeout must be at least 1 second, got 0"):
+        options.WAIT.check(dict(wait=True, wait_timeout=0))
+    with pytest.raises(ValueError, match="updated_after"):
+        options.UPDATED_AFTER.check(dict(updated_after="yesterday"))
+    options.CREATED_AFTER.check(dict(created_after="7d"))
+
+
+def test_a_refined_group_spec_leaves_the_group_alone():
+    spec = options.WAIT.refined(wait_timeout=dict(default=600))
+    assert spec["wait_timeout"] == dict(type="int", default=600) and options.WAIT.spec["wait_timeout"]["default"] == 1800
+    merged = options.module_spec(options.MACHINE_TARGET, spec, dict(comment=dict(type="str")))
+    assert list(merged) == ["machine_id", "machine_name", "wait", "wait_timeout", "comment"]
+    rules = options.spec_rules(options.MACHINE_TARGET, dict(mutually_exclusive=[["a", "b"]],
+                                                              required_by=dict(a="b")))
+    assert rules == dict(mutually_exclusive=[["machine_id", "machine_name"], ["a", "b"]],
+                         required_one_of=[["machine_id", "machine_name"]], required_by=dict(a="b"))

@@ -7,14 +7,39 @@ from ansible_collections.defender.endpoint.plugins.module_utils import machine_a
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 from ansible_collections.defender.endpoint.plugins.modules import mde_machine_action as module_file
 from ansible_collections.defender.endpoint.tests.unit.fixtures.microsoft import sample
+from tests.unit.helpers import spec_errors
 
 SHA1 = "87662bc3d60e4200ceaf7aae249d1c343f4b83c9"
 
 
 # -- validation ----------------------------------------------------------------------------------------
+MID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+
+
+@pytest.mark.parametrize("args, words", [
+    (dict(machine_id=MID, action="reboot"), ["action must be one of: isolate, ", "got: reboot"]),
+    (dict(machine_id=MID, action="stop_and_quarantine_file"),
+     ["action is stop_and_quarantine_file but all of the following are missing: sha1"]),
+    (dict(machine_id=MID, action="isolate", isolation_type="full"), ["isolation_type must be one of: Full, Selective"]),
+    (dict(machine_id=MID, action="antivirus_scan", scan_type="Deep"), ["scan_type must be one of: Quick, Full"]),
+    (dict(machine_id=MID, action="isolate", wait_timeout="soon"), ["wait_timeout", "int"]),
+    (dict(action="isolate"), ["one of the following is required: machine_id, machine_name"]),
+    (dict(machine_id=MID, machine_name="ws-1", action="isolate"), ["mutually exclusive: machine_id|machine_name"]),
+])
+def test_the_argument_spec_refuses(args, words):
+    """Shapes, choices and which options go together are the argument spec's (the same messages as any module's)."""
+    text = spec_errors(module_file, args)
+    assert all(w in text for w in words), text
+
+
+def test_the_argument_spec_accepts_a_target_and_waits_600_seconds_by_default():
+    assert spec_errors(module_file, dict(machine_id=MID, action="isolate")) == ""
+    assert module_file.ARGUMENT_SPEC["wait_timeout"]["default"] == 600
+    assert module_file.ARGUMENT_SPEC["wait"]["default"] is False
+
+
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(action="reboot"), "action must be one of"),
-    (dict(action="stop_and_quarantine_file"), "sha1 is required"),
+    (dict(action="stop_and_quarantine_file"), "40 hexadecimal"),
     (dict(action="stop_and_quarantine_file", sha1="abc"), "40 hexadecimal"),
     (dict(action="stop_and_quarantine_file", sha1="g" * 40), "40 hexadecimal"),
     (dict(action="stop_and_quarantine_file", sha1=SHA1 + "0"), "40 hexadecimal"),
@@ -22,9 +47,6 @@ SHA1 = "87662bc3d60e4200ceaf7aae249d1c343f4b83c9"
     (dict(action="offboard"), "set comment explicitly"),
     (dict(action="offboard", comment="   "), "set comment explicitly"),
     (dict(action="isolate", comment=""), "comment must not be empty"),
-    (dict(action="isolate", isolation_type="full"), "isolation_type must be one of"),
-    (dict(action="antivirus_scan", scan_type="Deep"), "scan_type must be one of"),
-    (dict(action="isolate", wait_timeout=0), "wait_timeout"),
 ])
 def test_validate_rejects(kwargs, words):
     with pytest.raises(ValueError, match=words):
@@ -33,10 +55,9 @@ def test_validate_rejects(kwargs, words):
 
 @pytest.mark.parametrize("kwargs", [
     dict(action="isolate"),
-    dict(action="isolate", isolation_type="UnManagedDevice"),
     dict(action="stop_and_quarantine_file", sha1=SHA1.upper()),
     dict(action="offboard", comment="decommissioned"),
-    dict(action="antivirus_scan", scan_type="Full"),
+    dict(action="antivirus_scan"),
 ])
 def test_validate_accepts(kwargs):
     ma.validate(**kwargs)
