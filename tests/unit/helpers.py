@@ -17,7 +17,6 @@ def owned_by_another(monkeypatch, path, uid=4242):
     monkeypatch.setattr(os, "fstat", lambda fd: disguise(real_fstat(fd)))
 
 
-
 def _validated(module, args):
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
     from ansible_collections.defender.endpoint.plugins.module_utils import options

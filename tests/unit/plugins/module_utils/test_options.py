@@ -144,7 +144,6 @@ def test_a_refined_group_spec_leaves_the_group_alone():
     assert spec["wait_timeout"] == dict(type="int", default=600) and options.WAIT.spec["wait_timeout"]["default"] == 1800
     merged = options.module_spec(options.MACHINE_TARGET, spec, dict(comment=dict(type="str")))
     assert list(merged) == ["machine_id", "machine_name", "wait", "wait_timeout", "comment"]
-    rules = options.spec_rules(options.MACHINE_TARGET, dict(mutually_exclusive=[["a", "b"]],
-                                                              required_by=dict(a="b")))
+    rules = options.spec_rules(options.MACHINE_TARGET, dict(mutually_exclusive=[["a", "b"]], required_by=dict(a="b")))
     assert rules == dict(mutually_exclusive=[["machine_id", "machine_name"], ["a", "b"]],
                          required_one_of=[["machine_id", "machine_name"]], required_by=dict(a="b"))
