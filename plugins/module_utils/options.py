@@ -87,6 +87,59 @@ def from_environment(values, environ):
     return out
 
 
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "y": True, "t": True,
+            "0": False, "false": False, "no": False, "off": False, "n": False, "f": False}  # as Ansible's boolean()
+
+
+def as_bool(value, option):
+    """``value`` (a bool, or a word as Ansible's ``boolean()`` takes it: yes/no, true/false, on/off, 1/0, y/n, t/f) as
+    a bool; ValueError naming ``option`` for anything else."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word not in BOOLEANS:
+        raise ValueError("%s must be a boolean, got %r." % (option, value))
+    return BOOLEANS[word]
+
+
+def convert(name, value):
+    """A shared option's value (a string from the environment or a rulebook) as its type: bool, int, a path with
+    ``~`` expanded, or str. ValueError naming the option for a value that is not of the type or not one of its
+    choices."""
+    import os
+    o = SHARED_OPTIONS[name]
+    if o["type"] == "bool":
+        value = as_bool(value, name)
+    elif o["type"] == "int":
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ValueError("%s must be a whole number, got %r." % (name, value))
+    elif o["type"] == "path":
+        value = os.path.expanduser(str(value))
+    else:
+        value = str(value)
+    if "choices" in o and value not in o["choices"]:
+        raise ValueError("%s must be one of %s, got %r." % (name, ", ".join(o["choices"]), value))
+    return value
+
+
+def resolve(values, environ, names=NAMES):
+    """The shared options ``names`` outside Ansible's argument spec (the event sources, the inventory's environment
+    fallback): each the value given in ``values``, else the first non-empty environment variable it names
+    (first_set), else its default; converted to its type (convert). An empty value is unset. ValueError naming the
+    option for a bad one."""
+    out = {}
+    for name in names:
+        value = values.get(name)
+        if value is None or value == "":
+            value = first_set(SHARED_OPTIONS[name]["env"], environ)
+        if value is None or value == "":
+            value = SHARED_OPTIONS[name].get("default")
+        out[name] = None if value is None else convert(name, value)
+    return out
+
+
 # -- option groups: options several modules take alike ----------------------------------------------------------------
 class OptionGroup:
     """Options several modules take alike, defined once: their argument spec entries (the shapes), the rules between

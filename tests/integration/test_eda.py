@@ -29,6 +29,7 @@ from tests import cores
 from tests.integration.harness import BIN, COLLECTIONS, Ansible
 
 from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts as src
+from ansible_collections.defender.endpoint.plugins.module_utils import poller
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEConfigError
 
 RULEBOOK = "defender.endpoint.contain_on_high_severity"
@@ -98,9 +99,9 @@ def test_rulebook_contains_the_machine_of_each_new_high_severity_alert_once(emul
     touch(emulator, resolved["id"], "fresh")
     # Every New High alert updated since the first poll's start (less the default 2m overlap) is due: the two just
     # updated and any seed alert that happens to be that recent.
-    cutoff = src.time_ticks(iso(start)) - 120 * src.TICKS
+    cutoff = poller.time_ticks(iso(start)) - 120 * poller.TICKS
     due = [a for a in emulator.alerts if (a["severity"], a["status"]) == ("High", "New")
-           and src.time_ticks(a["lastUpdateTime"]) >= cutoff]
+           and poller.time_ticks(a["lastUpdateTime"]) >= cutoff]
     assert {a["id"] for a in first_batch} <= {a["id"] for a in due} and new_later not in due
     due_machines = {a["machineId"] for a in due}
     assert low["machineId"] not in due_machines | {new_later["machineId"]}
@@ -157,7 +158,7 @@ def test_rulebook_contains_the_machine_of_each_new_high_severity_alert_once(emul
                                 % new_later["id"], "IsolationType": "Full"}]
     # Server-side filters; one token for the source and every module run (the shared token cache).
     filters = [e["query"]["$filter"] for e in alert_polls(emulator)]
-    assert filters[0] == "lastUpdateTime ge %s and severity eq 'High' and status eq 'New'" % src.filter_time(cutoff)
+    assert filters[0] == "lastUpdateTime ge %s and severity eq 'High' and status eq 'New'" % poller.filter_time(cutoff)
     assert all(f.endswith(" and severity eq 'High' and status eq 'New'") for f in filters)
     assert emulator.counters["token_requests"] == 1
     # The rulebook wrote nothing but isolations (the alert PATCHes are the test's own).
@@ -241,7 +242,7 @@ def test_a_restarted_source_emits_nothing_it_already_emitted(emulator, tmp_path,
     assert len(failed) == 1 and failed[0].startswith("mde_alerts: poll failed, retrying in 0.2s: GET /api/alerts "
                                                      "failed: HTTP 400")
     # The restarted source asked from its checkpoint (less the overlap), not from initial_lookback.
-    resumed = src.filter_time(src.time_ticks(high[-1]["lastUpdateTime"]) - 120 * src.TICKS)
+    resumed = poller.filter_time(poller.time_ticks(high[-1]["lastUpdateTime"]) - 120 * poller.TICKS)
     assert {e["query"]["$filter"] for e in alert_polls(emulator)} >= {
         "lastUpdateTime ge %s and severity eq 'High'" % resumed}
     assert json.load(open(checkpoint))["watermark"] == emulator.alerts[emulator.alerts.index(changed)]["lastUpdateTime"]
@@ -270,15 +271,18 @@ def test_bad_configuration_fails_at_start_without_any_api_call(emulator, tmp_pat
     assert emulator.log == []
 
 
-def test_the_source_file_imports_the_client_from_an_installed_collection():
+@pytest.mark.parametrize("name", ["mde_alerts", "mde_incidents"])
+def test_the_source_file_imports_the_client_from_an_installed_collection(name):
     """ansible-rulebook runs the file with runpy, without the collections path on sys.path."""
-    path = os.path.join(COLLECTIONS, SOURCE_FILE)
+    path = os.path.join(COLLECTIONS, os.path.dirname(SOURCE_FILE), name + ".py")
     assert os.path.exists(path), path
-    code = "import runpy, sys; g = runpy.run_path(sys.argv[1]); print(repr(g['IMPORT_ERROR']), g['client_utils'].__name__)"
+    code = ("import runpy, sys; g = runpy.run_path(sys.argv[1]); print(g['poller'].__name__, g['main'].__self__.NAME); "
+            "from ansible_collections.defender.endpoint.plugins.module_utils import connect; print(connect.__name__)")
     out = subprocess.run([sys.executable, "-I", "-c", code, path], capture_output=True, text=True, cwd="/",
                          check=False, env={"PATH": os.environ.get("PATH", "")})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["None", "ansible_collections.defender.endpoint.plugins.module_utils.connect"]
+    assert out.stdout.split() == ["ansible_collections.defender.endpoint.plugins.module_utils.poller", name,
+                                  "ansible_collections.defender.endpoint.plugins.module_utils.connect"]
 
 
 # -- alert text controlled by a device: never templated by Ansible ----------------------------------------------

@@ -1,11 +1,11 @@
 """The mde_incidents event source against the emulator: new or changed incidents once each, across a restart, with
-server-side filters and their alerts; it shares mde_alerts' machinery (AlertPoller)."""
+server-side filters and their alerts; it shares mde_alerts' machinery (module_utils/poller.py)."""
 import asyncio
 import time
 
 import requests
 
-from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts
+from ansible_collections.defender.endpoint.plugins.module_utils import poller
 from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_incidents as src
 
 
@@ -45,7 +45,7 @@ def incident_polls(emulator):
 
 
 def test_new_or_changed_incidents_once_each_across_a_restart(emulator, tmp_path):
-    assert issubclass(src.IncidentPoller, mde_alerts.AlertPoller)
+    assert issubclass(src.IncidentPoller, poller.Poller)
     checkpoint = tmp_path / "incidents.json"
     incidents = requests.get(emulator.url + "/v1.0/security/incidents", params={"$filter": "severity eq 'high'"},
                              verify=emulator.ca_path, timeout=30, headers={

@@ -62,7 +62,55 @@ def test_from_environment_takes_the_first_non_empty_variable():
 
 def test_the_event_source_reads_the_same_table():
     from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts
-    assert mde_alerts.AUTH_OPTIONS is options.SHARED_OPTIONS
+    config = mde_alerts.AlertPoller.parse_args({"timeout": "12"}, {"AZURE_CLIENT_ID": "app", "MDE_VALIDATE_CERTS": "no"})
+    assert config["auth"] == options.resolve({"timeout": "12"}, {"AZURE_CLIENT_ID": "app", "MDE_VALIDATE_CERTS": "no"})
+    assert sorted(config["auth"]) == sorted(options.SHARED_OPTIONS)
+
+
+def test_resolve_converts_as_ansible_would():
+    got = options.resolve({"timeout": "12", "client_id": ""}, {"MDE_CLIENT_ID": " ", "AZURE_CLIENT_ID": "app",
+                                                                "MDE_TOKEN_CACHE": "off", "MDE_CA_PATH": "~/ca.pem"})
+    assert got["client_id"] == "app" and got["timeout"] == 12 and got["token_cache"] is False
+    assert got["ca_path"] == os.path.expanduser("~/ca.pem") and got["cloud"] == "global" and got["validate_certs"] is True
+    assert got["auth_mode"] is None
+    for values, message in (({"timeout": "slow"}, "timeout must be a whole number, got 'slow'."),
+                            ({"validate_certs": "maybe"}, "validate_certs must be a boolean, got 'maybe'."),
+                            ({"cloud": "mars"}, "cloud must be one of global, gcc, gcc_high, dod, got 'mars'.")):
+        with pytest.raises(ValueError) as e:
+            options.resolve(values, {})
+        assert str(e.value) == message
+
+
+def source_docs():
+    """Each event source's documented options and its table: the shared options (documented by mde_alerts; the other
+    sources say in a note that theirs are the same), the polling options, its own."""
+    from ansible_collections.defender.endpoint.extensions.eda.plugins.event_source import mde_alerts, mde_incidents
+    from ansible_collections.defender.endpoint.plugins.module_utils import poller
+    for source, shared in ((mde_alerts, True), (mde_incidents, False)):
+        doc = yaml.safe_load(source.DOCUMENTATION)
+        cls = next(v for v in vars(source).values() if isinstance(v, type) and issubclass(v, poller.Poller)
+                   and v is not poller.Poller)
+        table = dict(options.SHARED_OPTIONS) if shared else {}
+        table.update(poller.POLL_OPTIONS)
+        table.update(cls.OPTIONS)
+        yield source.__name__.rsplit(".", 1)[-1], doc, table, shared
+
+
+@pytest.mark.parametrize("name, doc, table, shared", list(source_docs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_event_source_documentation_follows_the_tables(name, doc, table, shared):
+    docs = doc["options"]
+    assert doc["name"] == name
+    assert sorted(docs) == sorted(table)
+    for option, spec in table.items():
+        entry = docs[option]
+        assert entry["type"] == spec["type"], (name, option)
+        assert entry.get("default") == spec.get("default"), (name, option)
+        assert entry.get("choices") == (list(spec["choices"]) if "choices" in spec else None), (name, option)
+        text = " ".join(entry["description"]) if isinstance(entry["description"], list) else entry["description"]
+        for var in spec.get("env", ()):
+            assert "E(%s)" % var in text, (name, option, var)
+    if not shared:
+        assert any("mde_alerts" in note for note in doc.get("notes", [])), name
 
 
 def test_an_empty_variable_is_unset(monkeypatch):

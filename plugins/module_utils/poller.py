@@ -1,0 +1,458 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The machinery of the collection's Event-Driven Ansible sources (extensions/eda/plugins/event_source/).
+
+A source (mde_alerts, mde_incidents) is a Poller subclass that says what it reads: its name, the noun of what it
+emits, the event key, the time field it polls by, its own options (OPTIONS), the OData ``$filter`` of a poll and the
+read itself. The rest is here, once: the options (the shared connection options through options.resolve(), the
+polling options), which entities a poll emits (select_new), the checkpoint file that remembers it across restarts,
+and the poll loop. Plain Python: no Ansible import (ansible-rulebook runs the sources without ansible-core's plugin
+loader); the client's module (connect.py) is imported when a source starts, so that a missing requests or msal is a
+configuration error, not an import error.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sys
+
+from ansible_collections.defender.endpoint.plugins.module_utils import errors
+from ansible_collections.defender.endpoint.plugins.module_utils import files
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import options as shared_options
+from ansible_collections.defender.endpoint.plugins.module_utils import unsafe_yaml
+
+CHECKPOINT_VERSION = 1
+# The options every source takes besides the shared connection options (options.SHARED_OPTIONS): name -> type,
+# default. A source adds its own (Poller.OPTIONS: type, default, choices). A unit test holds each source's
+# DOCUMENTATION to these tables.
+POLL_OPTIONS = dict(
+    interval=dict(type="str", default=60),
+    initial_lookback=dict(type="str", default="1h"),
+    overlap=dict(type="str", default="2m"),
+    checkpoint_path=dict(type="path"),
+)
+
+
+class ConfigError(ValueError):
+    """A bad option, found before any API call."""
+
+
+# -- times ----------------------------------------------------------------------------------------------
+# Times are compared as integer ticks of 100 ns since the epoch (the API writes 7 fractional digits), parsed and
+# written by the collection's one time module (module_utils/odata.py).
+TICKS = odata.TICKS
+time_ticks = odata.time_ticks          # an API timestamp -> ticks (UTC); ValueError for anything else (a date alone too)
+ticks_text = odata.ticks_text          # ticks -> YYYY-MM-DDTHH:MM:SS.fffffffZ (sortable as text)
+filter_time = odata.format_time        # an OData datetime literal floored to the second (never later than the ticks)
+now_ticks = odata.now_ticks
+
+# An entity's times can carry what a device reported (https://learn.microsoft.com/en-us/defender-endpoint/api/alerts
+# lists the Alert properties); one alert dated 2099 must not make every later poll ask for "lastUpdateTime ge 2099-..."
+# and so silence the source. A time more than FUTURE_SKEW seconds ahead of this machine's clock is logged, and the
+# watermark never moves past now + FUTURE_SKEW, nor past now + overlap: the next poll reads from the watermark less
+# the overlap, which must not be later than now, or entities updated from now on would be skipped.
+FUTURE_SKEW = 60
+
+
+def future_cap(overlap, now):
+    """The latest watermark allowed at ``now`` (ticks): now + the smaller of FUTURE_SKEW and ``overlap`` seconds."""
+    return int(now) + int(min(FUTURE_SKEW, overlap) * TICKS)
+
+
+def seconds_of(value, option):
+    """A number of seconds or an age such as ``30s``, ``5m``, ``1h``, ``7d`` -> float seconds (>= 0)."""
+    seconds = odata.age_seconds(value, bare=True)
+    if seconds is None:
+        raise ConfigError("%s must be a number of seconds or an age such as 30s, 5m or 1h, got %r." % (option, value))
+    if seconds < 0:
+        raise ConfigError("%s must not be negative, got %r." % (option, value))
+    return seconds
+
+
+# -- options ----------------------------------------------------------------------------------------------
+def as_list(value):
+    if value is None or value == "":
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
+
+
+def enum_list(value, option, choices):
+    values = as_list(value)
+    for v in values:
+        if v not in choices:
+            raise ConfigError("%s: %r is not one of %s." % (option, v, ", ".join(choices)))
+    return sorted(set(values), key=values.index)
+
+
+def own_option(name, spec, value):
+    """One of a source's own options (Poller.OPTIONS) as its type."""
+    if value is None:
+        value = spec.get("default")
+    if spec["type"] == "list":
+        return enum_list(value, name, spec["choices"]) if "choices" in spec else as_list(value)
+    if spec["type"] == "bool":
+        try:
+            return shared_options.as_bool(value, name)
+        except ValueError as e:
+            raise ConfigError(str(e))
+    return value
+
+
+def parse_args(args, environ=None, now=None, own=None, refused=None):
+    """Validate a source's arguments (``args`` as the rulebook gives them) before any API call.
+
+    ``own``: the source's own options (name -> type, default, choices); ``refused``: option -> what to use instead.
+    Returns a dict: ``auth`` (keyword arguments of create_client), ``interval``, ``overlap`` (seconds), ``start``
+    (ticks of the first poll's watermark), ``checkpoint_path`` (None = the default), and each own option. Raises
+    ConfigError.
+    """
+    environ = os.environ if environ is None else environ
+    own = own or {}
+    args = dict((k, v) for k, v in (args or {}).items() if not str(k).startswith("eda_"))
+    for name, instead in (refused or {}).items():
+        if name in args:
+            raise ConfigError("Unknown option(s) %s; %s." % (name, instead))
+    known = set(shared_options.SHARED_OPTIONS) | set(POLL_OPTIONS) | set(own)
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError("Unknown option(s) %s; the options are %s." % (", ".join(unknown), ", ".join(sorted(known))))
+    try:
+        auth = shared_options.resolve(args, environ)
+    except ValueError as e:
+        raise ConfigError(str(e))
+    interval = seconds_of(args.get("interval", POLL_OPTIONS["interval"]["default"]), "interval")
+    if interval <= 0:
+        raise ConfigError("interval must be greater than 0, got %r." % args.get("interval"))
+    overlap = seconds_of(args.get("overlap", POLL_OPTIONS["overlap"]["default"]), "overlap")
+    now = now_ticks() if now is None else now
+    lookback = args.get("initial_lookback", POLL_OPTIONS["initial_lookback"]["default"])
+    try:
+        start = time_ticks(lookback) if isinstance(lookback, str) else None
+    except ValueError:
+        start = None
+    if start is None:
+        start = now - int(seconds_of(lookback, "initial_lookback") * TICKS)
+    elif start > now + FUTURE_SKEW * TICKS:
+        raise ConfigError("initial_lookback %s is in the future; give an age such as 1h or a past time." % lookback)
+    checkpoint_path = args.get("checkpoint_path")
+    checkpoint_path = str(checkpoint_path).strip() if checkpoint_path is not None else ""
+    config = dict(auth=auth, interval=interval, overlap=overlap, start=start,
+                  checkpoint_path=os.path.expanduser(checkpoint_path) if checkpoint_path else None)
+    for name, spec in own.items():
+        config[name] = own_option(name, spec, args.get(name))
+    return config
+
+
+def time_filter(time_field, state, overlap, severity=(), status=()):
+    """The ``$filter`` of one poll: entities whose ``time_field`` is at or after the watermark less ``overlap``
+    seconds, with the severity and status filters."""
+    cutoff = state["watermark"] - int(overlap * TICKS)
+    return odata.and_all("%s ge %s" % (time_field, filter_time(cutoff)), odata.any_of("severity", severity),
+                         odata.any_of("status", status))
+
+
+# -- what to emit -----------------------------------------------------------------------------------------
+def initial_state(start):
+    """The state before the first poll: nothing seen, watermark at ``start`` (ticks)."""
+    return {"watermark": int(start), "seen": {}}
+
+
+def shown(value):
+    """An API value for the log: control characters escaped and cut (errors.quoted)."""
+    return errors.quoted(value, 200)
+
+
+def select_new(state, items, overlap=0.0, now=None, time_field="lastUpdateTime", noun="alert", log=None):
+    """Given the previous state and the entities of one poll, those to emit (oldest update first) and the new state.
+
+    ``state``: ``{"watermark": ticks, "seen": {id: ticks of the time emitted}}``. An entity is emitted when its
+    ``time_field`` is not before ``watermark - overlap`` and this id was not emitted with that (or a later) time. The
+    new watermark is the newest time emitted (never earlier than the old one), but never later than
+    ``future_cap(overlap, now)`` (``now``: ticks, default the current time). An entity dated more than FUTURE_SKEW
+    seconds in the future is emitted, logged as a warning (``log``, a source's Log) and remembered in ``seen`` (so it
+    is not emitted again), and does not hide those updated after it. ``seen`` keeps the ids whose emitted time is
+    within ``overlap`` of the watermark or later. The inputs are not changed.
+    """
+    log = log or Log("mde_alerts")
+    now = now_ticks() if now is None else int(now)
+    cap = future_cap(overlap, now)
+    cutoff = state["watermark"] - int(overlap * TICKS)
+    seen = dict(state["seen"])
+    keyed = []
+    for item in items or []:
+        ident = item.get("id") if isinstance(item, dict) else None
+        if not ident:
+            continue
+        try:
+            ticks = time_ticks(item.get(time_field))
+        except ValueError:
+            log.warning("ignoring %s %s: its %s %s is not a time.", noun, shown(ident), time_field,
+                        shown(item.get(time_field)))
+            continue
+        keyed.append((ticks, str(ident), item))
+    keyed.sort(key=lambda entry: (entry[0], entry[1]))
+    emit = []
+    watermark = state["watermark"]
+    for ticks, ident, item in keyed:
+        if ticks < cutoff:
+            continue
+        previous = seen.get(ident)
+        if previous is not None and previous >= ticks:
+            continue
+        if ticks > now + FUTURE_SKEW * TICKS:
+            log.warning("%s %s has %s %s, more than %ds ahead of this machine's clock (%s); emitted, and the next "
+                        "polls still read the ones updated from now on.", noun, shown(ident), time_field,
+                        shown(item.get(time_field)), FUTURE_SKEW, ticks_text(now))
+        emit.append(item)
+        seen[ident] = ticks
+        watermark = max(watermark, min(ticks, cap))
+    keep_from = watermark - int(overlap * TICKS)
+    seen = dict((ident, ticks) for ident, ticks in seen.items() if ticks >= keep_from)
+    return emit, {"watermark": watermark, "seen": seen}
+
+
+class Log:
+    """A source's log: every line starts with the source's name (``mde_incidents: ...``)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.logger = logging.getLogger("defender.endpoint." + name)
+
+    def _line(self, level, message, *args):
+        self.logger.log(level, "%s: " + message, self.name, *args)
+
+    def info(self, message, *args):
+        self._line(logging.INFO, message, *args)
+
+    def warning(self, message, *args):
+        self._line(logging.WARNING, message, *args)
+
+    def error(self, message, *args):
+        self._line(logging.ERROR, message, *args)
+
+
+# -- checkpoint -------------------------------------------------------------------------------------------
+# The checkpoint file: {"version": 1, "watermark": "<time>", "seen": {"<id>": "<time>"}}, written atomically (a
+# temporary file in the same directory, then a rename: files.atomic_write), mode 0600, and read as the collection
+# reads its other state files (files.read_file: no symbolic link followed, nothing but a regular file, never
+# blocking on a FIFO). One source owns its file (the default name holds a digest of what it reads), so it needs no
+# lock: files.StateStore is for state that every fork of a run updates.
+def state_to_json(state):
+    return {"version": CHECKPOINT_VERSION, "watermark": ticks_text(state["watermark"]),
+            "seen": dict((ident, ticks_text(t)) for ident, t in sorted(state["seen"].items()))}
+
+
+def state_from_json(data, name="mde_alerts"):
+    """The state held in a checkpoint document. Raises ValueError if it is not one."""
+    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+        raise ValueError("not a version %d %s checkpoint" % (CHECKPOINT_VERSION, name))
+    seen = data.get("seen")
+    if not isinstance(seen, dict):
+        raise ValueError("its seen is not a mapping of id to time")
+    return {"watermark": time_ticks(data.get("watermark")),
+            "seen": dict((str(ident), time_ticks(t)) for ident, t in seen.items())}
+
+
+def load_checkpoint(path, overlap=0.0, now=None, log=None):
+    """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file.
+
+    A watermark later than ``future_cap(overlap, now)`` (written by a version without the cap, after an entity dated
+    in the future) is moved back to when the file was last written (its modification time; never later than the
+    cap), with a warning: that version emitted nothing older than its watermark since then, so those are read again.
+    """
+    log = log or Log("mde_alerts")
+    try:
+        data = files.read_file(path, private=False)
+        written = os.stat(path).st_mtime if data is not None else None
+    except files.UnsafeFileError as e:
+        raise ConfigError("checkpoint file %s cannot be used: %s" % (path, e))
+    except OSError as e:
+        raise ConfigError("checkpoint file %s cannot be read: %s." % (path, e.strerror or e))
+    if data is None:
+        return None
+    try:
+        state = state_from_json(json.loads(data.decode("utf-8")), log.name)
+    except ValueError as e:  # UnicodeDecodeError included
+        raise ConfigError("checkpoint file %s is not usable (%s); move it away to start again from "
+                          "initial_lookback." % (path, e))
+    now = now_ticks() if now is None else int(now)
+    cap = future_cap(overlap, now)
+    if state["watermark"] > cap:
+        capped = min(cap, int(written * TICKS))
+        # Warn about a watermark beyond the skew; one within it (a smaller overlap than last time) is only moved back.
+        say = log.warning if state["watermark"] > now + FUTURE_SKEW * TICKS else log.info
+        say("checkpoint file %s holds watermark %s, in the future; reading those updated since %s (when the file was "
+            "last written) instead.", path, ticks_text(state["watermark"]), ticks_text(capped))
+        state["watermark"] = capped
+    return state
+
+
+def save_checkpoint(path, state):
+    """Write the state to ``path`` atomically (files.atomic_write), mode 0600, in a directory created 0700 when
+    missing."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    files.atomic_write(path, json.dumps(state_to_json(state), indent=1, sort_keys=True) + "\n")
+
+
+def default_checkpoint_path(cache_dir, name, url, auth, severity, status):
+    """``<cache_dir>/eda/<name>-<digest>.json``, the digest of what the source reads."""
+    identity = auth.get("client_id") or ("token:" + hashlib.sha256((auth.get("access_token") or "").encode("utf-8"))
+                                         .hexdigest()[:16])
+    key = json.dumps([url, auth.get("tenant_id"), identity, sorted(severity), sorted(status)])
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(cache_dir, "eda", "%s-%s.json" % (name, digest))
+
+
+# -- the source -------------------------------------------------------------------------------------------
+def one_line(error):
+    text = str(error).strip().splitlines()
+    text = text[0] if text else ""
+    if isinstance(error, errors.MDEError):
+        return text
+    return "%s: %s" % (type(error).__name__, text) if text else type(error).__name__
+
+
+def show_sign_in(message):
+    """A device code sign-in (auth_mode device_code) needed at start: shown on ansible-rulebook's standard error while
+    the source waits for the user; the sign-in is then kept in the token cache for the next starts."""
+    sys.stderr.write("defender.endpoint event source needs a user to sign in. %s\n" % message)
+    sys.stderr.flush()
+
+
+class Poller:
+    """One source instance: the client, its options, the state and where it is saved.
+
+    A source sets NAME (``mde_alerts``), NOUN (``alert``), EVENT_KEY (``mde_alert``), TIME_FIELD, OPTIONS (its own
+    options: name -> type, default, choices), REFUSED (option -> what to use instead), and defines ``fetch()`` (the
+    entities matching a ``$filter``, blocking) and ``base_url(client)`` (the API the default checkpoint name digests).
+    """
+
+    NAME = None
+    NOUN = None
+    EVENT_KEY = None
+    TIME_FIELD = None
+    OPTIONS = {}
+    REFUSED = {}
+
+    def __init__(self, client, config, checkpoint_path, state, untrusted=None):
+        self.client = client
+        self.config = config
+        self.checkpoint_path = checkpoint_path
+        self.state = state
+        self.untrusted = untrusted
+        self.log = Log(self.NAME)
+        self.polls = 0
+        self.failures = 0
+
+    # -- what a source says ------------------------------------------------------------------------------
+    def fetch(self, odata_filter):
+        raise NotImplementedError
+
+    @staticmethod
+    def base_url(client):
+        raise NotImplementedError
+
+    def build_filter(self):
+        return time_filter(self.TIME_FIELD, self.state, self.config["overlap"], self.config.get("severity") or (),
+                           self.config.get("status") or ())
+
+    # -- the same for every source -----------------------------------------------------------------------
+    @classmethod
+    def parse_args(cls, args, environ=None, now=None):
+        return parse_args(args, environ, now, own=cls.OPTIONS, refused=cls.REFUSED)
+
+    @classmethod
+    def select_new(cls, state, items, overlap=0.0, now=None):
+        return select_new(state, items, overlap, now, time_field=cls.TIME_FIELD, noun=cls.NOUN, log=Log(cls.NAME))
+
+    @classmethod
+    def default_checkpoint_path(cls, cache_dir, url, auth, severity, status):
+        return default_checkpoint_path(cache_dir, cls.NAME, url, auth, severity, status)
+
+    @classmethod
+    def load_checkpoint(cls, path, overlap=0.0, now=None):
+        return load_checkpoint(path, overlap, now, log=Log(cls.NAME))
+
+    async def poll(self, queue):
+        """One poll: read, put the new entities on the queue, save the checkpoint. Returns the number emitted.
+
+        Raises whatever the read raised (the caller logs it); the state is then unchanged.
+        """
+        odata_filter = self.build_filter()
+        items = await asyncio.to_thread(self.fetch, odata_filter)
+        self.polls += 1
+        emit, new_state = self.select_new(self.state, items, self.config["overlap"])
+        for item in emit:
+            unsafe_yaml.mark_untrusted(item, self.untrusted, self.NAME, self.NOUN, self.EVENT_KEY)
+            await queue.put({self.EVENT_KEY: item})
+        changed = new_state != self.state
+        self.state = new_state
+        if changed:
+            try:
+                save_checkpoint(self.checkpoint_path, self.state)
+            except (OSError, files.UnsafeFileError) as e:
+                self.log.error("cannot write checkpoint file %s: %s; what was emitted is remembered until the source "
+                               "stops.", self.checkpoint_path, getattr(e, "strerror", None) or e)
+        self.log.info("%d %s(s) read, %d emitted, watermark %s.", len(items), self.NOUN, len(emit),
+                      ticks_text(self.state["watermark"]))
+        return len(emit)
+
+    async def run(self, queue):
+        while True:
+            try:
+                await self.poll(queue)
+            except Exception as e:  # pylint: disable=broad-except
+                self.failures += 1
+                self.log.error("poll failed, retrying in %gs: %s", self.config["interval"], one_line(e))
+            await asyncio.sleep(self.config["interval"])
+
+    @classmethod
+    def setup(cls, args, environ=None):
+        """Validate the arguments, build the client and load (or start) the state. Raises ConfigError or MDEError
+        (MDEConfigError, MDEDependencyError) for a configuration that cannot work; makes no API call."""
+        config = cls.parse_args(args, environ)
+        try:
+            from ansible_collections.defender.endpoint.plugins.module_utils import auth as auth_utils
+            from ansible_collections.defender.endpoint.plugins.module_utils import connect
+        except ImportError as e:
+            raise ConfigError("defender.endpoint.%s cannot import the collection's client (%s). Install the "
+                              "defender.endpoint collection and its Python requirements (requests, msal) in the "
+                              "decision environment." % (cls.NAME, e))
+        client = connect.create_client(sign_in=show_sign_in, **config["auth"])
+        path = config["checkpoint_path"] or cls.default_checkpoint_path(
+            auth_utils.default_cache_dir(), cls.base_url(client), config["auth"], config.get("severity") or [],
+            config.get("status") or [])
+        log = Log(cls.NAME)
+        state = cls.load_checkpoint(path, config["overlap"])
+        if state is None:
+            state = initial_state(config["start"])
+            log.info("no checkpoint at %s; reading %ss updated since %s.", path, cls.NOUN, ticks_text(state["watermark"]))
+        else:
+            log.info("resuming from checkpoint %s (watermark %s).", path, ticks_text(state["watermark"]))
+        return cls(client, config, path, state, unsafe_yaml.install_yaml_marking())
+
+    @classmethod
+    async def main(cls, queue, args):
+        """ansible-rulebook's entry point: poll until cancelled."""
+        await cls.setup(args).run(queue)
+
+    @classmethod
+    def print_one_poll(cls, argv):
+        """``python <source>.py '<arguments as JSON>'``: print the events of one poll."""
+
+        class _PrintQueue:
+            async def put(self, event):
+                print(json.dumps(event))
+
+        logging.basicConfig(level=logging.INFO)
+        asyncio.run(cls.setup(json.loads(argv[1]) if len(argv) > 1 else {}).poll(_PrintQueue()))
