@@ -205,8 +205,6 @@ cache_timeout: 3600
 
 import copy
 import datetime
-import hashlib
-import json
 import os
 import re
 import sys
@@ -223,6 +221,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabi
 from ansible_collections.defender.endpoint.plugins.module_utils.auth import prepare_cache_dir
 from ansible_collections.defender.endpoint.plugins.module_utils.context import missing_requirements
 from ansible_collections.defender.endpoint.plugins.module_utils.progress import QUIET_FOR, Progress
+from ansible_collections.defender.endpoint.plugins.plugin_utils.inventory import CachedResults, query_digest
 from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import safe_host_name, untrusted
 
 try:
@@ -235,6 +234,7 @@ except ImportError:  # pragma: no cover - jinja2 comes with ansible-core
 AUTH_OPTIONS = shared_options.NAMES  # documented by the defender.endpoint.auth.inventory fragment (tested against it)
 # Options that identify what was read: a cached copy made with other values is not used. No secret here.
 QUERY_OPTIONS = ("api_url", "cloud", "tenant_id", "client_id", "filters", "odata_filter")
+VULNERABILITIES_SUFFIX = "_vulnerabilities"  # the vulnerability export's cache key: the source's key and this
 
 FILTER_KEYS = tuple(odata.MACHINE_FILTERS) + ("rbac_group_name",)
 # hostnames entries that name a Machine property.
@@ -450,7 +450,7 @@ def exclusion_matcher(filter_set):
     return lambda m: all(test(m) for test in tests)
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResults):
 
     NAME = "defender.endpoint.mde_machines"
     _keying = False
@@ -473,9 +473,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.templar.available_variables = self._vars or {}
                 value = self.templar.template(value)
             return value
-        spec = shared_options.SHARED_OPTIONS.get(name)
-        if spec is not None:
-            return self._from_environment(name, spec)
+        if name in shared_options.SHARED_OPTIONS:
+            return self._from_environment(name)
         origin = self.get_option_and_origin(name)[1]
         if isinstance(origin, str) and origin.startswith("env:") and not os.environ.get(origin[4:].strip(), "").strip():
             # AWX sets every variable of a credential type, the unused ones empty: an empty variable is unset
@@ -484,25 +483,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return value
 
     @staticmethod
-    def _from_environment(name, spec):
+    def _from_environment(name):
         """A shared option not in the file: the first non-empty of its environment variables, in the order the modules
-        and event sources read them (MDE_CLIENT_ID before AZURE_CLIENT_ID). Ansible's configuration would take the
-        last one set, so the AZURE_CLIENT_ID an AKS webhook puts in every pod would beat the credential's MDE_ one;
-        and an empty variable (an unused AWX credential field) is unset."""
-        raw = shared_options.first_set(spec["env"], os.environ)
-        if raw is None:
-            return spec.get("default")
-        if spec["type"] == "bool":
-            try:
-                return boolean(raw, strict=True)
-            except TypeError:
-                raise AnsibleError("%s must be a boolean, got %r." % (name, raw))
-        if spec["type"] == "int":
-            try:
-                return int(raw)
-            except ValueError:
-                raise AnsibleError("%s must be a whole number, got %r." % (name, raw))
-        return os.path.expanduser(raw) if spec["type"] == "path" else raw
+        and event sources read them (MDE_CLIENT_ID before AZURE_CLIENT_ID), converted by options.resolve() as the event
+        sources' are. Ansible's configuration would take the last one set, so the AZURE_CLIENT_ID an AKS webhook puts
+        in every pod would beat the credential's MDE_ one; and an empty variable (an unused AWX credential field) is
+        unset."""
+        try:
+            return shared_options.resolve({}, os.environ, names=(name,))[name]
+        except ValueError as e:
+            raise AnsibleError(str(e))
 
     def _show_sign_in(self, message):
         """A device code sign-in (auth_mode device_code) shown on standard error while the inventory waits: the
@@ -542,7 +532,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _query_fingerprint(self, auth, filters, odata_filter):
         facts = dict((k, auth.get(k)) for k in QUERY_OPTIONS if k in auth)
         facts.update(filters=filters, odata_filter=odata_filter)
-        return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+        return query_digest(facts)
 
     # -- reading ----------------------------------------------------------------------------------------
     def _fetch(self, auth, server_filters, odata_filter):
@@ -599,15 +589,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _vulnerabilities(self, path, cache, auth, page_size):
         """{machine id: {"missing_kbs", "vulnerabilities"}} from the export, from the cache or the API."""
         fingerprint = self._query_fingerprint(auth, {"vulnerabilities": True}, None)
-        use_cache = self.get_option("cache")
-        cache_key = self.get_cache_key(path) + "_vulnerabilities"
-        if use_cache and cache:
-            try:
-                cached = self._cache[cache_key]
-            except KeyError:
-                cached = None
-            if isinstance(cached, dict) and cached.get("query") == fingerprint and isinstance(cached.get("machines"), dict):
-                return cached["machines"]
+        cached = self.get_cached_result(path, cache, fingerprint, dict, suffix=VULNERABILITIES_SUFFIX)
+        if cached is not None:
+            return cached
         from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
         try:
             client = create_client(sign_in=self._show_sign_in, **auth)
@@ -623,32 +607,21 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except MDEError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
         found = dict((k.lower(), v) for k, v in found.items())
-        if use_cache:
-            self._cache[cache_key] = {"query": fingerprint, "machines": found}
+        self.update_cached_result(path, fingerprint, found, suffix=VULNERABILITIES_SUFFIX)
         return found
 
     def _machines(self, path, cache, auth, filters, odata_filter):
         """The Machine entities selected by the server-side filters, from the cache or the API."""
         server_filters = dict((k, v) for k, v in filters.items() if k != "rbac_group_name")
         fingerprint = self._query_fingerprint(auth, filters, odata_filter)
-        use_cache = self.get_option("cache")
-        cache_key = self.get_cache_key(path)
-        update_cache = False
-        if use_cache and cache:
-            try:
-                cached = self._cache[cache_key]
-            except KeyError:
-                cached = None
-            if isinstance(cached, dict) and cached.get("query") == fingerprint and isinstance(cached.get("machines"), list):
-                self.display.vvv("mde_machines: %d machines from the inventory cache" % len(cached["machines"]))
-                return cached["machines"]
-            update_cache = True
-        elif use_cache:
-            update_cache = True  # --flush-cache or refresh_inventory: read the API, then store
+        cached = self.get_cached_result(path, cache, fingerprint, list)
+        if cached is not None:
+            self.display.vvv("mde_machines: %d machines from the inventory cache" % len(cached))
+            return cached
         machines = self._fetch(auth, server_filters, odata_filter)
-        if update_cache:
-            # Only the entities and a digest of what selected them: never a credential.
-            self._cache[cache_key] = {"query": fingerprint, "machines": machines}
+        # Only the entities and a digest of what selected them: never a credential. Also after --flush-cache or
+        # refresh_inventory (cache false): read the API, then store.
+        self.update_cached_result(path, fingerprint, machines)
         return machines
 
     # -- naming -----------------------------------------------------------------------------------------
