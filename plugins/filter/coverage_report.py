@@ -69,8 +69,11 @@ import datetime
 import html
 import io
 import ipaddress
+import os
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
 STATUSES = ("unprotected", "stale", "unhealthy", "av_outdated", "ok")
 LABELS = {"unprotected": "No onboarded machine", "stale": "Not seen recently", "unhealthy": "Sensor unhealthy",
@@ -92,23 +95,6 @@ def _ip(value):
 
 def _usable_ip(ip):
     return ip and not ip.startswith(IGNORED_IPS)
-
-
-def _parse_time(value):
-    text = _text(value).strip()
-    if not text:
-        return None
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    if "." in text:                                   # the API sends up to 7 fractional digits
-        head, _dot, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        text = head + "." + digits[:6].ljust(6, "0") + rest[len(digits):]
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
 def _host_keys(name, hostvars):
@@ -174,8 +160,9 @@ def coverage_report(machines, hosts, all_hosts=None, stale_days=7, now=None):
         stale_days = int(stale_days)
     except (TypeError, ValueError):
         raise AnsibleFilterError("coverage_report: stale_days must be a number of days, got %r" % (stale_days,))
-    moment = _parse_time(now) if now else datetime.datetime.now(datetime.timezone.utc)
-    if moment is None:
+    try:
+        moment = odata.parse_time(now, "now", relative=False) if now else odata.utcnow()
+    except ValueError:
         raise AnsibleFilterError("coverage_report: now is not an ISO 8601 time: %r" % (now,))
     pool = []
     for m in machines:
@@ -189,9 +176,9 @@ def coverage_report(machines, hosts, all_hosts=None, stale_days=7, now=None):
         found, how = _match(name, hosts[name], pool)
         active = [m for m in found if m.get("onboardingStatus") == "Onboarded"]
         # a re-imaged device can be there twice: the most recently seen one counts
-        best = max(active or found, key=lambda m: _parse_time(m.get("lastSeen")) or datetime.datetime.min.replace(
+        best = max(active or found, key=lambda m: odata.time_or_none(m.get("lastSeen")) or datetime.datetime.min.replace(
             tzinfo=datetime.timezone.utc)) if found else None
-        seen = _parse_time(best.get("lastSeen")) if best else None
+        seen = odata.time_or_none(best.get("lastSeen")) if best else None
         age = (moment - seen).total_seconds() / 86400.0 if seen else None
         problems = []
         if not active:
@@ -235,10 +222,19 @@ def coverage_report(machines, hosts, all_hosts=None, stale_days=7, now=None):
 
 
 # -- rendering -------------------------------------------------------------------------------------------------
+# The report's Markdown, CSV and HTML are the templates of the coverage_report role (roles/coverage_report/templates/
+# coverage.<md|csv|html>.j2), rendered here with jinja2 alone: the report holds API data (machine names, platforms),
+# which Ansible's templating must never evaluate, and the HTML template renders with autoescape on.
 HOST_COLUMNS = ("host", "status", "problems", "matched_by", "computer_dns_name", "machine_id", "health_status",
                 "defender_av_status", "last_seen", "days_since_seen", "os_platform")
 UNKNOWN_COLUMNS = ("computer_dns_name", "machine_id", "last_ip_address", "health_status", "defender_av_status",
                    "last_seen", "os_platform")
+UNKNOWN_CSV_COLUMNS = ("computer_dns_name", "machine_id", "health_status", "defender_av_status", "last_seen")
+COLOURS = {"unprotected": "#c62828", "stale": "#ef6c00", "unhealthy": "#ad1457", "av_outdated": "#6a1b9a",
+           "ok": "#2e7d32", "unknown": "#1565c0"}
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles",
+                         "coverage_report", "templates")
+FORMATS = {"markdown": "coverage.md.j2", "csv": "coverage.csv.j2", "html": "coverage.html.j2"}
 
 
 def _cell(row, key):
@@ -254,112 +250,37 @@ def _csv_safe(text):
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _render_csv(report):
+def _csv_row(values):
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(("kind",) + HOST_COLUMNS)
-    for row in report["hosts"]:
-        writer.writerow(("host",) + tuple(_csv_safe(_cell(row, k)) for k in HOST_COLUMNS))
-    for row in report["unknown_machines"]:
-        writer.writerow(("unknown_machine", "", "unknown", "", "")
-                        + tuple(_csv_safe(_cell(row, k)) for k in ("computer_dns_name", "machine_id", "health_status",
-                                                                   "defender_av_status", "last_seen"))
-                        + ("", _csv_safe(_cell(row, "os_platform"))))
+    csv.writer(out, lineterminator="").writerow(values)
     return out.getvalue()
 
 
 def _md(text):
     """Markdown table cell: one line, no HTML, the characters Markdown gives a meaning escaped."""
-    text = " ".join(_text(text).splitlines())
-    text = html.escape(text, quote=False)
-    for ch in "\\`*_{}[]()#+!|<>~":
-        text = text.replace(ch, "\\" + ch) if ch not in "<>" else text
+    text = html.escape(" ".join(_text(text).splitlines()), quote=False)
+    for ch in "\\`*_{}[]()#+!|~":
+        text = text.replace(ch, "\\" + ch)
     return text
 
 
-def _md_table(rows, columns):
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_md(_cell(row, k)) for k in columns) + " |")
-    return "\n".join(lines)
-
-
-def _render_markdown(report):
-    c = report["counts"]
-    parts = ["# Defender for Endpoint coverage", "",
-             "Generated %s; %d inventory hosts, %d Defender machines (%d onboarded); stale after %d days." % (
-                 report["generated"], c["hosts"], report["total_machines"], report["onboarded_machines"],
-                 report["stale_days"]), "",
-             "| status | count |", "|---|---|"]
-    parts += ["| %s | %d |" % (LABELS[s], c[s]) for s in STATUSES + ("unknown",)]
-    parts += ["", "## Inventory hosts", "", _md_table(report["hosts"], HOST_COLUMNS), "",
-              "## Onboarded machines in no inventory group", "",
-              _md_table(report["unknown_machines"], UNKNOWN_COLUMNS) if report["unknown_machines"] else "None.", ""]
-    return "\n".join(parts)
-
-
-COLOURS = {"unprotected": "#c62828", "stale": "#ef6c00", "unhealthy": "#ad1457", "av_outdated": "#6a1b9a",
-           "ok": "#2e7d32", "unknown": "#1565c0"}
-
-
-def _svg_chart(counts):
-    keys = STATUSES + ("unknown",)
-    top = max([counts[k] for k in keys] + [1])
-    bar_h, gap, label_w, width = 26, 10, 280, 420
-    height = len(keys) * (bar_h + gap) + gap
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" aria-label="counts">'
-           % (label_w + width + 60, height)]
-    for i, key in enumerate(keys):
-        y = gap + i * (bar_h + gap)
-        w = int(round(width * counts[key] / float(top)))
-        out.append('<text x="%d" y="%d" text-anchor="end" font-size="14">%s</text>'
-                   % (label_w - 8, y + 18, html.escape(LABELS[key])))
-        out.append('<rect class="bar" data-key="%s" x="%d" y="%d" width="%d" height="%d" fill="%s"/>'
-                   % (key, label_w, y, w, bar_h, COLOURS[key]))
-        out.append('<text x="%d" y="%d" font-size="14">%d</text>' % (label_w + w + 6, y + 18, counts[key]))
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _html_table(rows, columns, status_key=None):
-    e = html.escape
-    head = "".join("<th>%s</th>" % e(k) for k in columns)
-    body = []
-    for row in rows:
-        cls = ' class="%s"' % e(row.get(status_key, "")) if status_key else ""
-        body.append("<tr%s>%s</tr>" % (cls, "".join("<td>%s</td>" % e(_cell(row, k)) for k in columns)))
-    return "<table><thead><tr>%s</tr></thead><tbody>\n%s\n</tbody></table>" % (head, "\n".join(body))
-
-
-def _render_html(report):
-    e = html.escape
-    c = report["counts"]
-    css = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
-           "th,td{border:1px solid #ccc;padding:.25em .5em;font-size:13px;text-align:left}th{background:#eee}"
-           + "".join("tr.%s td:nth-child(2){color:%s;font-weight:bold}" % (k, v) for k, v in COLOURS.items()))
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        # nothing from outside the page: no script, no remote style or image
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-        "<title>Defender for Endpoint coverage</title><style>%s</style></head><body>" % css,
-        "<h1>Defender for Endpoint coverage</h1>",
-        "<p>Generated %s: %d inventory hosts, %d Defender machines (%d onboarded); stale after %d days.</p>" % (
-            e(report["generated"]), c["hosts"], report["total_machines"], report["onboarded_machines"],
-            report["stale_days"]),
-        _svg_chart(c),
-        "<h2>Inventory hosts</h2>", _html_table(report["hosts"], HOST_COLUMNS, "status"),
-        "<h2>Onboarded machines in no inventory group</h2>",
-        _html_table(report["unknown_machines"], UNKNOWN_COLUMNS) if report["unknown_machines"] else "<p>None.</p>",
-        "</body></html>", ""])
+def _environment(fmt):
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=fmt == "html", trim_blocks=True,
+                      lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined)
+    env.filters.update(cell=_cell, extract_cell=lambda key, row: _cell(row, key), csv_safe=_csv_safe, csv_row=_csv_row,
+                       md=_md)
+    return env
 
 
 def coverage_report_render(report, fmt):
-    renderers = {"markdown": _render_markdown, "csv": _render_csv, "html": _render_html}
-    if fmt not in renderers:
-        raise AnsibleFilterError("coverage_report_render: format must be one of %s" % ", ".join(sorted(renderers)))
+    if fmt not in FORMATS:
+        raise AnsibleFilterError("coverage_report_render: format must be one of %s" % ", ".join(sorted(FORMATS)))
     if not isinstance(report, dict) or "hosts" not in report:
         raise AnsibleFilterError("coverage_report_render expects the result of defender.endpoint.coverage_report")
-    return renderers[fmt](report)
+    return _environment(fmt).get_template(FORMATS[fmt]).render(
+        report=report, keys=STATUSES + ("unknown",), labels=LABELS, colours=COLOURS, host_columns=HOST_COLUMNS,
+        unknown_columns=UNKNOWN_COLUMNS, unknown_csv_columns=UNKNOWN_CSV_COLUMNS)
 
 
 class FilterModule(object):
