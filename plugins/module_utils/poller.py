@@ -332,9 +332,10 @@ def show_sign_in(message):
 class Poller:
     """One source instance: the client, its options, the state and where it is saved.
 
-    A source sets NAME (``mde_alerts``), NOUN (``alert``), EVENT_KEY (``mde_alert``), TIME_FIELD, OPTIONS (its own
-    options: name -> type, default, choices), REFUSED (option -> what to use instead), and defines ``fetch()`` (the
-    entities matching a ``$filter``, blocking) and ``base_url(client)`` (the API the default checkpoint name digests).
+    A source is a subclass that names itself in its class line, ``class AlertPoller(poller.Poller, name="mde_alerts",
+    noun="alert", event_key="mde_alert", time_field="lastUpdateTime")``, sets OPTIONS (its own options: name -> type,
+    default, choices) and REFUSED (option -> what to use instead), and defines ``fetch()`` (the entities matching a
+    ``$filter``, blocking) and ``base_url(client)`` (the API the default checkpoint name digests).
     """
 
     NAME = None
@@ -343,6 +344,10 @@ class Poller:
     TIME_FIELD = None
     OPTIONS = {}
     REFUSED = {}
+
+    def __init_subclass__(cls, name=None, noun=None, event_key=None, time_field=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.NAME, cls.NOUN, cls.EVENT_KEY, cls.TIME_FIELD = name, noun, event_key, time_field
 
     def __init__(self, client, config, checkpoint_path, state, untrusted=None):
         self.client = client

@@ -178,13 +178,9 @@ SEVERITIES = ["UnSpecified", "Informational", "Low", "Medium", "High"]
 STATUSES = ["New", "InProgress", "Resolved"]
 
 
-class AlertPoller(poller.Poller):
+class AlertPoller(poller.Poller, name="mde_alerts", noun="alert", event_key="mde_alert", time_field="lastUpdateTime"):
     """GET /api/alerts by lastUpdateTime (module_utils/poller.py does the rest)."""
 
-    NAME = "mde_alerts"
-    NOUN = "alert"
-    EVENT_KEY = "mde_alert"
-    TIME_FIELD = "lastUpdateTime"
     OPTIONS = dict(severity=dict(type="list", choices=SEVERITIES), status=dict(type="list", choices=STATUSES),
                    include_evidence=dict(type="bool", default=False))
 

@@ -94,13 +94,10 @@ SEVERITIES = ["informational", "low", "medium", "high"]
 STATUSES = ["active", "inProgress", "resolved", "redirected", "awaitingAction"]
 
 
-class IncidentPoller(poller.Poller):
+class IncidentPoller(poller.Poller, name="mde_incidents", noun="incident", event_key="mde_incident",
+                     time_field="lastUpdateDateTime"):
     """GET /v1.0/security/incidents by lastUpdateDateTime (module_utils/poller.py does the rest)."""
 
-    NAME = "mde_incidents"
-    NOUN = "incident"
-    EVENT_KEY = "mde_incident"
-    TIME_FIELD = "lastUpdateDateTime"
     OPTIONS = dict(severity=dict(type="list", choices=SEVERITIES), status=dict(type="list", choices=STATUSES),
                    include_alerts=dict(type="bool", default=True))
     REFUSED = dict(include_evidence="use include_alerts")
