@@ -159,7 +159,6 @@ EXAMPLES = r'''
 '''
 
 
-
 try:
     from ansible_collections.defender.endpoint.plugins.module_utils import poller
 except ImportError:

@@ -54,8 +54,8 @@ ENV = {"MDE_TENANT_ID": "t-env", "AZURE_TENANT_ID": "t-azure", "MDE_CLIENT_ID": 
 
 def test_options_fall_back_to_the_environment_as_the_modules_do():
     now = T("2026-01-31T08:00:00Z")
-    c = src.AlertPoller.parse_args({"client_id": "c-arg", "severity": "High,Medium", "status": ["New"], "interval": "5",
-                        "eda_feedback_queue": object()}, ENV, now=now)
+    c = src.AlertPoller.parse_args({"client_id": "c-arg", "severity": "High,Medium", "status": ["New"],
+                                    "interval": "5", "eda_feedback_queue": object()}, ENV, now=now)
     assert c["auth"]["tenant_id"] == "t-env"            # MDE_* before AZURE_*
     assert c["auth"]["client_id"] == "c-arg"            # an argument wins over the environment
     assert c["auth"]["client_secret"] == "s-azure"
@@ -65,8 +65,8 @@ def test_options_fall_back_to_the_environment_as_the_modules_do():
     assert c["interval"] == 5 and c["overlap"] == 120 and c["include_evidence"] is False
     assert c["start"] == T("2026-01-31T07:00:00Z")        # initial_lookback 1h
     assert c["checkpoint_path"] is None
-    c = src.AlertPoller.parse_args({"initial_lookback": "2026-01-30T00:00:00Z", "checkpoint_path": "~/cp.json", "overlap": 0,
-                        "include_evidence": "yes"}, {}, now=now)
+    c = src.AlertPoller.parse_args({"initial_lookback": "2026-01-30T00:00:00Z", "checkpoint_path": "~/cp.json",
+                                    "overlap": 0, "include_evidence": "yes"}, {}, now=now)
     assert c["start"] == T("2026-01-30T00:00:00Z") and c["overlap"] == 0 and c["include_evidence"] is True
     assert c["checkpoint_path"] == os.path.expanduser("~/cp.json")
     assert src.AlertPoller.parse_args({"checkpoint_path": ""}, {})["checkpoint_path"] is None   # the rulebook's default('')
@@ -141,8 +141,8 @@ def test_overlap_catches_late_alerts_without_repeating_seen_ones():
     late = alert("late", "2026-01-31T08:09:00Z")                          # visible only now, older than the watermark
     stale = alert("a", "2026-01-31T08:05:00Z")                            # an older copy of a: never emitted again
     too_old = alert("x", "2026-01-31T08:07:59Z")                          # before watermark - overlap
-    emit, state = src.AlertPoller.select_new(state, [alert("a", "2026-01-31T08:10:00Z"), alert("b", "2026-01-31T08:09:30Z"),
-                                         late, stale, too_old], 120)
+    emit, state = src.AlertPoller.select_new(
+        state, [alert("a", "2026-01-31T08:10:00Z"), alert("b", "2026-01-31T08:09:30Z"), late, stale, too_old], 120)
     assert emit == [late]
     emit, state = src.AlertPoller.select_new(state, [alert("c", "2026-01-31T08:13:00Z")], 120)
     assert [a["id"] for a in emit] == ["c"]

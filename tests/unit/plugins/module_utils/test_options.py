@@ -68,8 +68,8 @@ def test_the_event_source_reads_the_same_table():
 
 
 def test_resolve_converts_as_ansible_would():
-    got = options.resolve({"timeout": "12", "client_id": ""}, {"MDE_CLIENT_ID": " ", "AZURE_CLIENT_ID": "app",
-                                                                "MDE_TOKEN_CACHE": "off", "MDE_CA_PATH": "~/ca.pem"})
+    environ = {"MDE_CLIENT_ID": " ", "AZURE_CLIENT_ID": "app", "MDE_TOKEN_CACHE": "off", "MDE_CA_PATH": "~/ca.pem"}
+    got = options.resolve({"timeout": "12", "client_id": ""}, environ)
     assert got["client_id"] == "app" and got["timeout"] == 12 and got["token_cache"] is False
     assert got["ca_path"] == os.path.expanduser("~/ca.pem") and got["cloud"] == "global" and got["validate_certs"] is True
     assert got["auth_mode"] is None
