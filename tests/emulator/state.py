@@ -65,6 +65,9 @@ class State:
     # ---- seed / reset --------------------------------------------------------------------------
     def reset(self):
         with self.lock:
+            # The seed is relative to now: a reset emulator is the same tenant on the day it is reset (a machine seen
+            # five minutes ago is still found by findbyip at "now", an alert of the last hour is still recent).
+            self.base_time = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
             self.machines = seedmod.generate_machines(self.n_machines, self.seed, self.base_time)
             self._index_machines()
             self._machine_json = {}

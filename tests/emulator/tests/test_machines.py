@@ -116,3 +116,13 @@ def test_update_tags_device_value(emulator, api):
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "MaximumBatchSizeExceeded"
     assert api.put("/api/machines/%s" % m["id"], json={}).status_code == 405
     assert [w["path"] for w in emulator.writes()][0] == "/api/machines/%s" % m["id"]
+
+
+def test_a_reset_tenant_is_seeded_relative_to_the_moment_of_the_reset(emulator):
+    """A long test session resets the same emulator: the first machine is still seen five minutes ago afterwards."""
+    import datetime
+    emulator.state.base_time -= datetime.timedelta(hours=1)   # as if the emulator had been started an hour ago
+    emulator.reset()
+    seen = datetime.datetime.strptime(emulator.machines[0]["lastSeen"][:19], "%Y-%m-%dT%H:%M:%S").replace(
+        tzinfo=datetime.timezone.utc)
+    assert datetime.timedelta(0) <= datetime.datetime.now(datetime.timezone.utc) - seen <= datetime.timedelta(minutes=10)
