@@ -181,10 +181,10 @@ class SessionSlot:
                 final.append(action_id)
         return final
 
-    def acquire(self, timeout):
+    def acquire(self, timeout, progress=None):
         if self.slots is not None:
             self.token = self.slots.acquire(self.key, self.limit, timeout=timeout, verify=self._final_ids,
-                                            what="live response sessions")
+                                            what="live response sessions", progress=progress)
 
     def release(self):
         if self.slots is not None and self.token:

@@ -335,11 +335,12 @@ class SessionSlots:
         pid = slot.get("pid")
         return isinstance(pid, int) and not slot.get("lease_until") and process_alive(pid, slot.get("start"))
 
-    def acquire(self, key, limit, timeout=3600.0, verify=None, what="sessions"):
+    def acquire(self, key, limit, timeout=3600.0, verify=None, what="sessions", progress=None):
         """Block until fewer than ``limit`` slots of ``key`` are held, then take one; return its token.
 
         ``verify(session_ids) -> final ids``: asked, at most every 10 seconds while waiting, about the sessions
-        whose slots are held by a lease only. Raises MDEError after ``timeout`` seconds of waiting."""
+        whose slots are held by a lease only. ``progress`` (progress.Progress) is told how many are held while this
+        waits. Raises MDEError after ``timeout`` seconds of waiting."""
         import uuid
         from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
         token = uuid.uuid4().hex
@@ -360,7 +361,11 @@ class SessionSlots:
 
             leased = self._locked(update)
             if leased is None:
+                if progress is not None:
+                    progress.done("a slot is free")
                 return token
+            if progress is not None:
+                progress.update("all %d in use" % limit)
             if now - started > timeout:
                 raise MDEError("%d %s were already running from this controller for %d seconds; none was started." % (
                     limit, what, int(now - started)))

@@ -324,7 +324,9 @@ def run(ctx):
         result["results"] = [dict(index=i, type=t, status=None, errors=[]) for i, (t, _v) in enumerate(checked)]
         return result
     slot = lr.SessionSlot(ctx.client)
-    slot.acquire(p["wait_timeout"])
+    slot.acquire(p["wait_timeout"], progress=ctx.waiting(
+        "a free live response session slot (at most %d run at once from this controller)" % lr.MAX_SESSIONS,
+        (p["wait_timeout"], "wait_timeout")))
     try:
         action = lr.start(ctx.client, machine_id, body, known_ids=[a.get("id") for a in pending])
     except MDEError as e:

@@ -232,3 +232,19 @@ def test_session_slots_with_wrong_types_are_repaired_with_a_warning(tmp_path):
     assert token and [w for w in slots.warnings if "session slots" in w and "damaged" in w]
     saved = json.loads((tmp_path / "sessions.json").read_text())
     assert [s["token"] for s in saved["k"]] == [token] and saved["j"] == [{"token": "t", "pid": 1}]
+
+
+def test_waiting_for_a_free_session_slot_says_so(tmp_path):
+    from ansible_collections.defender.endpoint.plugins.module_utils.progress import Progress
+    os.chmod(str(tmp_path), 0o700)
+    now = [1000.0]
+    lines = []
+    slots = SessionSlots(str(tmp_path), sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0], poll=5)
+    (tmp_path / "sessions.json").write_text(json.dumps({"k": [{"token": "other", "lease_until": 1100.0}]}))
+    os.chmod(str(tmp_path / "sessions.json"), 0o600)
+    progress = Progress(lines.append, "a free live response session slot", (600, "wait_timeout"), quiet_for=0,
+                        clock=lambda: now[0])
+    assert slots.acquire("k", 1, timeout=600, progress=progress)
+    assert now[0] >= 1100.0
+    assert "all 1 in use" in lines[0] and "a free live response session slot" in lines[0]
+    assert "a slot is free" in lines[-1] and "done waiting" in lines[-1]
