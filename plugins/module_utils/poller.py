@@ -171,7 +171,7 @@ def shown(value):
     return errors.quoted(value, 200)
 
 
-def select_new(state, items, overlap=0.0, now=None, time_field="lastUpdateTime", noun="alert", log=None):
+def select_new(state, items, overlap=0.0, now=None, *, time_field, noun, log):
     """Given the previous state and the entities of one poll, those to emit (oldest update first) and the new state.
 
     ``state``: ``{"watermark": ticks, "seen": {id: ticks of the time emitted}}``. An entity is emitted when its
@@ -182,7 +182,6 @@ def select_new(state, items, overlap=0.0, now=None, time_field="lastUpdateTime",
     is not emitted again), and does not hide those updated after it. ``seen`` keeps the ids whose emitted time is
     within ``overlap`` of the watermark or later. The inputs are not changed.
     """
-    log = log or Log("mde_alerts")
     now = now_ticks() if now is None else int(now)
     cap = future_cap(overlap, now)
     cutoff = state["watermark"] - int(overlap * TICKS)
@@ -251,7 +250,7 @@ def state_to_json(state):
             "seen": dict((ident, ticks_text(t)) for ident, t in sorted(state["seen"].items()))}
 
 
-def state_from_json(data, name="mde_alerts"):
+def state_from_json(data, name):
     """The state held in a checkpoint document. Raises ValueError if it is not one."""
     if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
         raise ValueError("not a version %d %s checkpoint" % (CHECKPOINT_VERSION, name))
@@ -262,14 +261,13 @@ def state_from_json(data, name="mde_alerts"):
             "seen": dict((str(ident), time_ticks(t)) for ident, t in seen.items())}
 
 
-def load_checkpoint(path, overlap=0.0, now=None, log=None):
+def load_checkpoint(path, overlap=0.0, now=None, *, log):
     """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file.
 
     A watermark later than ``future_cap(overlap, now)`` (written by a version without the cap, after an entity dated
     in the future) is moved back to when the file was last written (its modification time; never later than the
     cap), with a warning: that version emitted nothing older than its watermark since then, so those are read again.
     """
-    log = log or Log("mde_alerts")
     try:
         data = files.read_file(path, private=False)
         written = os.stat(path).st_mtime if data is not None else None

@@ -146,7 +146,7 @@ def install_yaml_marking():
     return registry
 
 
-def mark_untrusted(entity, registry, name="mde_alerts", noun="alert", event_key="mde_alert"):
+def mark_untrusted(entity, registry, name, noun, event_key):
     """Remember the entity's template-like strings in ``registry``; log them once (a sign of a tampered device).
     ``name``, ``noun``, ``event_key``: the source's (its log lines start with its name)."""
     fields = template_fields(entity, event_key)

@@ -402,7 +402,7 @@ def test_a_flood_of_alerts_does_not_unmark_an_event_dumped_late():
     """The memory of emitted strings holds the newest 10,000; an event dumped after a larger flood is still marked."""
     registry = unsafe_yaml.install_yaml_marking()
     first = {"mde_alert": {"id": "da-first", "title": "Malware " + HOSTILE}}
-    unsafe_yaml.mark_untrusted(first["mde_alert"], registry)
+    unsafe_yaml.mark_untrusted(first["mde_alert"], registry, "mde_alerts", "alert", "mde_alert")
     for n in range(registry.limit + 50):
         registry.add("{{ flood %d }}" % n)
     assert not registry.taints(first["mde_alert"]["title"])        # evicted from the bounded memory...
