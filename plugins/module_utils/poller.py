@@ -455,7 +455,7 @@ class Poller:
 
         class _PrintQueue:
             async def put(self, event):
-                print(json.dumps(event))
+                sys.stdout.write(json.dumps(event) + "\n")
 
         logging.basicConfig(level=logging.INFO)
         asyncio.run(cls.setup(json.loads(argv[1]) if len(argv) > 1 else {}).poll(_PrintQueue()))

@@ -88,8 +88,8 @@ def source_docs():
     from ansible_collections.defender.endpoint.plugins.module_utils import poller
     for source, shared in ((mde_alerts, True), (mde_incidents, False)):
         doc = yaml.safe_load(source.DOCUMENTATION)
-        cls = next(v for v in vars(source).values() if isinstance(v, type) and issubclass(v, poller.Poller)
-                   and v is not poller.Poller)
+        cls = [v for v in vars(source).values() if isinstance(v, type) and issubclass(v, poller.Poller)
+               and v is not poller.Poller][0]
         table = dict(options.SHARED_OPTIONS) if shared else {}
         table.update(poller.POLL_OPTIONS)
         table.update(cls.OPTIONS)
