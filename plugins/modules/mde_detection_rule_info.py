@@ -25,13 +25,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
-  diff_mode:
-    support: none
-    description: The module only reads.
+  - defender.endpoint.attributes.info_module
 options:
   rule_id:
     description: The id of one rule. The filters are then not allowed.

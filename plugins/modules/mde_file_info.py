@@ -25,13 +25,7 @@ author:
   - defender.endpoint maintainers (@defender-endpoint)
 extends_documentation_fragment:
   - defender.endpoint.auth
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
-  diff_mode:
-    support: none
-    description: The module only reads.
+  - defender.endpoint.attributes.info_module
 options:
   file_hash:
     description: The file's SHA-1 (40 hexadecimal characters) or SHA-256 (64) hash.

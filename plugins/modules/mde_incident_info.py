@@ -22,13 +22,7 @@ extends_documentation_fragment:
   - defender.endpoint.auth
   - defender.endpoint.time_filters
   - defender.endpoint.time_filters.updated_after
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
-  diff_mode:
-    support: none
-    description: The module only reads.
+  - defender.endpoint.attributes.info_module
 options:
   incident_id:
     description: The id of one incident, a number such as V(2972395). The filters are then not allowed.

@@ -20,13 +20,7 @@ author:
 extends_documentation_fragment:
   - defender.endpoint.auth
   - defender.endpoint.time_filters
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads.
-  diff_mode:
-    support: none
-    description: The module only reads.
+  - defender.endpoint.attributes.info_module
 options:
   investigation_id:
     description:
