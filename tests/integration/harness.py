@@ -1,4 +1,5 @@
 """Run real ansible-playbook / ansible-inventory against the emulator and read what they did."""
+import contextlib
 import json
 import os
 import re
@@ -220,3 +221,25 @@ class Ansible:
                               timeout=timeout, cwd=str(self.tmp_path), check=False)
         data = parse_json(proc.stdout)
         return Result(proc, data)
+
+
+# -- the emulator's state, as several test files read or set it ------------------------------------------------------
+def onboarded(emulator, count=1, platform_prefix="Windows", exclude=()):
+    """``count`` onboarded machines of the emulator whose platform starts with ``platform_prefix``, that have a DNS
+    name which is not one of the seeded duplicates (``dup-``) and are not in ``exclude``."""
+    found = [m for m in emulator.machines
+             if m["onboardingStatus"] == "Onboarded" and (m["osPlatform"] or "").startswith(platform_prefix)
+             and m["computerDnsName"] and not m["computerDnsName"].startswith("dup-") and m["id"] not in exclude]
+    assert len(found) >= count
+    return found[:count]
+
+
+@contextlib.contextmanager
+def action_delays(emulator, pending, running):
+    """Make machine actions stay Pending/InProgress longer (the session emulator is shared: restored afterwards)."""
+    saved = emulator.state.action_delays
+    emulator.state.action_delays = (pending, running)
+    try:
+        yield
+    finally:
+        emulator.state.action_delays = saved

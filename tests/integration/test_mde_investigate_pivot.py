@@ -4,7 +4,6 @@ automated investigations and cancelling machine actions, through real ansible-pl
 Expectations come from the emulator's own derived data (tests/emulator/api_entities.py); every test also checks what
 the emulator received: the calls made, none before a failed validation, no write in check mode or on a re-run.
 """
-import contextlib
 import datetime
 import json
 import os
@@ -16,7 +15,7 @@ import requests
 import yaml
 
 from tests.emulator import api_entities
-from tests.integration.harness import BIN, Ansible
+from tests.integration.harness import BIN, Ansible, action_delays
 from tests.integration.test_eda import java_env
 
 FILE = "defender.endpoint.mde_file_info"
@@ -28,16 +27,6 @@ AIR = "defender.endpoint.mde_investigation"
 AIR_INFO = "defender.endpoint.mde_investigation_info"
 ACTION = "defender.endpoint.mde_machine_action"
 CANCEL = "defender.endpoint.mde_machine_action_cancel"
-
-
-@contextlib.contextmanager
-def action_delays(emulator, pending, running):
-    saved = emulator.state.action_delays
-    emulator.state.action_delays = (pending, running)
-    try:
-        yield
-    finally:
-        emulator.state.action_delays = saved
 
 
 def api_calls(emulator):

@@ -6,7 +6,7 @@ received: the exact write bodies, no write in check mode, no write on a re-run, 
 import pytest
 
 from tests.emulator import Emulator
-from tests.integration.harness import Ansible
+from tests.integration.harness import Ansible, onboarded
 
 MACHINE = "defender.endpoint.mde_machine"
 BULK = "/api/machines/AddOrRemoveTagForMultipleMachines"
@@ -19,14 +19,6 @@ def writes(emulator):
 
 def api_gets(emulator):
     return [e for e in emulator.log if e["method"] == "GET" and e["path"].startswith("/api/")]
-
-
-def onboarded(emulator, count, platform_prefix="Windows", exclude=()):
-    found = [m for m in emulator.machines
-             if m["onboardingStatus"] == "Onboarded" and (m["osPlatform"] or "").startswith(platform_prefix)
-             and m["computerDnsName"] and not m["computerDnsName"].startswith("dup-") and m["id"] not in exclude]
-    assert len(found) >= count
-    return found[:count]
 
 
 def by_id(emulator, machine_id):

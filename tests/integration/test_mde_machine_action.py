@@ -1,30 +1,12 @@
 """mde_machine_action and mde_machine_action_info through real ansible-playbook runs against the emulator."""
-import contextlib
 import os
 import stat
 import zipfile
 
+from tests.integration.harness import action_delays, onboarded
+
 DEFAULT_COMMENT = "Requested by Ansible (defender.endpoint.mde_machine_action)"
 SHA1 = "87662bc3d60e4200ceaf7aae249d1c343f4b83c9"
-
-
-@contextlib.contextmanager
-def action_delays(emulator, pending, running):
-    """Make actions stay Pending/InProgress longer (the session emulator is shared: restore afterwards)."""
-    saved = emulator.state.action_delays
-    emulator.state.action_delays = (pending, running)
-    try:
-        yield
-    finally:
-        emulator.state.action_delays = saved
-
-
-def onboarded(emulator, platform_prefix="Windows", count=1, exclude=()):
-    found = [m for m in emulator.machines
-             if m["onboardingStatus"] == "Onboarded" and (m["osPlatform"] or "").startswith(platform_prefix) and
-             m["computerDnsName"] and not m["computerDnsName"].startswith("dup-") and m["id"] not in exclude]
-    assert len(found) >= count
-    return found[:count]
 
 
 def action_posts(emulator):
