@@ -246,6 +246,7 @@ from ansible_collections.defender.endpoint.plugins.module_utils.module import MD
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
 from ansible_collections.defender.endpoint.plugins.module_utils import machines as mu
 from ansible_collections.defender.endpoint.plugins.module_utils import entities
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 
 FILTER_OPTIONS = ("os_platform", "health_status", "onboarding_status", "exposure_level", "risk_score",
                   "machine_tags", "last_seen_within")
@@ -350,10 +351,7 @@ SPEC_OPTIONS = dict(
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
-    if p["machine_name"] is not None:
-        ctx.checked(mu.check_machine_name, p["machine_name"])
+    ctx.checked(options.MACHINE_TARGET.check, p)  # the group's checks; its machine_name lists every match here
     if p["machine_ids"] is not None:
         ctx.checked(mu.check_machine_ids, p["machine_ids"])
     for name in p["machine_names"] or []:
@@ -370,10 +368,7 @@ def validate(ctx):
     if p["tag"] is not None:
         ctx.checked(mu.check_tags, [p["tag"]], "tag")
     if p["last_seen_within"]:
-        try:
-            odata.parse_time(p["last_seen_within"], "last_seen_within")
-        except ValueError as e:
-            ctx.fail_json(msg=str(e))
+        ctx.checked(odata.parse_time, p["last_seen_within"], "last_seen_within")
 
 
 def main():
