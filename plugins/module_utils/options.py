@@ -173,7 +173,8 @@ def module_spec(*parts):
     """A module's ARGUMENT_SPEC from option groups (or a group's ``refined()`` spec) and its own options, in order."""
     spec = {}
     for part in parts:
-        spec.update(part.spec if isinstance(part, OptionGroup) else part)
+        for name, entry in (part.spec if isinstance(part, OptionGroup) else part).items():
+            spec[name] = dict(entry)  # a copy: no module's spec shares an entry with a group or another module
     return spec
 
 
