@@ -38,6 +38,15 @@ PLUGIN_CONFIG = {
         {"key": "mde_machine_tags", "prefix": "tag"},
     ],
 }
+# --constructed: Jinja expressions as inventories write them (compose, groups, an expression keyed_group), evaluated
+# per host; what the plugin's memo of pure expressions (plugin_utils/jinja_memo.py) is for.
+CONSTRUCTED = {
+    "compose": {"platform_family": "'windows' if mde_os_platform.startswith('Windows') else mde_os_platform | lower",
+                "stale": "mde_health_status != 'Active'"},
+    "groups": {"windows": "mde_os_platform.startswith('Windows')",
+               "exposed": "mde_exposure_level in ['High', 'Medium'] and mde_health_status == 'Active'"},
+    "keyed_groups": [{"key": "mde_os_platform | lower", "prefix": "platform"}],
+}
 # Peak RSS of one child when /usr/bin/time is absent: the only child this wrapper waits for is the command.
 RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
                "sys.stderr.write('Maximum resident set size (kbytes): %d\\n' % "
@@ -118,9 +127,10 @@ def normalized(path):
 
 
 class Bench:
-    def __init__(self, work, repeat):
+    def __init__(self, work, repeat, config=None):
         self.work = work
         self.repeat = max(1, repeat)
+        self.config = config or PLUGIN_CONFIG
         self.inv = str(BIN / "ansible-inventory")
 
     def start(self, machines):
@@ -141,7 +151,7 @@ class Bench:
 
     def plugin_listing(self, env, tag):
         cfg = self.work / "mde.yml"
-        cfg.write_text(yaml.safe_dump(PLUGIN_CONFIG, sort_keys=False))
+        cfg.write_text(yaml.safe_dump(self.config, sort_keys=False))
         out = self.work / ("plugin-%s.json" % tag)
         wall, rss = self.run("plugin", cfg, env, out)
         with open(out) as handle:
@@ -182,6 +192,24 @@ def report(results, same, hosts, groups):
     print("same --list output from both sources: %s" % ("yes" if same else "NO"))
 
 
+def side_by_side(bench, env, cfg, against):
+    """The plugin of this tree and of ``against``, alternately, on the same emulator; the same --list from both."""
+    other = dict(env, ANSIBLE_COLLECTIONS_PATH=against)
+    runs = {"this": [], "other": []}
+    for _i in range(bench.repeat):
+        for name, run_env in (("other", other), ("this", env)):
+            runs[name].append(bench.run(name, cfg, run_env, bench.work / ("%s.json" % name)))
+    print("")
+    print("this tree vs %s -- each run a fresh `ansible-inventory --list` process, best of %d" % (against, bench.repeat))
+    for name in ("this", "other"):
+        print("%-6s best %.2f s, %.0f MiB (runs: %s)" % (name, min(w for w, _r in runs[name]), min(r for _w, r in runs[name]),
+                                                     ", ".join("%.2f s / %.0f MiB" % run for run in runs[name])))
+    print("ratio this/other: wall %.2fx" % (min(w for w, _r in runs["this"]) / min(w for w, _r in runs["other"])))
+    same = normalized(bench.work / "this.json") == normalized(bench.work / "other.json")
+    print("same --list output from both: %s" % ("yes" if same else "NO"))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=100000, help="machines the emulator serves (default 100000)")
@@ -191,10 +219,17 @@ def main(argv=None):
     parser.add_argument("--memory-fraction", type=float, default=0.25,
                         help="share of the available memory the static baseline may use (default 0.25); a larger "
                              "static inventory is compared at a smaller size instead")
+    parser.add_argument("--constructed", action="store_true",
+                        help="add Jinja compose, groups and an expression keyed_group to the plugin's configuration")
+    parser.add_argument("--against", metavar="COLLECTIONS_PATH",
+                        help="instead of the static baseline, the plugin of another collections path (a copy of the "
+                             "collection with a change), run alternately with this one; prints both and the ratio")
     opts = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-inventory-"))
-    bench = Bench(work, opts.repeat)
+    config = dict(PLUGIN_CONFIG, compose=CONSTRUCTED["compose"], groups=CONSTRUCTED["groups"],
+                  keyed_groups=PLUGIN_CONFIG["keyed_groups"] + CONSTRUCTED["keyed_groups"]) if opts.constructed else None
+    bench = Bench(work, opts.repeat, config)
     emu = None
     try:
         emu, env = bench.start(opts.machines)
@@ -203,6 +238,9 @@ def main(argv=None):
         hosts = len(listing["_meta"]["hostvars"])
         groups = len([g for g in listing if g not in ("_meta", "all", "ungrouped")])
         print("plugin warm-up: %d hosts, %d groups in %.1f s, %.0f MiB" % (hosts, groups, warm[0], warm[1]))
+        if opts.against:
+            del listing
+            return side_by_side(bench, env, cfg, opts.against)
 
         # ansible-core's YAML inventory needs far more memory per host than the plugin: probe it on a sample, and
         # rather than exhaust the machine, compare at the largest size that fits.
