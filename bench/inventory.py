@@ -202,8 +202,9 @@ def side_by_side(bench, env, cfg, against):
     print("")
     print("this tree vs %s -- each run a fresh `ansible-inventory --list` process, best of %d" % (against, bench.repeat))
     for name in ("this", "other"):
-        print("%-6s best %.2f s, %.0f MiB (runs: %s)" % (name, min(w for w, _r in runs[name]), min(r for _w, r in runs[name]),
-                                                     ", ".join("%.2f s / %.0f MiB" % run for run in runs[name])))
+        walls, rss = [w for w, _r in runs[name]], [r for _w, r in runs[name]]
+        print("%-6s best %.2f s, %.0f MiB (runs: %s)" % (
+            name, min(walls), min(rss), ", ".join("%.2f s / %.0f MiB" % run for run in runs[name])))
     print("ratio this/other: wall %.2fx" % (min(w for w, _r in runs["this"]) / min(w for w, _r in runs["other"])))
     same = normalized(bench.work / "this.json") == normalized(bench.work / "other.json")
     print("same --list output from both: %s" % ("yes" if same else "NO"))
