@@ -43,7 +43,7 @@ def template_like(text):
     return isinstance(text, str) and any(marker in text for marker in TEMPLATE_MARKERS)
 
 
-def template_fields(value, path="mde_alert"):
+def template_fields(value, path):
     """The ``(path, text)`` of every template-like string in ``value`` (keys included), depth first."""
     found = []
     if isinstance(value, dict):
