@@ -147,9 +147,11 @@ def test_failing_script_fails_the_task_naming_it_with_the_transcript(ansible, em
 
 
 def test_runscript_time_out_and_wait_timeout(ansible, emulator):
-    lr.configure(emulator, runscript_timeout=1)
-    lr.put_library_file(emulator, "hang.ps1", b"#mde-emulator: duration=5\n")
-    lr.put_library_file(emulator, "slow.ps1", b"#mde-emulator: duration=0.9\n")
+    # The slow script outlasts the short wait and the start of the next task by seconds even on a loaded machine,
+    # and stays within the RunScript time-out.
+    lr.configure(emulator, runscript_timeout=6)
+    lr.put_library_file(emulator, "hang.ps1", b"#mde-emulator: duration=20\n")
+    lr.put_library_file(emulator, "slow.ps1", b"#mde-emulator: duration=5\n")
     m1, m2 = machine(emulator, 2), machine(emulator, 3)
     slow = [{"type": "RunScript", "script_name": "slow.ps1"}]
     run = ansible.playbook(tasks=[
