@@ -20,7 +20,7 @@ def machine_id(i):
     (dict(machine_id=MID), "one of the following is required: tags, device_value"),
     (dict(machine_id=MID, tags=["a", ""]), "empty tag (item 2)"),
     (dict(machine_id=MID, tags=["  "]), "empty tag (item 1)"),
-    (dict(machine_id=MID, tags=[None]), "empty tag"),
+    (dict(machine_id=MID, tags=[None]), "tags"),  # refused by the core's validator before 2.19, by ours after
     (dict(machine_id=MID, device_value="Critical"), "device_value must be one of: Normal, Low, High, got: Critical"),
     (dict(machine_id=MID, device_value="high"), "device_value must be one of"),
     (dict(machine_id=MID, tags=["a"], state="gone"), "state must be one of"),
