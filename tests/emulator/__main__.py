@@ -49,6 +49,9 @@ def main(argv=None):
                         help="sign every device code flow in at once as this user (e.g. analyst@contoso.onmicrosoft.com); "
                         "without it, approve at URL/devicelogin")
     parser.add_argument("--identity-header", default=None, help="the managed identity IDENTITY_HEADER secret (default: random)")
+    parser.add_argument("--tenants", default="", metavar="NAME[,NAME...]",
+                        help="customers' tenants besides the home one (contoso), each with its own machines, alerts and limits, "
+                        "consented to the multi-tenant apps full and cert (docs/tenants.md)")
     args = parser.parse_args(argv)
     delays = tuple(float(x) for x in args.action_delays.split(","))
     if len(delays) != 2:
@@ -65,7 +68,7 @@ def main(argv=None):
                        host=args.host, port=args.port, rate_limit_scale=args.rate_limit_scale, action_delays=delays,
                        token_lifetime=args.token_lifetime, device_code_interval=args.device_code_interval,
                        device_code_expires_in=args.device_code_expires_in, auto_approve_device_code=args.auto_approve_device_code,
-                       identity_header=args.identity_header)
+                       identity_header=args.identity_header, tenants=[t.strip() for t in args.tenants.split(",") if t.strip()])
     except ValueError as exc:
         parser.error(str(exc))
     stop = threading.Event()

@@ -403,11 +403,13 @@ def serve_result(emulator, method, path, query, headers, entry):
     entry["family"] = "blob"
     entry["authorization"] = "authorization" in headers
     found = BLOB_PATH.match(path)
-    state = emulator.state
     if method != "GET":
         return Response(status_code=405, headers={"Allow": "GET"})
+    # The link names the action (a GUID, unique across tenants): the tenant is the one whose action it is.
+    action_id = found.group("action").lower()
+    state = next((s for s in emulator.tenant_states.values() if action_id in s.actions_by_id), emulator.state)
     with state.lock:
-        action = state.actions_by_id.get(found.group("action").lower())
+        action = state.actions_by_id.get(action_id)
         n = int(found.group("index"))
         expiry = query.get("se", "")
         good = action is not None and hmac.compare_digest(query.get("sig", ""), _sign(state, action["id"], n, expiry))

@@ -105,17 +105,22 @@ class TokenService:
         self.base_url = None  # the emulator's URL once it serves (Emulator.start)
         self.grants = {}  # grant_type -> callable(tenant, form, token_url) for the grants other modules add
         self.federation = None  # auth_identity.Federation: checks client assertions that are not certificate assertions
+        # The other tenants (a security provider's customers): tenant id -> {"domain", "consented": {client id: roles}}.
+        # The apps are registered in this (the home) tenant; a multi-tenant one gets tokens in another tenant once that
+        # tenant's admin consented to it (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners).
+        self.foreign = {}
 
     # ---- apps -------------------------------------------------------------------------------
     def add_app(self, name, roles=(), secret=True, cert=False, cert_password=None, client_id=None, public_client=False, delegated=(),
-                federated=None):
-        """Register an app. ``public_client``: "Allow public client flows" (device code flow without a credential);
+                federated=None, multi_tenant=False):
+        """Register an app. ``multi_tenant``: "Accounts in any organizational directory" (it can get tokens in the tenants
+        that consented to it, add_tenant); ``public_client``: "Allow public client flows" (device code flow without a credential);
         ``delegated``: the delegated permissions consented for it (MDE and Graph names); ``federated``: its federated
         identity credentials, ``[{"issuer", "subject", "audiences"}]`` (issuer None = the emulator's own OIDC issuer)."""
         client_id = client_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-app/%s/%s" % (self.tenant_id, name)))
         info = {"name": name, "client_id": client_id, "client_secret": None, "cert_path": None, "cert_password": cert_password,
                 "roles": list(roles), "display_name": "emulator-%s" % name, "public_client": bool(public_client),
-                "delegated": list(delegated), "federated": [dict(f, audiences=list(f.get("audiences") or ["api://AzureADTokenExchange"]))
+                "delegated": list(delegated), "multi_tenant": bool(multi_tenant), "federated": [dict(f, audiences=list(f.get("audiences") or ["api://AzureADTokenExchange"]))
                                                             for f in federated or ()]}
         if secret:
             info["client_secret"] = "emu~%s~%s" % (name, hashlib.sha256(client_id.encode()).hexdigest()[:24])
@@ -150,11 +155,39 @@ class TokenService:
         """The emulator's own OIDC issuer (workload identity federation), known once it serves."""
         return "%s/oidc-issuer" % self.base_url if self.base_url else None
 
-    def check_tenant(self, tenant):
-        if tenant.lower() not in (self.tenant_id,) + KNOWN_TENANT_ALIASES:
+    # ---- other tenants -------------------------------------------------------------------------
+    def add_tenant(self, tenant_id, domain):
+        self.foreign[tenant_id] = {"tenant_id": tenant_id, "domain": domain, "consented": {}}
+
+    def consent(self, tenant_id, client_id, roles=None, revoke=False):
+        """The tenant's admin consents to a multi-tenant app (its service principal is made there, with ``roles``, by
+        default every role the app asks for), or revokes that consent (deletes the service principal)."""
+        consented = self.foreign[tenant_id]["consented"]
+        if revoke:
+            consented.pop(client_id, None)
+        else:
+            app = self.app_by_client(client_id)
+            consented[client_id] = list(app["roles"] if roles is None else roles)
+
+    def tenant_of(self, tenant):
+        """The tenant id for a tenant id or domain in a token URL, or None when no tenant has it."""
+        tenant = tenant.lower()
+        if tenant in (self.tenant_id,) + KNOWN_TENANT_ALIASES:
+            return self.tenant_id
+        for tid, info in self.foreign.items():
+            if tenant in (tid, info["domain"]):
+                return tid
+        return None
+
+    def check_tenant(self, tenant, foreign=False):
+        """The tenant id of ``tenant``; ``foreign``: another tenant than the home one may be named (an app's client
+        credentials; the device code flow and managed identities are the home tenant's only)."""
+        tid = self.tenant_of(tenant)
+        if tid is None or (tid != self.tenant_id and not foreign):
             raise AadError(400, "invalid_request", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and are "
                            "signing into the correct cloud. Check with your subscription administrator, this may happen if there are no "
                            "active subscriptions for the tenant." % tenant)
+        return tid
 
     @staticmethod
     def unknown_app(client_id, tenant):
@@ -171,7 +204,7 @@ class TokenService:
     # ---- token endpoint ----------------------------------------------------------------------
     def token_request(self, tenant, form, token_url, v1=False):
         """Handle a token request; return the JSON body or raise AadError."""
-        self.check_tenant(tenant)
+        tid = self.check_tenant(tenant, foreign=form.get("grant_type") == "client_credentials")
         grant = self.require(form, "grant_type")
         if grant != "client_credentials":
             handler = None if v1 else self.grants.get(grant)
@@ -183,6 +216,15 @@ class TokenService:
         if entry is None:
             raise self.unknown_app(client_id, tenant)
         app, private = entry
+        if tid != self.tenant_id:
+            # https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes: a single-tenant app is not
+            # found in another directory (AADSTS700016); a multi-tenant one without a service principal there, because
+            # no admin consented or the consent was revoked, is AADSTS7000229 (README, choices: its status).
+            if not app["multi_tenant"]:
+                raise self.unknown_app(client_id, tenant)
+            if client_id not in self.foreign[tid]["consented"]:
+                raise AadError(401, "invalid_client", 7000229, "The client application %s is missing service principal in the tenant %s. "
+                               "See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119" % (client_id, tid))
         audience = self._audience(form, v1)
         if form.get("client_assertion") or form.get("client_assertion_type"):
             if self.federation is not None and self.federation.is_federated(form, app):
@@ -196,7 +238,7 @@ class TokenService:
         else:
             raise AadError(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or "
                            "'client_secret'.")
-        return self.issue(app, audience, v1)
+        return self.issue(app, audience, v1, tenant_id=tid)
 
     def _audience(self, form, v1):
         if v1:
@@ -270,14 +312,18 @@ class TokenService:
         """Sign access or ID token claims with the tenant's key (the one /discovery/v2.0/keys publishes)."""
         return jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
 
-    def issue(self, app, audience, v1=False, extra=None):
-        """An app-only access token (client credentials; managed identities pass ``extra`` claims)."""
+    def issue(self, app, audience, v1=False, extra=None, tenant_id=None):
+        """An app-only access token (client credentials; managed identities pass ``extra`` claims), for the home tenant
+        or ``tenant_id`` (there the app has the roles that tenant consented, and another service principal id)."""
         now = int(time.time())
+        tid = tenant_id or self.tenant_id
+        roles = app["roles"] if tid == self.tenant_id else self.foreign[tid]["consented"].get(app["client_id"], [])
+        principal = str(uuid.uuid5(uuid.NAMESPACE_OID, app["client_id"] if tid == self.tenant_id else "%s/%s" % (tid, app["client_id"])))
         claims = {
-            "aud": audience, "iss": "https://sts.windows.net/%s/" % self.tenant_id, "iat": now, "nbf": now, "exp": now + self.lifetime,
+            "aud": audience, "iss": "https://sts.windows.net/%s/" % tid, "iat": now, "nbf": now, "exp": now + self.lifetime,
             "aio": "emulator", "app_displayname": app["display_name"], "appid": app["client_id"], "appidacr": "1",
-            "idp": "https://sts.windows.net/%s/" % self.tenant_id, "oid": str(uuid.uuid5(uuid.NAMESPACE_OID, app["client_id"])),
-            "roles": list(app["roles"]), "sub": str(uuid.uuid5(uuid.NAMESPACE_OID, app["client_id"])), "tid": self.tenant_id,
+            "idp": "https://sts.windows.net/%s/" % tid, "oid": principal,
+            "roles": list(roles), "sub": principal, "tid": tid,
             "uti": self.next_uti(), "ver": "1.0",
         }
         claims.update(extra or {})
@@ -313,7 +359,7 @@ class TokenService:
             return None, "The access token has expired."
         if int(claims.get("uti", "emu0")[3:] or 0) <= self._expired_upto:
             return None, "The access token has expired."
-        if claims.get("tid") != self.tenant_id:
+        if claims.get("tid") != self.tenant_id and claims.get("tid") not in self.foreign:
             return None, "The access token was issued for another tenant."
         return claims, None
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import socket
 import tempfile
@@ -21,8 +22,9 @@ from .state import State
 TENANT_ID = "8a6f2c1e-4b7d-4e0a-9c3f-5d2b1a0e9f47"
 SEED_APPS = (
     # name, roles, secret, cert, cert_password[, more add_app() keyword arguments]
-    ("full", ALL_ROLES, True, False, None),
-    ("cert", ALL_ROLES, False, True, None),
+    # full and cert: the security provider's multi-tenant app (add_tenant consents to them in a customer's tenant)
+    ("full", ALL_ROLES, True, False, None, {"multi_tenant": True}),
+    ("cert", ALL_ROLES, False, True, None, {"multi_tenant": True}),
     ("cert_encrypted", ALL_ROLES, False, True, "emulator-cert-password"),
     ("readonly", ("Machine.Read.All", "Alert.Read.All"), True, False, None),
     ("ti_own", ("Ti.ReadWrite", "Machine.Read.All"), True, False, None),
@@ -41,6 +43,7 @@ SEED_MANAGED_IDENTITIES = (
     ("mi_readonly", ("Machine.Read.All",), False),
 )
 WORKLOAD_SUBJECT = "system:serviceaccount:awx:automation-job"
+HOME_TENANT = "contoso"  # the home tenant's label: its apps are registered there, its machines are *.contoso.local
 
 
 class Emulator:  # pylint: disable=too-many-instance-attributes
@@ -48,7 +51,7 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
 
     def __init__(self, state_dir=None, machines=50, alerts=None, indicators=None, seed=1, host="127.0.0.1", port=0,
                  rate_limit_scale=1.0, action_delays=(0.5, 0.5), token_lifetime=3600, device_code_interval=5, device_code_expires_in=900,
-                 auto_approve_device_code=None, identity_header=None):
+                 auto_approve_device_code=None, identity_header=None, tenants=()):
         self.state_dir = os.path.abspath(str(state_dir or tempfile.mkdtemp(prefix="mde-emulator-")))
         os.makedirs(self.state_dir, exist_ok=True)
         self.host = host
@@ -65,6 +68,11 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         self.federation = Federation(self.tokens)
         self.state = State(self.tokens, machines=machines, alerts=alerts, indicators=indicators, seed=seed,
                            rate_limit_scale=rate_limit_scale, action_delays=action_delays)
+        # Every tenant's own data and limits (README, "Tenants"): tenant id -> State; the home tenant's is self.state,
+        # which also holds the request log, the counters and the faults of the whole emulator.
+        self.tenant_states = {TENANT_ID: self.state}
+        self.tenant_names = {TENANT_ID: HOME_TENANT}
+        self._consents = {}  # tenant id -> (apps, roles) consented when it was added: reset() goes back to them
         self._ca = trustme.CA()
         self.ca_path = os.path.join(self.state_dir, "ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_path)
@@ -79,6 +87,8 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         self._server = None
         self._thread = None
         self._sock = None
+        for spec in tenants:
+            self.add_tenant(**(spec if isinstance(spec, dict) else {"name": spec}))
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout=30):
@@ -130,9 +140,10 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
     def apps(self):
         return self.tokens.public_apps()
 
-    def add_app(self, name, roles=(), secret=True, cert=False, cert_password=None, public_client=False, delegated=(), federated=None):
+    def add_app(self, name, roles=(), secret=True, cert=False, cert_password=None, public_client=False, delegated=(), federated=None,
+                multi_tenant=False):
         self.tokens.add_app(name, roles, secret=secret, cert=cert, cert_password=cert_password, public_client=public_client,
-                            delegated=delegated, federated=federated)
+                            delegated=delegated, federated=federated, multi_tenant=multi_tenant)
         if self.url:
             self.write_config()
         return self.apps[name]
@@ -156,8 +167,75 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
             self.write_config()
         return self.managed_identities.public()[name]
 
+    # ---- tenants: one multi-tenant app, several customers' tenants ---------------------------------
+    def add_tenant(self, name, tenant_id=None, machines=None, alerts=None, indicators=None, seed=None, consent=("full", "cert"),
+                   roles=None):
+        """Another (customer's) tenant, ``name`` its label: its own machines (``<host>.<name>.local``, the host parts the
+        same as every tenant's), alerts, indicators, incidents, rules and limits. ``consent``: the multi-tenant apps its
+        admin consented to (with ``roles``, default all they ask for). Returns its tenant id."""
+        if not re.match(r"^[a-z][a-z0-9]*$", name) or name in self.tenant_names.values():
+            raise ValueError("a tenant's name is a new label of lower-case letters and digits, got %r" % (name,))
+        tid = tenant_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-tenant/%s" % name))
+        self.tokens.add_tenant(tid, "%s.onmicrosoft.com" % name)
+        home = self.state
+        self.tenant_states[tid] = State(self.tokens, machines=home.n_machines if machines is None else machines,
+                                        alerts=alerts, indicators=indicators,
+                                        seed=home.seed + 1000 * len(self.tenant_states) if seed is None else seed,
+                                        rate_limit_scale=home.rate_limit_scale, action_delays=home.action_delays, tenant_id=tid,
+                                        domain="%s.local" % name)
+        self.tenant_names[tid] = name
+        self._consents[tid] = (tuple(consent), roles)
+        for app in consent:
+            self.consent(name, app, roles=roles)
+        if self.url:
+            self.write_config()
+        return tid
+
+    def tenant_id_of(self, tenant):
+        """The id of a tenant given by label or id."""
+        for tid, name in self.tenant_names.items():
+            if tenant in (tid, name):
+                return tid
+        raise KeyError("no emulated tenant %r" % (tenant,))
+
+    def consent(self, tenant, app="full", roles=None, revoke=False):
+        """The admin of ``tenant`` consents to the multi-tenant ``app`` (or revokes the consent: new tokens fail with
+        AADSTS7000229; a token issued before works until it expires, as Entra ID's do)."""
+        tid = self.tenant_id_of(tenant)
+        if tid == self.tenant_id:
+            raise ValueError("the apps are registered in the home tenant: there is nothing to consent to")
+        info = self.tokens.apps[app]
+        if not info["multi_tenant"] and not revoke:
+            raise ValueError("app %s is not multi-tenant" % app)
+        self.tokens.consent(tid, info["client_id"], roles=roles, revoke=revoke)
+
+    def state_of(self, tenant_id):
+        """The data of the tenant a token was issued in."""
+        return self.tenant_states.get(tenant_id, self.state)
+
+    def tenant(self, tenant):
+        """The State (machines, alerts, indicators, actions) of a tenant given by label or id."""
+        return self.tenant_states[self.tenant_id_of(tenant)]
+
+    def tenants(self):
+        """``{label: {"tenant_id", "domain", "consented": [app names]}}`` for every tenant, the home one first."""
+        out = {}
+        for tid, name in self.tenant_names.items():
+            if tid == self.tenant_id:
+                consented = [n for n, a in self.tokens.apps.items()]
+            else:
+                granted = self.tokens.foreign[tid]["consented"]
+                consented = [n for n, a in self.tokens.apps.items() if a["client_id"] in granted]
+            out[name] = {"tenant_id": tid, "domain": "%s.onmicrosoft.com" % name, "consented": consented}
+        return out
+
+    def log_of(self, tenant):
+        """The requests made in one tenant (with its token, or to its token endpoint)."""
+        tid = self.tenant_id_of(tenant)
+        return [e for e in self.log if e.get("tenant") == tid]
+
     def config(self):
-        return {"url": self.url, "tenant_id": self.tenant_id, "ca_path": self.ca_path, "apps": self.apps,
+        return {"url": self.url, "tenant_id": self.tenant_id, "tenants": self.tenants(), "ca_path": self.ca_path, "apps": self.apps,
                 "authority": "%s/%s" % (self.url, self.tenant_id), "scope": "https://api.securitycenter.microsoft.com/.default",
                 "users": self.users, "managed_identities": self.managed_identities.public(),
                 "identity_header": self.managed_identities.identity_header,
@@ -227,7 +305,12 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
             self.state.action_outcomes[(machine_id, action_type)] = status
 
     def reset(self):
-        self.state.reset()
+        for state in self.tenant_states.values():
+            state.reset()
+        for tid, (apps, roles) in self._consents.items():
+            self.tokens.foreign[tid]["consented"].clear()
+            for app in apps:
+                self.consent(tid, app, roles=roles)
         self.user_auth.reset()
 
     # ---- user context (device code flow), workload identity federation -----------------------------
@@ -279,8 +362,8 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
         """Machines whose properties equal all of ``props`` (e.g. ``osPlatform="Linux", onboardingStatus="Onboarded"``)."""
         return [m for m in self.state.machines if all(m.get(k) == v for k, v in props.items())]
 
-    def token_for(self, app="full", scope="https://api.securitycenter.microsoft.com/.default"):
-        """Mint an access token directly (no HTTP) for ``app``; handy in tests."""
+    def token_for(self, app="full", scope="https://api.securitycenter.microsoft.com/.default", tenant=None):
+        """Mint an access token directly (no HTTP) for ``app`` (in ``tenant``, default the home one); handy in tests."""
         info = self.tokens.apps[app]
         audience = scope[: -len("/.default")] if scope.endswith("/.default") else scope
-        return self.tokens.issue(info, audience)["access_token"]
+        return self.tokens.issue(info, audience, tenant_id=self.tenant_id_of(tenant) if tenant else None)["access_token"]

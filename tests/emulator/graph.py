@@ -121,9 +121,9 @@ def _incidents(state):
             last = [a for a in members if a["status"] == "Resolved"]
             data[str(iid)] = {
                 "id": str(iid),
-                "tenantId": state.tokens.tenant_id,
+                "tenantId": state.tenant_id,
                 "status": status,
-                "incidentWebUrl": "https://security.microsoft.com/incidents/%s?tid=%s" % (iid, state.tokens.tenant_id),
+                "incidentWebUrl": "https://security.microsoft.com/incidents/%s?tid=%s" % (iid, state.tenant_id),
                 "redirectIncidentId": None,
                 "displayName": "%s on %s" % (first["title"], "one endpoint" if len(machines) == 1
                                              else "%d endpoints" % len(machines)),
@@ -347,6 +347,8 @@ def handle(app, method, path, query, raw, headers, entry):
     if claims is None:
         return error_response(401, "InvalidAuthenticationToken", "Access token validation failure. %s" % problem)
     entry["client_id"] = claims.get("appid")
+    entry["tenant"] = claims["tid"]
+    state = emu.state_of(claims["tid"])  # the token's tenant
     granted = claims.get("roles") or []
     user = signed_in_user(claims)
     if user is not None:  # a delegated token: Graph checks its scp (the delegated names are the application ones)

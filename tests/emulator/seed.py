@@ -72,8 +72,9 @@ def machine_ip(i):
     return "10.%d.%d.%d" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
 
 
-def generate_machines(count, seed, base):
-    """Return the list of machine dicts (live state). See README for the layout."""
+def generate_machines(count, seed, base, domain="contoso.local"):
+    """Return the list of machine dicts (live state). See README for the layout. ``domain``: the DNS suffix of every
+    machine (each emulated tenant has its own; the host part is the same in every tenant)."""
     rng = random.Random("machines-%s" % seed)
     machines = []
     for i in range(count):
@@ -112,7 +113,7 @@ def generate_machines(count, seed, base):
             "isPotentialDuplication": False,
             "isExcluded": False,
             "exclusionReason": None,
-            "computerDnsName": "%s-%05d.contoso.local" % (prefix, i),
+            "computerDnsName": "%s-%05d.%s" % (prefix, i, domain),
             "firstSeen": iso(first_seen),
             "lastSeen": iso(last_seen),
             "osPlatform": platform,
@@ -144,11 +145,11 @@ def generate_machines(count, seed, base):
             machine.update({"healthStatus": "Inactive", "riskScore": "None", "exposureLevel": None, "agentVersion": None,
                             "defenderAvStatus": "Unknown", "managedBy": "Unknown", "managedByStatus": "Unknown"})
         machines.append(machine)
-    _apply_special_machines(machines, base)
+    _apply_special_machines(machines, base, domain)
     return machines
 
 
-def _apply_special_machines(machines, base):
+def _apply_special_machines(machines, base, domain):
     if machines:
         machines[0].update({"healthStatus": "Active", "riskScore": "High", "exposureLevel": "High", "deviceValue": "High",
                             "machineTags": ["Finance", "VIP"], "lastSeen": iso(base - datetime.timedelta(minutes=5))})
@@ -156,7 +157,7 @@ def _apply_special_machines(machines, base):
         machines[1].update({"computerDnsName": None, "healthStatus": "Active"})
     if len(machines) > 3:
         for idx, age in ((2, 20), (3, 1)):
-            machines[idx].update({"computerDnsName": "dup-00002.contoso.local", "healthStatus": "Active", "onboardingStatus": "Onboarded",
+            machines[idx].update({"computerDnsName": "dup-00002.%s" % domain, "healthStatus": "Active", "onboardingStatus": "Onboarded",
                                   "lastSeen": iso(base - datetime.timedelta(days=age))})
 
 

@@ -224,6 +224,7 @@ class EmulatorApp:
                 with emu.state.lock:
                     emu.state.counters["token_requests"] += 1
                 form = body if isinstance(body, dict) else {}
+                entry["tenant"] = emu.tokens.tenant_of(found.group("tenant"))
                 token_url = "%s%s" % (emu.url, path.rstrip("/"))
                 try:
                     result = emu.tokens.token_request(found.group("tenant"), form, token_url, v1=kind == "v1")
@@ -233,7 +234,7 @@ class EmulatorApp:
         found = OIDC.match(path)
         if found:
             tenant = found.group("tenant")
-            if tenant.lower() not in (emu.tenant_id, "contoso.onmicrosoft.com", "organizations", "common"):
+            if tenant.lower() not in ("organizations", "common") and emu.tokens.tenant_of(tenant) is None:
                 err = AadError(400, "invalid_tenant", 90002, "Tenant '%s' not found. Check to make sure you have the correct tenant ID and are "
                                "signing into the correct cloud." % tenant)
                 return Response(json.dumps(err.body(emu.url)), status_code=400, headers={"content-type": "application/json; charset=utf-8"})
@@ -273,6 +274,8 @@ class EmulatorApp:
         if claims is None:
             return error_response(401, "Unauthorized", problem, target)
         entry["client_id"] = claims.get("appid")
+        entry["tenant"] = claims["tid"]
+        state = emu.state_of(claims["tid"])  # the token's tenant: its machines, alerts, indicators and limits
         roles = claims.get("roles") or []
         user = signed_in_user(claims)
         if user is not None:  # a delegated token: its scp must hold the route's delegated permission
@@ -341,6 +344,9 @@ class EmulatorApp:
             ("POST", "expire_tokens"): lambda: (emu.expire_tokens(), ok({"expired": True}))[1],
             ("POST", "faults"): lambda: (emu.inject_fault(**data), ok({"added": True}))[1],
             ("POST", "action_outcome"): lambda: (emu.set_action_outcome(**data), ok({"set": True}))[1],
+            ("GET", "tenants"): lambda: ok(emu.tenants()),
+            ("POST", "tenants"): lambda: ok({"tenant_id": emu.add_tenant(**data)}),
+            ("POST", "consent"): lambda: (emu.consent(**data), ok(emu.tenants()))[1],
         }
         handler = handlers.get((method, name))
         if handler is None:

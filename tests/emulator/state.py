@@ -33,8 +33,11 @@ RATE_LIMITS = {
 class State:
     """All mutable emulator data. Every access from handlers happens under ``lock``."""
 
-    def __init__(self, tokens, machines=50, alerts=None, indicators=None, seed=1, rate_limit_scale=1.0, action_delays=(0.5, 0.5)):
+    def __init__(self, tokens, machines=50, alerts=None, indicators=None, seed=1, rate_limit_scale=1.0, action_delays=(0.5, 0.5),
+                 tenant_id=None, domain="contoso.local"):
         self.tokens = tokens
+        self.tenant_id = tenant_id or tokens.tenant_id  # the tenant whose data this is (emulator.py: one State per tenant)
+        self.domain = domain
         self.lock = threading.RLock()
         self.seed = seed
         self.n_machines = machines
@@ -68,11 +71,11 @@ class State:
             # The seed is relative to now: a reset emulator is the same tenant on the day it is reset (a machine seen
             # five minutes ago is still found by findbyip at "now", an alert of the last hour is still recent).
             self.base_time = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-            self.machines = seedmod.generate_machines(self.n_machines, self.seed, self.base_time)
+            self.machines = seedmod.generate_machines(self.n_machines, self.seed, self.base_time, self.domain)
             self._index_machines()
             self._machine_json = {}
             count = self.n_alerts if self.n_alerts is not None else min(2 * self.n_machines, DEFAULT_MAX_ALERTS)
-            self.alerts = seedmod.generate_alerts(count, self.machines, self.seed, self.base_time, self.tokens.tenant_id)
+            self.alerts = seedmod.generate_alerts(count, self.machines, self.seed, self.base_time, self.tenant_id)
             self.alerts_by_id = {a["id"]: a for a in self.alerts}
             self._alert_json = {}
             self._alerts_by_machine = None
