@@ -378,6 +378,9 @@ class MsalTokenProvider(CachedTokenProvider):
             return app.acquire_token_for_client(scopes=[self.scope])
         result = calling_entra(call, self.describe(), self.authority)
         if "access_token" not in result:
+            if _no_service_principal(result):
+                raise _refused(self.describe(), result, advice=admin_consent_advice(self.authority, self.client_id),
+                               code="consent_missing")
             raise _refused(self.describe(), result)
         return result["access_token"], time.time() + int(result.get("expires_in", 3599))
 
@@ -691,6 +694,26 @@ def _import_msal():
 # https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes (AADSTS65001, suberror consent_required)
 CONSENT_ADVICE = ("Add the delegated permissions this task needs to the public client application, for the API it "
                   "calls, and grant consent")
+
+
+def _no_service_principal(result):
+    """Entra ID has no service principal of the app in this tenant: a multi-tenant app no admin of the tenant consented
+    to, or whose consent was revoked (AADSTS7000229), or an app the tenant does not know at all (AADSTS700016)
+    (https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes)."""
+    return re.search(r"AADSTS(7000229|700016)\b", str(result.get("error_description") or "")) is not None
+
+
+def admin_consent_url(authority, client_id):
+    """The page where a tenant's admin consents to a multi-tenant app: ``<authority>/adminconsent?client_id=<id>``
+    (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners, step 6)."""
+    return "%s/adminconsent?client_id=%s" % ((authority or "").rstrip("/"), client_id)
+
+
+def admin_consent_advice(authority, client_id):
+    tenant = (authority or "").rstrip("/").rpartition("/")[2]
+    return ("The app has no service principal in tenant %s: an admin of that tenant must consent to it (again, if the "
+            "consent was revoked) at %s, or tenant_id names the wrong tenant; a single-tenant app works in its own "
+            "tenant only" % (quoted(tenant, 100), admin_consent_url(authority, client_id)))
 
 
 def _needs_consent(result):

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, defender.endpoint contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A tenant list: the customers' tenants a security provider reaches with one multi-tenant app.
+
+One multi-tenant app registration, consented to by each customer's admin, gets a token in each tenant with the same
+client id and credential (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners).
+The inventory plugin and the event sources take the same ``tenants`` list: each entry a ``tenant_id`` and a ``name``
+(a short label used in group names and events), optionally with its own connection and credential options for the
+rare tenant that needs them (another cloud, its own app). Plain Python: no Ansible import.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.defender.endpoint.plugins.module_utils.options import NAMES
+
+# A label: lower-case letters, digits and underscores, starting with a letter; it names the group tenant_<label> and
+# is safe in a host name, a file name and a log line.
+LABEL = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# A directory (tenant) id, or one of the tenant's domains (connect.create_client checks the same shape).
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+# What an entry may set besides tenant_id and name: the shared options, but never another tenant list.
+PER_TENANT = tuple(n for n in NAMES if n != "tenant_id")
+
+
+def parse(value, option="tenants"):
+    """The checked tenant list: a list of ``{"tenant_id", "name", <shared option>: ...}``, or None when ``value`` is
+    empty (one tenant, as before). ValueError naming the entry and the key for anything else: a missing or malformed
+    tenant id or label, a label or a tenant id given twice, an unknown key."""
+    if value in (None, "", []):
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("%s must be a list of {tenant_id, name} entries, got %s." % (option, type(value).__name__))
+    out = []
+    labels = {}
+    ids = {}
+    for index, entry in enumerate(value):
+        where = "%s[%d]" % (option, index)
+        if not isinstance(entry, dict):
+            raise ValueError("%s must be a dictionary with tenant_id and name, got %s." % (where, type(entry).__name__))
+        unknown = sorted(set(entry) - set(("tenant_id", "name") + PER_TENANT))
+        if unknown:
+            raise ValueError("%s: unknown key(s) %s; an entry takes tenant_id, name and the connection and credential "
+                             "options (%s)." % (where, ", ".join(unknown), ", ".join(PER_TENANT)))
+        tenant_id = str(entry.get("tenant_id") or "").strip()
+        if not TENANT_ID.match(tenant_id):
+            raise ValueError("%s.tenant_id must be a directory (tenant) id or a domain such as "
+                             "contoso.onmicrosoft.com, got %r." % (where, entry.get("tenant_id")))
+        name = entry.get("name")
+        if not isinstance(name, str) or not LABEL.match(name):
+            raise ValueError("%s.name must be a short label of lower-case letters, digits and underscores, starting "
+                             "with a letter (it names the group tenant_<name>), got %r." % (where, name))
+        for seen, key, what in ((labels, name, "name"), (ids, tenant_id.lower(), "tenant_id")):
+            if key in seen:
+                raise ValueError("%s.%s %s is %s's too: each tenant is listed once." % (where, what, key, seen[key]))
+            seen[key] = where
+        checked = dict((k, v) for k, v in entry.items() if k in PER_TENANT and v not in (None, ""))
+        checked.update(tenant_id=tenant_id, name=name)
+        out.append(checked)
+    return out
+
+
+def connection(shared, tenant):
+    """The connection and credential options for one tenant: the ``shared`` ones (the top-level options, or those
+    from the environment) with the tenant's own ``tenant_id`` and whatever else its entry sets."""
+    out = dict(shared)
+    out.update((k, v) for k, v in tenant.items() if k != "name")
+    return out

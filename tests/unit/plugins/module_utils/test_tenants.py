@@ -1,0 +1,38 @@
+"""The tenant list the inventory plugin and the event sources take."""
+import pytest
+
+from ansible_collections.defender.endpoint.plugins.module_utils import tenants
+
+A = "11111111-2222-3333-4444-555555555555"
+B = "66666666-7777-8888-9999-000000000000"
+
+
+def test_an_empty_list_is_one_tenant_as_before():
+    assert tenants.parse(None) is None and tenants.parse([]) is None
+
+
+def test_entries_keep_their_own_options_and_drop_empty_ones():
+    parsed = tenants.parse([{"tenant_id": A, "name": "fabrikam"},
+                            {"tenant_id": "northwind.onmicrosoft.com", "name": "northwind", "cloud": "gcc", "client_secret": ""}])
+    assert parsed == [{"tenant_id": A, "name": "fabrikam"},
+                      {"tenant_id": "northwind.onmicrosoft.com", "name": "northwind", "cloud": "gcc"}]
+    shared = {"tenant_id": B, "client_id": "x", "cloud": "global"}
+    assert tenants.connection(shared, parsed[1]) == {"tenant_id": "northwind.onmicrosoft.com", "client_id": "x", "cloud": "gcc"}
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"tenant_id": A, "name": "x"}, "must be a list"),
+    (["fabrikam"], "tenants[0] must be a dictionary"),
+    ([{"name": "fabrikam"}], "tenants[0].tenant_id"),
+    ([{"tenant_id": "a/b", "name": "fabrikam"}], "tenants[0].tenant_id"),
+    ([{"tenant_id": A, "name": "Fabrikam"}], "tenants[0].name"),
+    ([{"tenant_id": A, "name": "fab@rikam"}], "tenants[0].name"),
+    ([{"tenant_id": A}], "tenants[0].name"),
+    ([{"tenant_id": A, "name": "a"}, {"tenant_id": B, "name": "a"}], "tenants[1].name a is tenants[0]'s too"),
+    ([{"tenant_id": A, "name": "a"}, {"tenant_id": A.upper(), "name": "b"}], "tenants[1].tenant_id"),
+    ([{"tenant_id": A, "name": "a", "tenants": []}], "unknown key(s) tenants"),
+])
+def test_a_bad_list_is_refused_naming_the_entry(value, words):
+    with pytest.raises(ValueError) as err:
+        tenants.parse(value)
+    assert words in str(err.value)
