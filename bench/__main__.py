@@ -4,11 +4,11 @@ They never fail on time: each prints ratios against a baseline measured in the s
 """
 import sys
 
-from bench import detection_rules, indicators, inventory, live_response, task_overhead, throttle
+from bench import detection_rules, indicators, inventory, live_response, task_overhead, tenants, throttle
 
 BENCHMARKS = [("throttle", throttle.main), ("indicators", indicators.main), ("inventory", inventory.main),
               ("task_overhead", task_overhead.main), ("live_response", live_response.main),
-              ("detection_rules", detection_rules.main)]
+              ("detection_rules", detection_rules.main), ("tenants", tenants.main)]
 
 if __name__ == "__main__":
     # `python -m bench NAME [NAME...] [--option ...]`: options after the names go to each benchmark named.

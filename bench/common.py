@@ -45,8 +45,9 @@ def ansible_env(emulator, cache_dir, app="full", **extra):
 
 
 def run_per_host_play(emulator, machine_ids, play_text, forks, scale, shared, workdir, play_name="play.yml"):
-    """One ``ansible-playbook`` run of ``play_text`` over one host per machine (``mde_id``), through the JSON
-    callback; returns (the callback's document or None, the process, the monotonic-comparable start, wall seconds)."""
+    """One ``ansible-playbook`` run of ``play_text`` over one host per machine (``mde_id``; an entry of
+    ``machine_ids`` may instead be a dict of the host's variables), through the JSON callback; returns (the callback's
+    document or None, the start, wall seconds)."""
     import json
     import subprocess
     import time
@@ -54,7 +55,8 @@ def run_per_host_play(emulator, machine_ids, play_text, forks, scale, shared, wo
     with open(inv, "w") as f:
         f.write("[targets]\n")
         for i, mid in enumerate(machine_ids):
-            f.write("t%04d mde_id=%s ansible_connection=local\n" % (i, mid))
+            host_vars = mid if isinstance(mid, dict) else {"mde_id": mid}
+            f.write("t%04d %s ansible_connection=local\n" % (i, " ".join("%s=%s" % kv for kv in sorted(host_vars.items()))))
     play = os.path.join(workdir, play_name)
     with open(play, "w") as f:
         f.write(play_text)

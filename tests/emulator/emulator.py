@@ -293,9 +293,10 @@ class Emulator:  # pylint: disable=too-many-instance-attributes
                 and e["path"] != "/v1.0/security/runHuntingQuery"]
 
     def inject_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0, message=None,
-                     fields=None):
+                     fields=None, tenant=None):
+        """``tenant`` (label or id): only requests made with that tenant's token meet the fault."""
         self.state.add_fault(path_regex, kind, count=count, status=status, delay=delay, method=method, retry_after=retry_after,
-                             skip=skip, message=message, fields=fields)
+                             skip=skip, message=message, fields=fields, tenant=self.tenant_id_of(tenant) if tenant else None)
 
     def expire_tokens(self):
         self.tokens.expire_all()

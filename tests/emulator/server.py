@@ -11,6 +11,7 @@ import uuid
 import zipfile
 from urllib.parse import parse_qsl
 
+import jwt
 from starlette.responses import Response
 
 from . import api_actions, api_alerts, api_entities, api_indicators, api_live_response, api_machines, api_tvm, hunting
@@ -135,10 +136,11 @@ class EmulatorApp:
             entry["client_id"] = body.get("client_id")
         with state.lock:
             state.log.append(entry)
-        fault = state.take_fault(method, path)
+        fault = state.take_fault(method, path, lambda: self.token_tenant(headers))
         entry["processed"] = False
         if fault is not None:
             entry["fault"] = fault["kind"]
+            entry["tenant"] = self.token_tenant(headers)  # a faulted request is logged in its token's tenant too
             if fault["kind"] == "delay":
                 await asyncio.sleep(fault["delay"])
             elif fault["kind"] == "drop":
@@ -168,6 +170,15 @@ class EmulatorApp:
             response = self.fault_response(fault, path)
             entry["status"] = response.status_code
         await response(scope, receive, send)
+
+    @staticmethod
+    def token_tenant(headers):
+        """The ``tid`` of the request's bearer token, unverified (only to pick a fault meant for one tenant)."""
+        auth = headers.get("authorization", "")
+        try:
+            return jwt.decode(auth[7:].strip(), options={"verify_signature": False}).get("tid") if auth[:7].lower() == "bearer " else None
+        except jwt.PyJWTError:
+            return None
 
     @staticmethod
     async def drop(send):

@@ -190,19 +190,23 @@ class State:
     FAULT_KINDS = ("status", "drop", "delay", "invalid_json", "status_after", "drop_after", "tamper")
 
     def add_fault(self, path_regex, kind, count=1, status=500, delay=0.0, method=None, retry_after=1, skip=0,
-                  message=None, fields=None):
+                  message=None, fields=None, tenant=None):
         if kind not in self.FAULT_KINDS:
             raise ValueError("fault kind must be one of %s" % ", ".join(self.FAULT_KINDS))
         with self.lock:
             self.faults.append({"regex": re.compile(path_regex), "pattern": path_regex, "kind": kind, "remaining": int(count),
                                 "status": int(status), "delay": float(delay), "method": method.upper() if method else None,
                                 "retry_after": retry_after, "skip": int(skip), "message": message,
-                                "fields": dict(fields or {})})
+                                "fields": dict(fields or {}), "tenant": tenant})
 
-    def take_fault(self, method, path):
+    def take_fault(self, method, path, tenant_of=lambda: None):
+        """The first fault for this request; ``tenant_of()``: the tenant id the request is made in, for a fault
+        limited to one tenant (asked only then)."""
         with self.lock:
             for fault in self.faults:
                 if fault["remaining"] <= 0:
+                    continue
+                if fault["tenant"] and fault["tenant"] != tenant_of():
                     continue
                 if fault["method"] and fault["method"] != method:
                     continue
