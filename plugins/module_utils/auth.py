@@ -55,12 +55,12 @@ from ansible_collections.defender.endpoint.plugins.module_utils.errors import (
 
 # A cached token is used only while it has more than this many seconds to live.
 EXPIRY_MARGIN = 300
-CACHE_FILE = "tokens.json"
-LOCK_FILE = "tokens.lock"
+CACHE_NAME = "tokens"  # tokens.json under tokens.lock (files.StateStore)
+CACHE_FILE, LOCK_FILE = CACHE_NAME + ".json", CACHE_NAME + ".lock"
 # MSAL's token cache of device code sign-ins (refresh tokens included), with its own lock: a sign-in that waits for the
 # user holds it, and must not hold up application-context tokens meanwhile.
-USER_CACHE_FILE = "user_tokens.json"
-USER_LOCK_FILE = "user_tokens.lock"
+USER_CACHE_NAME = "user_tokens"
+USER_CACHE_FILE, USER_LOCK_FILE = USER_CACHE_NAME + ".json", USER_CACHE_NAME + ".lock"
 # How long a device code sign-in may wait for the user at most, whatever Entra ID's code allows (15 minutes there).
 SIGN_IN_WAIT = 900
 HAS_FCNTL = files.HAS_FCNTL
@@ -150,90 +150,16 @@ class StaticTokenProvider:
         return "the access_token given"
 
 
-class TokenCache:
-    """The cross-process file cache. Holds only access tokens and their expiry, keyed by a digest.
-
-    Used as ``with cache: entries = cache.load(); ...; cache.save(entries)``: the lock is held for the whole
-    block. ``warnings``: a list (or anything with ``append``) that gets one sentence for each problem the cache
-    worked around; the attribute ``warnings`` is that list. ``usable`` turns false when the cache fell back to
-    the process's memory: then load() returns {} and save() does nothing.
-    """
-
-    def __init__(self, directory, warnings=None, filename=CACHE_FILE, lock_name=LOCK_FILE, valid=_valid_entry,
-                 keep=_unexpired):
-        self.directory = directory
-        self.path = os.path.join(directory, filename)
-        self.lock_name = lock_name
-        self.warnings = [] if warnings is None else warnings
-        self.usable = True
-        self._lock = None
-        self._valid = valid
-        self._keep = keep
-
-    def _warn(self, message):
-        if message not in self.warnings:
-            self.warnings.append(message)
-
-    def _refuse(self, error):
+def token_store(directory, name, check, warnings):
+    """The token cache's file ``<name>.json`` in ``directory``: a files.StateStore (lock, read, drop the entries
+    ``check`` refuses with one warning, update, atomic write; in memory with one warning where the file cannot be
+    used) that refuses a file that is not safe to use. Holds only tokens (and a device code sign-in's MSAL cache),
+    keyed by a digest."""
+    def refuse(error):
         return MDEAuthError("Refusing to use the token cache: %s. %s, or set token_cache: false."
                             % (error.problem, _capital(error.remedy)))
-
-    def _fall_back(self, error, path):
-        self.usable = False
-        self._warn("The token cache %s cannot be used (%s): tokens are kept in memory for this process only."
-                   % (files.where(error, path), error.strerror or error))
-
-    def __enter__(self):
-        if not self.usable:
-            return self
-        try:
-            files.private_directory(self.directory, may_tighten=is_cache_entry, warnings=self.warnings)
-            lock = files.locked(os.path.join(self.directory, self.lock_name))
-            lock.__enter__()
-            self._lock = lock
-        except files.UnsafeFileError as e:
-            raise self._refuse(e)
-        except (IOError, OSError) as e:
-            self._fall_back(e, self.directory)
-        return self
-
-    def __exit__(self, *exc):
-        if self._lock is not None:
-            lock, self._lock = self._lock, None
-            lock.__exit__(None, None, None)
-        return False
-
-    def load(self):
-        if not self.usable:
-            return {}
-        try:
-            data = files.read_file(self.path)
-        except files.UnsafeFileError as e:
-            raise self._refuse(e)
-        except (IOError, OSError) as e:
-            self._fall_back(e, self.path)
-            return {}
-        if data is None:
-            return {}
-        try:
-            entries = json.loads(data.decode("utf-8"))
-        except ValueError:
-            entries = None
-        good = dict((k, v) for k, v in entries.items() if self._valid(v)) if isinstance(entries, dict) else {}
-        if not isinstance(entries, dict) or len(good) < len(entries):
-            self._warn("The token cache %s was damaged: its unreadable entries were dropped." % self.path)
-        return good
-
-    def save(self, entries):
-        if not self.usable:
-            return
-        entries = dict((k, v) for k, v in entries.items() if self._valid(v) and self._keep(v))
-        try:
-            files.atomic_write(self.path, json.dumps(entries))
-        except files.UnsafeFileError as e:
-            raise self._refuse(e)
-        except (IOError, OSError) as e:
-            self._fall_back(e, self.path)
+    return files.StateStore(directory, name, "token cache", check=lambda _key, entry: entry if check(entry) else None,
+                            warnings=warnings, may_tighten=is_cache_entry, refuse=refuse)
 
 
 def _load_certificate(path, password):
@@ -285,9 +211,9 @@ class CachedTokenProvider:
     delegated = False
 
     def __init__(self, key_parts, cache_dir=None, warnings=None):
-        # Problems the token cache worked around, for the Ansible-facing code to show (TokenCache.warnings).
+        # Problems the token cache worked around, for the Ansible-facing code to show.
         self.warnings = [] if warnings is None else warnings
-        self._cache = TokenCache(cache_dir, warnings=self.warnings) if cache_dir else None
+        self._cache = token_store(cache_dir, CACHE_NAME, _valid_entry, self.warnings) if cache_dir else None
         self._token = None
         self._expires_on = 0
         self._key = hashlib.sha256("\0".join(key_parts).encode("utf-8")).hexdigest()
@@ -302,17 +228,20 @@ class CachedTokenProvider:
             self._token, self._expires_on = self._fetch()
             return self._token
         rejected = self._token if force_refresh else None
-        with self._cache:  # pylint: disable=not-context-manager
-            entries = self._cache.load()
+
+        def reuse_or_fetch(entries):
+            # Under the cache's lock: the forks that need the same token wait for one fetch instead of each fetching.
+            for key in [k for k, v in entries.items() if not _unexpired(v)]:
+                del entries[key]
             entry = entries.get(self._key)
             # Another fork may already have replaced a token that was rejected: use its fresh one.
-            if entry and self._valid(entry.get("expires_on", 0)) and entry.get("access_token") != rejected:
+            if entry and self._valid(entry["expires_on"]) and entry["access_token"] != rejected:
                 self._token, self._expires_on = entry["access_token"], entry["expires_on"]
                 return self._token
             self._token, self._expires_on = self._fetch()
             entries[self._key] = {"access_token": self._token, "expires_on": self._expires_on}
-            self._cache.save(entries)
             return self._token
+        return self._cache.update(reuse_or_fetch)
 
     def _fetch(self):  # pragma: no cover - every subclass has its own
         raise NotImplementedError
@@ -494,8 +423,7 @@ class UserSignIn:
         self.username = None
         self._prompted = False  # whether this process showed a sign-in message in the current attempt
         self._memory = None  # the serialized MSAL cache when there is no file cache (token_cache: false)
-        self._cache = TokenCache(cache_dir, warnings=self.warnings, filename=USER_CACHE_FILE, lock_name=USER_LOCK_FILE,
-                                 valid=_valid_user_entry, keep=lambda entry: True) if cache_dir else None
+        self._cache = token_store(cache_dir, USER_CACHE_NAME, _valid_user_entry, self.warnings) if cache_dir else None
         self._key = hashlib.sha256("\0".join([self.authority, client_id]).encode("utf-8")).hexdigest()
 
     def describe(self):
@@ -508,14 +436,17 @@ class UserSignIn:
         if self._cache is None:
             return self._token(msal, scope, rejected, {})
         waiting_since = time.time()
-        with self._cache:  # pylint: disable=not-context-manager
-            entries = self._cache.load()
+
+        def sign_in(entries):
+            # Under the lock for the whole sign-in: the forks wait for one code instead of each showing one.
             failed = (entries.get(self._key) or {}).get("failed")
             if failed and failed["at"] >= waiting_since:
                 # Another task's sign-in failed while this one waited for it: the same answer, not one more code.
                 raise MDEAuthError("%s (the sign-in another task of this run asked for)" % failed["message"],
                                    code=failed.get("code") if isinstance(failed.get("code"), str) else None)
             return self._token(msal, scope, rejected, entries)
+        # Saved also when the sign-in failed: the forks waiting for it read that failure.
+        return self._cache.update(sign_in, save_on_error=True)
 
     def _token(self, msal, scope, rejected, entries):
         serialized = (entries.get(self._key) or {}).get("msal_cache") or self._memory
@@ -546,12 +477,11 @@ class UserSignIn:
             changed = cache.has_state_changed  # serialize() resets it
             if changed:
                 self._memory = cache.serialize()
-            if self._cache is not None and (changed or failure or self._prompted):
+            if changed or failure or self._prompted:
                 entry = {"msal_cache": self._memory} if self._memory else {}
                 if failure:
                     entry["failed"] = failure
-                entries[self._key] = entry
-                self._cache.save(entries)
+                entries[self._key] = entry  # saved by the store's update
         return result["access_token"], time.time() + int(result.get("expires_in", 3599))
 
     def _silent(self, app, scope, rejected):

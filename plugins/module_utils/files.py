@@ -264,8 +264,8 @@ def where(error, default):
 
 
 class StateStore:
-    """One JSON state file that every process of the controller updates (the call budget, the session slots, the
-    live response status board): ``update(fn)`` takes the lock, reads the file, keeps the top-level entries that
+    """One JSON state file that every process of the controller updates (the token cache, the call budget, the
+    session slots, the live response status board, the event sources' checkpoints): ``update(fn)`` takes the lock, reads the file, keeps the top-level entries that
     ``check(key, value)`` returns a value for (one warning when it drops any: a file damaged, or written with wrong
     types, is repaired on the next update instead of failing every run), runs ``fn(state)``, and writes the state
     back atomically (no fsync: after a crash it may forget the last update, never hold half a file).
@@ -314,19 +314,24 @@ class StateStore:
             self._warn("The %s file %s was damaged: its unreadable entries were dropped." % (self.what, self.path))
         return clean
 
-    def update(self, fn):
-        """``fn(state)``'s result, ``state`` (a dict) saved afterwards."""
+    def update(self, fn, save_on_error=False):
+        """``fn(state)``'s result, ``state`` (a dict) saved afterwards; when ``fn`` raises, nothing is saved unless
+        ``save_on_error`` (what ``fn`` recorded before it failed is then kept, and the error raised)."""
         import json
         if self.in_memory:
             return fn(self.memory)
-        state, done, result = None, False, None
+        state, done, result, failure = None, False, None, None
         try:
             private_directory(self.directory, may_tighten=self.may_tighten, warnings=self.warnings)
             with locked(self.lock_path):
                 state = self._read()
-                result, done = fn(state), True
-                atomic_write(self.path, json.dumps(state, separators=(",", ":")), fsync=False)
-            return result
+                try:
+                    result, done = fn(state), True
+                except Exception as e:  # pylint: disable=broad-except
+                    # fn's own error (a token request's connection error is an IOError too): never the file's.
+                    failure = e
+                if done or save_on_error:
+                    atomic_write(self.path, json.dumps(state, separators=(",", ":")), fsync=False)
         except UnsafeFileError as e:
             if self.refuse is not None:
                 raise self.refuse(e)
@@ -336,4 +341,8 @@ class StateStore:
             self.memory = state if state is not None else {}
             self._warn("The %s file %s cannot be used (%s): this process keeps it in memory only." % (
                 self.what, where(e, self.path), e.strerror or e))
-            return result if done else fn(self.memory)
+            if not done and failure is None:
+                return fn(self.memory)
+        if failure is not None:
+            raise failure
+        return result

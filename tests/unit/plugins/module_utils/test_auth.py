@@ -329,3 +329,19 @@ def test_explicit_ca_path_wins_over_requests_ca_bundle(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError):
             PinnedSession(verify=verify).get("https://127.0.0.1:1/x")
         assert seen["verify"] == expected
+
+
+def test_a_failed_fetch_leaves_the_cache_as_it_was_and_the_next_task_fetches(tmp_path):
+    cache = str(tmp_path / "cache")
+    first = CountingProvider(cache, str(tmp_path / "count"))
+    assert first.get_token() == "token-1"
+    second = CountingProvider(cache, str(tmp_path / "count"))
+    second._key = "another scope"
+
+    def unreachable():
+        raise MDEAuthError("Could not reach the Entra ID token endpoint")
+    second._fetch = unreachable
+    with pytest.raises(MDEAuthError):
+        second.get_token()
+    data = json.loads(open(os.path.join(cache, "tokens.json")).read())
+    assert list(data) == [first._key] and second.warnings == []

@@ -193,3 +193,23 @@ def test_processes_update_one_file_under_the_lock(tmp_path):
 def test_atomic_write_can_take_the_lock(tmp_path):
     files.atomic_write(str(tmp_path / "eda.json"), "{}", lock_path=str(tmp_path / "eda.lock"))
     assert (tmp_path / "eda.json").read_text() == "{}" and (tmp_path / "eda.lock").exists()
+
+
+def test_a_failing_update_saves_nothing_unless_asked_and_is_not_taken_for_a_file_error(tmp_path):
+    """The update's own error (an IOError from a request, say) is raised as it is: the store does not fall back to
+    memory and does not run the update a second time; with save_on_error what it recorded first is kept."""
+    store = files.StateStore(str(tmp_path / "state"), "things", "things")
+    store.update(lambda state: state.update(kept=1))
+    runs = []
+
+    def fails(state):
+        runs.append(1)
+        state["half"] = 1
+        raise IOError("connection reset by peer")
+    with pytest.raises(IOError):
+        store.update(fails)
+    assert runs == [1] and not store.in_memory and store.warnings == []
+    assert store.update(dict) == {"kept": 1}
+    with pytest.raises(IOError):
+        store.update(fails, save_on_error=True)
+    assert store.update(dict) == {"kept": 1, "half": 1}
