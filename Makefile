@@ -84,7 +84,7 @@ demo: collection
 	$(BIN)/python demo/run.py
 
 emulator: demo-venv
-	$(BIN)/python -m tests.emulator --port $${PORT:-8443} --machines $${MACHINES:-200} --state-dir .emulator
+	$(BIN)/python -m tests.emulator --port $${PORT:-8443} --machines $${MACHINES:-200} --tenants "$${TENANTS:-}" --state-dir .emulator
 
 bench: venv collection
 	$(BIN)/python -m bench $(BENCH)

@@ -634,8 +634,10 @@ def _no_service_principal(result):
 
 
 def admin_consent_url(authority, client_id):
-    """The page where a tenant's admin consents to a multi-tenant app: ``<authority>/adminconsent?client_id=<id>``
-    (https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners, step 6)."""
+    """The page where a tenant's admin grants tenant-wide consent to a multi-tenant app:
+    ``<authority host>/<tenant>/adminconsent?client_id=<id>``
+    (https://learn.microsoft.com/en-us/entra/identity/enterprise-apps/grant-admin-consent, "Construct the URL for
+    granting tenant-wide admin consent"; https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners)."""
     return "%s/adminconsent?client_id=%s" % ((authority or "").rstrip("/"), client_id)
 
 
