@@ -142,3 +142,35 @@ def file_lookup(client, file_hash, parts, lookback_hours=None):
     if not sha1:
         return found, dict((p, None if p == "stats" else []) for p in parts)
     return found, lookup(client, "/api/files/%s" % odata.path_segment(sha1), parts, lookback_hours)
+
+
+class Lookup:
+    """One entity lookup module (mde_file_info, mde_ip_info, mde_domain_info, mde_user_info), defined once: its
+    argument spec (the entity option, ``include`` and, where the API takes it, ``lookback_hours``), the checks
+    before any call, and ``run``, which reads the entity's included parts. ``read(client, value, parts, hours)``
+    returns ``(the result's value for the option, the parts read)``; by default the checked value itself and the
+    parts of ``path % value``."""
+
+    def __init__(self, kind, option, check, path=None, lookback=True, read=None):
+        self.kind, self.option, self._check, self.lookback = kind, option, check, lookback
+        self._read = read or (lambda client, value, parts, hours: (
+            value, lookup(client, path % odata.path_segment(value), parts, hours)))
+        self.argument_spec = dict([(option, dict(type="str", required=True)),
+                                   ("include", dict(type="list", elements="str", choices=list(PARTS[kind])))]
+                                  + ([("lookback_hours", dict(type="int"))] if lookback else []))
+
+    def validate(self, ctx):
+        """Checks before any call."""
+        ctx.checked(self._check, ctx.params[self.option])
+        if self.lookback:
+            ctx.checked(check_lookback, ctx.params["lookback_hours"])
+
+    def run(self, ctx):
+        p = ctx.params
+        value = self._check(p[self.option])
+        parts = check_include(self.kind, p["include"])
+        found, included = self._read(ctx.client, value, parts, p.get("lookback_hours"))
+        result = dict(changed=False)
+        result[self.kind] = found
+        result.update(included)
+        return result

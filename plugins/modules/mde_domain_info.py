@@ -78,35 +78,15 @@ alerts:
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import entities
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
-
-def run(ctx):
-    p = ctx.params
-    value = entities.check_domain(p["domain"])
-    parts = entities.check_include("domain", p["include"])
-    result = dict(changed=False, domain=value)
-    result.update(entities.lookup(ctx.client, "/api/domains/%s" % odata.path_segment(value), parts, p["lookback_hours"]))
-    return result
-
-
-ARGUMENT_SPEC = dict(
-    domain=dict(type="str", required=True),
-    include=dict(type="list", elements="str", choices=list(entities.PARTS["domain"])),
-    lookback_hours=dict(type="int"),
-)
-SPEC_OPTIONS = dict()
-
-
-def validate(ctx):
-    """Checks before any call."""
-    p = ctx.params
-    ctx.checked(entities.check_domain, p["domain"])
-    ctx.checked(entities.check_lookback, p["lookback_hours"])
+LOOKUP = entities.Lookup("domain", "domain", entities.check_domain, "/api/domains/%s")
+ARGUMENT_SPEC = LOOKUP.argument_spec
+run = LOOKUP.run
+validate = LOOKUP.validate
 
 
 def main():
-    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate)
 
 
 if __name__ == "__main__":

@@ -102,33 +102,16 @@ alerts:
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import entities
 
-
-def run(ctx):
-    p = ctx.params
-    parts = entities.check_include("file", p["include"])
-    found, included = entities.file_lookup(ctx.client, p["file_hash"], parts, p["lookback_hours"])
-    result = dict(changed=False, file=found)
-    result.update(included)
-    return result
-
-
-ARGUMENT_SPEC = dict(
-    file_hash=dict(type="str", required=True),
-    include=dict(type="list", elements="str", choices=list(entities.PARTS["file"])),
-    lookback_hours=dict(type="int"),
-)
-SPEC_OPTIONS = dict()
-
-
-def validate(ctx):
-    """Checks before any call."""
-    p = ctx.params
-    ctx.checked(entities.check_file_hash, p["file_hash"])
-    ctx.checked(entities.check_lookback, p["lookback_hours"])
+# The file's own entity is read first; machines and alerts by its SHA-1 (entities.file_lookup).
+LOOKUP = entities.Lookup("file", "file_hash", entities.check_file_hash,
+                         read=lambda client, value, parts, hours: entities.file_lookup(client, value[1], parts, hours))
+ARGUMENT_SPEC = LOOKUP.argument_spec
+run = LOOKUP.run
+validate = LOOKUP.validate
 
 
 def main():
-    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate)
 
 
 if __name__ == "__main__":

@@ -77,35 +77,15 @@ alerts:
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import entities
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
-
-def run(ctx):
-    p = ctx.params
-    value = entities.check_ip(p["ip"])
-    parts = entities.check_include("ip", p["include"])
-    result = dict(changed=False, ip=value)
-    result.update(entities.lookup(ctx.client, "/api/ips/%s" % odata.path_segment(value), parts, p["lookback_hours"]))
-    return result
-
-
-ARGUMENT_SPEC = dict(
-    ip=dict(type="str", required=True),
-    include=dict(type="list", elements="str", choices=list(entities.PARTS["ip"])),
-    lookback_hours=dict(type="int"),
-)
-SPEC_OPTIONS = dict()
-
-
-def validate(ctx):
-    """Checks before any call."""
-    p = ctx.params
-    ctx.checked(entities.check_ip, p["ip"])
-    ctx.checked(entities.check_lookback, p["lookback_hours"])
+LOOKUP = entities.Lookup("ip", "ip", entities.check_ip, "/api/ips/%s")
+ARGUMENT_SPEC = LOOKUP.argument_spec
+run = LOOKUP.run
+validate = LOOKUP.validate
 
 
 def main():
-    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate)
 
 
 if __name__ == "__main__":

@@ -67,33 +67,15 @@ alerts:
 
 from ansible_collections.defender.endpoint.plugins.module_utils.module import MDEModule
 from ansible_collections.defender.endpoint.plugins.module_utils import entities
-from ansible_collections.defender.endpoint.plugins.module_utils import odata
 
-
-def run(ctx):
-    p = ctx.params
-    value = entities.check_user(p["user"])
-    parts = entities.check_include("user", p["include"])
-    result = dict(changed=False, user=value)
-    result.update(entities.lookup(ctx.client, "/api/users/%s" % odata.path_segment(value), parts, None))
-    return result
-
-
-ARGUMENT_SPEC = dict(
-    user=dict(type="str", required=True),
-    include=dict(type="list", elements="str", choices=list(entities.PARTS["user"])),
-)
-SPEC_OPTIONS = dict()
-
-
-def validate(ctx):
-    """Checks before any call."""
-    p = ctx.params
-    ctx.checked(entities.check_user, p["user"])
+LOOKUP = entities.Lookup("user", "user", entities.check_user, "/api/users/%s", lookback=False)
+ARGUMENT_SPEC = LOOKUP.argument_spec
+run = LOOKUP.run
+validate = LOOKUP.validate
 
 
 def main():
-    MDEModule.main(ARGUMENT_SPEC, run, validate=validate, **SPEC_OPTIONS)
+    MDEModule.main(ARGUMENT_SPEC, run, validate=validate)
 
 
 if __name__ == "__main__":
