@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.defender.endpoint.plugins.module_utils import tenants
+from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEError
 
 A = "11111111-2222-3333-4444-555555555555"
 B = "66666666-7777-8888-9999-000000000000"
@@ -36,3 +37,26 @@ def test_a_bad_list_is_refused_naming_the_entry(value, words):
     with pytest.raises(ValueError) as err:
         tenants.parse(value)
     assert words in str(err.value)
+
+
+def test_limits_are_kept_per_tenant_and_app(tmp_path, monkeypatch):
+    """Two tenants of one multi-tenant app: each has its own budget key, so its own call budget, and its own live
+    response session slots (25 per tenant): one tenant's full slots hold back no other tenant's session."""
+    from ansible_collections.defender.endpoint.plugins.module_utils import live_response
+    from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
+    monkeypatch.setenv("MDE_TOKEN_CACHE_DIR", str(tmp_path / "cache"))
+    common = dict(client_id="66666666-7777-8888-9999-000000000000", client_secret="s", api_url="https://api.example.test",
+                  graph_url="https://graph.example.test", authority_host="https://login.example.test")
+    first, second = [create_client(tenant_id=tenant, **common) for tenant in (A, B)]
+    assert first.budget_key != second.budget_key
+    assert A in first.budget_key and B in second.budget_key and A in first.graph.budget_key
+    held = live_response.SessionSlot(first, limit=1)
+    held.acquire(timeout=0)
+    assert held.token
+    other = live_response.SessionSlot(second, limit=1)
+    other.acquire(timeout=0)  # would wait (and fail at once) if the tenants shared the slots
+    assert other.token and other.key != held.key
+    again = live_response.SessionSlot(first, limit=1)
+    with pytest.raises(MDEError) as err:
+        again.acquire(timeout=0)
+    assert "live response sessions" in str(err.value)
