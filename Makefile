@@ -74,7 +74,8 @@ test-tools:
 	  { echo "debootstrap and chromium are needed by the tests: install them (Debian packages)" >&2; exit 1; }
 
 test: venv collection cores test-tools
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/tests tests/integration
+	@# Two workers (a test file stays on one: its tests may share set-up); each worker has its own emulators.
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/unit tests/emulator/tests tests/integration
 	$(BIN)/python -m tests.matrix
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint

@@ -41,7 +41,8 @@ def main(argv):
         rows.append((version, "unit tests", code, seconds))
         env = dict(os.environ, MDE_TEST_CORE=version)
         if version in (cores.OLDEST, cores.NEWEST):
-            what, args = "whole integration suite", ["tests/integration"] + REPEATED_ELSEWHERE
+            # On two workers, as the main run (a file's tests stay on one worker).
+            what, args = "whole integration suite", ["-n", "2", "--dist", "loadfile", "tests/integration"] + REPEATED_ELSEWHERE
         else:
             what, args = "inventory + every module once", BETWEEN
         code, seconds = run("ansible-core %s integration" % version, [main_python] + PYTEST + args, env=env)
