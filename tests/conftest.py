@@ -8,7 +8,10 @@ _SRC = os.path.join(ROOT, ".build", "src")
 _LINK = os.path.join(_SRC, "ansible_collections", "defender", "endpoint")
 if not os.path.islink(_LINK):
     os.makedirs(os.path.dirname(_LINK), exist_ok=True)
-    os.symlink(ROOT, _LINK)
+    try:
+        os.symlink(ROOT, _LINK)
+    except FileExistsError:  # another pytest worker made it first
+        pass
 if _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
