@@ -265,7 +265,8 @@ def where(error, default):
 
 class StateStore:
     """One JSON state file that every process of the controller updates (the token cache, the call budget, the
-    session slots, the live response status board, the event sources' checkpoints): ``update(fn)`` takes the lock, reads the file, keeps the top-level entries that
+    session slots, the live response status board, the event sources' checkpoints): ``update(fn)`` takes the lock,
+    reads the file, keeps the top-level entries that
     ``check(key, value)`` returns a value for (one warning when it drops any: a file damaged, or written with wrong
     types, is repaired on the next update instead of failing every run), runs ``fn(state)``, and writes the state
     back atomically (no fsync: after a crash it may forget the last update, never hold half a file).

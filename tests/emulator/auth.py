@@ -120,8 +120,8 @@ class TokenService:
         client_id = client_id or str(uuid.uuid5(uuid.NAMESPACE_URL, "emulator-app/%s/%s" % (self.tenant_id, name)))
         info = {"name": name, "client_id": client_id, "client_secret": None, "cert_path": None, "cert_password": cert_password,
                 "roles": list(roles), "display_name": "emulator-%s" % name, "public_client": bool(public_client),
-                "delegated": list(delegated), "multi_tenant": bool(multi_tenant), "federated": [dict(f, audiences=list(f.get("audiences") or ["api://AzureADTokenExchange"]))
-                                                            for f in federated or ()]}
+                "delegated": list(delegated), "multi_tenant": bool(multi_tenant),
+                "federated": [dict(f, audiences=list(f.get("audiences") or ["api://AzureADTokenExchange"])) for f in federated or ()]}
         if secret:
             info["client_secret"] = "emu~%s~%s" % (name, hashlib.sha256(client_id.encode()).hexdigest()[:24])
         private = {"cert": None}

@@ -76,6 +76,6 @@ def test_a_throttled_tenant_does_not_hold_back_another(msp):
     msp.reset()
     home = token(msp, msp.tenant_id)["access_token"]
     theirs = token(msp, msp.tenant_id_of("fabrikam"))["access_token"]
-    statuses = [get(msp, home, "/api/machines").status_code for _ in range(101)]
+    statuses = [get(msp, home, "/api/machines").status_code for _attempt in range(101)]
     assert statuses[-1] == 429 and statuses.count(200) == 100
     assert get(msp, theirs, "/api/machines").status_code == 200
