@@ -17,6 +17,11 @@ description:
   - Classifies every host of the group - C(unprotected) (no onboarded machine), C(stale) (C(lastSeen) older than
     O(stale_days)), C(unhealthy) (C(healthStatus) not C(Active)), C(av_outdated) (C(defenderAvStatus) not C(Updated)),
     C(ok) - and lists the onboarded machines that no host of O(all_hosts) matches.
+  - The companion filter C(defender.endpoint.coverage_report_tenants) makes one report per tenant (from the registered
+    loop of defender.endpoint.mde_machine_info over a tenant list, each result's C(item) a C(tenant_id), C(name) and
+    optional C(group)) and a summary over them; a host belongs to a tenant by its C(mde_tenant_id) variable or by the
+    tenant's C(group), so no host is matched with another tenant's machine. A tenant that could not be read is
+    C(failed) with the module's message as its C(reason).
   - The companion filter C(defender.endpoint.coverage_report_render) renders the result as C(markdown), C(csv) or
     C(html) (a self-contained page with an inline SVG chart); every value from the API is escaped for its format.
 author: defender.endpoint maintainers (@defender-endpoint)
@@ -70,16 +75,20 @@ import html
 import io
 import ipaddress
 import os
+import re
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.plugin_utils.untrusted import untrusted
 
 STATUSES = ("unprotected", "stale", "unhealthy", "av_outdated", "ok")
 LABELS = {"unprotected": "No onboarded machine", "stale": "Not seen recently", "unhealthy": "Sensor unhealthy",
           "av_outdated": "Antivirus not updated", "ok": "Protected", "unknown": "Onboarded, in no inventory group"}
 HOST_NAME_VARS = ("inventory_hostname", "ansible_host", "ansible_fqdn", "ansible_nodename", "ansible_hostname")
 IGNORED_IPS = ("127.", "::1", "fe80:", "169.254.")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+REASON_MAX = 2000
 
 
 def _text(value):
@@ -221,6 +230,77 @@ def coverage_report(machines, hosts, all_hosts=None, stale_days=7, now=None):
             "unknown_machines": unknown}
 
 
+def _escape_control(text):
+    """API text with its control characters (but line breaks) shown as \\xNN, never sent to a terminal or a page raw."""
+    return CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), _text(text))
+
+
+def _tenant_hosts(tenant, hosts, all_hosts, groups):
+    """A tenant's hosts: those whose mde_tenant_id (as the mde_machines inventory sets it for a tenant list) is the
+    tenant's, and every host of the tenant entry's own group. No host is compared with another tenant's machines."""
+    tid = _text(tenant.get("tenant_id")).lower()
+    group = tenant.get("group")
+    members = set(groups.get(group) or []) if group else set()
+
+    def mine(source):
+        out = {}
+        for name, hostvars in source.items():
+            hv = hostvars if isinstance(hostvars, Mapping) else {}
+            if name in members or (_text(hv.get("mde_tenant_id")).lower() == tid and tid):
+                out[name] = hostvars
+        return out
+
+    everyone = all_hosts if isinstance(all_hosts, Mapping) else hosts
+    return (dict((n, everyone[n]) for n in members if n in everyone) if group else mine(hosts)), mine(everyone)
+
+
+def coverage_report_tenants(results, hosts, all_hosts=None, groups=None, stale_days=7, now=None):
+    """One report per tenant from the registered loop of mde_machine_info over the tenant list (each result's C(item)
+    the tenant entry), and the summary over them: the tenants that could not be read carry the module's message."""
+    if isinstance(results, Mapping):
+        results = results.get("results")
+    if not isinstance(results, list) or not isinstance(hosts, Mapping):
+        raise AnsibleFilterError("coverage_report_tenants expects the registered loop over the tenants and hosts=<dict>")
+    groups = groups if isinstance(groups, Mapping) else {}
+    tenants, rows, unknown = [], [], []
+    for result in results:
+        tenant = result.get("item") if isinstance(result, Mapping) else None
+        if not isinstance(tenant, Mapping) or not tenant.get("tenant_id"):
+            raise AnsibleFilterError("coverage_report_tenants: every result's item must be a tenant entry with tenant_id")
+        entry = {"name": _text(tenant.get("name") or tenant.get("tenant_id")), "tenant_id": _text(tenant["tenant_id"]),
+                 "status": "ok", "reason": "", "report": None}
+        if result.get("failed") or not isinstance(result.get("machines"), list):
+            reason = _escape_control(result.get("msg") or "the machines could not be read")
+            entry.update(status="failed", reason=untrusted(reason if len(reason) <= REASON_MAX else reason[:REASON_MAX] + "..."))
+        else:
+            own, own_all = _tenant_hosts(tenant, hosts, all_hosts, groups)
+            report = coverage_report(result["machines"], own, all_hosts=own_all, stale_days=stale_days, now=now)
+            entry["report"] = report
+            rows.extend(dict(r, tenant=entry["name"]) for r in report["hosts"])
+            unknown.extend(dict(r, tenant=entry["name"]) for r in report["unknown_machines"])
+        tenants.append(entry)
+    reports = [t["report"] for t in tenants if t["report"]]
+    moment = odata.parse_time(now, "now", relative=False) if now else odata.utcnow()
+    counts = dict((k, sum(r["counts"][k] for r in reports)) for k in STATUSES + ("unknown", "hosts"))
+    return {"generated": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "stale_days": int(stale_days), "counts": counts,
+            "total_machines": sum(r["total_machines"] for r in reports),
+            "onboarded_machines": sum(r["onboarded_machines"] for r in reports), "hosts": rows,
+            "unknown_machines": unknown, "tenants": tenants,
+            "failed_tenants": [t["name"] for t in tenants if t["status"] == "failed"]}
+
+
+def coverage_report_tenant_line(tenant):
+    """One tenant's summary line (a row of coverage_report_tenants' C(tenants)) for the role's output."""
+    if not isinstance(tenant, Mapping) or "status" not in tenant:
+        raise AnsibleFilterError("coverage_report_tenant_line expects a tenant of defender.endpoint.coverage_report_tenants")
+    if not tenant.get("report"):
+        return "%s: failed: %s" % (tenant["name"], tenant["reason"])
+    report = tenant["report"]
+    return "%s: %d machines (%d onboarded), %d hosts, %d unprotected, %d in no inventory group" % (
+        tenant["name"], report["total_machines"], report["onboarded_machines"], report["counts"]["hosts"],
+        report["counts"]["unprotected"], report["counts"]["unknown"])
+
+
 # -- rendering -------------------------------------------------------------------------------------------------
 # The report's Markdown, CSV and HTML are the templates of the coverage_report role (roles/coverage_report/templates/
 # coverage.<md|csv|html>.j2), rendered here with jinja2 alone: the report holds API data (machine names, platforms),
@@ -235,13 +315,14 @@ COLOURS = {"unprotected": "#c62828", "stale": "#ef6c00", "unhealthy": "#ad1457",
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles",
                          "coverage_report", "templates")
 FORMATS = {"markdown": "coverage.md.j2", "csv": "coverage.csv.j2", "html": "coverage.html.j2"}
+TENANT_FORMATS = {"markdown": "coverage_tenants.md.j2", "csv": "coverage_tenants.csv.j2", "html": "coverage_tenants.html.j2"}
 
 
 def _cell(row, key):
     value = row.get(key)
     if isinstance(value, list):
-        return ", ".join(_text(v) for v in value)
-    return _text(value)
+        return ", ".join(_escape_control(v) for v in value)
+    return _escape_control(value)
 
 
 def _csv_safe(text):
@@ -278,11 +359,14 @@ def coverage_report_render(report, fmt):
         raise AnsibleFilterError("coverage_report_render: format must be one of %s" % ", ".join(sorted(FORMATS)))
     if not isinstance(report, dict) or "hosts" not in report:
         raise AnsibleFilterError("coverage_report_render expects the result of defender.endpoint.coverage_report")
-    return _environment(fmt).get_template(FORMATS[fmt]).render(
+    template = (TENANT_FORMATS if "tenants" in report else FORMATS)[fmt]
+    return _environment(fmt).get_template(template).render(
         report=report, keys=STATUSES + ("unknown",), labels=LABELS, colours=COLOURS, host_columns=HOST_COLUMNS,
         unknown_columns=UNKNOWN_COLUMNS, unknown_csv_columns=UNKNOWN_CSV_COLUMNS)
 
 
 class FilterModule(object):
     def filters(self):
-        return {"coverage_report": coverage_report, "coverage_report_render": coverage_report_render}
+        return {"coverage_report": coverage_report, "coverage_report_tenants": coverage_report_tenants,
+                "coverage_report_tenant_line": coverage_report_tenant_line,
+                "coverage_report_render": coverage_report_render}

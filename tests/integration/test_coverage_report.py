@@ -15,25 +15,9 @@ import subprocess
 
 import yaml
 
+from tests.integration.role_helpers import STALE_DAYS, expected_status
+
 ROLE = "defender.endpoint.coverage_report"
-STALE_DAYS = 7
-
-
-def parse_time(value):
-    return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-
-
-def expected_status(machine, now):
-    if machine is None or machine["onboardingStatus"] != "Onboarded":
-        return ["unprotected"]
-    problems = []
-    if (now - parse_time(machine["lastSeen"])).total_seconds() > STALE_DAYS * 86400:
-        problems.append("stale")
-    if machine["healthStatus"] != "Active":
-        problems.append("unhealthy")
-    if machine["defenderAvStatus"] != "Updated":
-        problems.append("av_outdated")
-    return problems or ["ok"]
 
 
 def make_hostile(emulator, machine, marker):

@@ -11,12 +11,12 @@ import yaml
 from tests import cores
 from tests.emulator import detection_rules
 from tests.integration.harness import Ansible
+from tests.integration.role_helpers import QUERY, rule_args, write_rule
 
 RULE = "defender.endpoint.mde_detection_rule"
 INFO = "defender.endpoint.mde_detection_rule_info"
 RULES = "/v1.0/security/rules/detectionRules"
 HUNT = "/v1.0/security/runHuntingQuery"
-QUERY = "DeviceProcessEvents | where FileName == \"powershell.exe\" | project Timestamp, DeviceId, ReportId, DeviceName, SHA1"
 
 
 def task(name, module=RULE, check=None, **args):
@@ -24,21 +24,6 @@ def task(name, module=RULE, check=None, **args):
     if check is not None:
         out["check_mode"] = check
     return out
-
-
-def rule_args(rule_id="ansible-ps", **extra):
-    args = dict(rule_id=rule_id, display_name="PowerShell %s" % rule_id, frequency="24h", query=QUERY,
-                alert=dict(title="PowerShell on a device (%s)" % rule_id, severity="medium",
-                           recommended_actions="Look at the command line.",
-                           tactics=[dict(tactic="Execution", techniques=[dict(technique="T1059",
-                                                                              sub_techniques=["T1059.001"])])],
-                           custom_details={"Device name": "DeviceName"},
-                           entity_mappings=dict(hosts=[dict(device_id_column="DeviceId", name_column="DeviceName")],
-                                                files=[dict(sha1_column="SHA1")])),
-                automated_actions=dict(isolate_devices=[dict(device_id_column="DeviceId", isolation_type="full")]),
-                device_groups=["Servers"])
-    args.update(extra)
-    return args
 
 
 def rule_writes(emulator):
@@ -190,11 +175,6 @@ def rule_id_body(ident):
     return {"id": ident, "displayName": "Bulk %s" % ident, "status": "enabled",
             "queryCondition": {"queryText": QUERY}, "schedule": {"frequency": "PT1H"},
             "detectionAction": {"alertTemplate": {"title": "Bulk alert %s" % ident}}}
-
-
-def write_rule(folder, name, **options):
-    with open(os.path.join(folder, name), "w") as f:
-        yaml.safe_dump(options, f, sort_keys=False)
 
 
 ROLE_PLAY = [{"name": "rules", "hosts": "localhost", "gather_facts": False,
