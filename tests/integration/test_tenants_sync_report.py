@@ -149,3 +149,53 @@ def test_a_tenant_without_consent_is_shown_failed_and_the_others_reported(msp_an
                                                       coverage_report_fail_on_tenant_error=False), inventory=path)
     assert warned.rc == 0, warned.stdout[-3000:]
     assert "WARNING: 1 of 4 tenants could not be read" in role_tasks(warned)["Warn that a tenant could not be read"]["msg"]
+
+
+def rules_play(tenants, folder, **extra):
+    return [{"name": "rules", "hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "rules", "ansible.builtin.include_role": {"name": "defender.endpoint.detection_rules"},
+         "vars": dict({"detection_rules_tenants": tenants, "detection_rules_dir": folder,
+                       "detection_rules_purge": True, "detection_rules_id_prefix": "msp-"}, **extra)}]},
+        {"name": "result", "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "result", "ansible.builtin.debug": {"var": "detection_rules_result"}}]}]
+
+
+def test_one_folder_of_rules_applied_in_two_tenants_then_a_rerun_writes_nothing(msp_ansible, msp, tmp_path):
+    folder = tmp_path / "rules"
+    own = tmp_path / "northwind-rules"
+    folder.mkdir()
+    own.mkdir()
+    for n in (1, 2):
+        write_rule(str(folder), "r%d.yml" % n, **rule_args("msp-r%d" % n))
+    write_rule(str(own), "only.yml", **rule_args("msp-northwind"))
+    tenants = [{"tenant_id": msp.tenant_id_of("fabrikam"), "name": "fabrikam"},
+               {"tenant_id": msp.tenant_id_of("northwind"), "name": "northwind", "dir": str(own)}]
+    before = set(detection_rules.rules(msp.state))
+    run = msp_ansible.playbook(plays=rules_play(tenants, str(folder)))
+    assert run.rc == 0, run.stdout[-3000:]
+    fabrikam, northwind = (detection_rules.rules(msp.tenant(n)) for n in ("fabrikam", "northwind"))
+    assert {"msp-r1", "msp-r2"} <= set(fabrikam) and "msp-northwind" not in fabrikam
+    assert "msp-northwind" in northwind and not {"msp-r1", "msp-r2"} & set(northwind)
+    assert set(detection_rules.rules(msp.state)) == before          # the home tenant was not touched
+    for name, ids in (("fabrikam", ["msp-r1", "msp-r2"]), ("northwind", ["msp-northwind"])):
+        posts = [e["path"] for e in msp.log_of(name) if e["method"] == "POST" and e["path"].endswith("/detectionRules")]
+        assert len(posts) == len(ids), (name, posts)
+    result = run.task("result")["detection_rules_result"]
+    assert result["failed_tenants"] == []
+    assert [(t["name"], t["status"], t["changed"]) for t in result["tenants"]] == [
+        ("fabrikam", "ok", ["msp-r1", "msp-r2"]), ("northwind", "ok", ["msp-northwind"])]
+
+    msp.clear_log()
+    again = msp_ansible.playbook(plays=rules_play(tenants, str(folder)))
+    assert again.rc == 0, again.stdout[-3000:]
+    assert msp.writes() == []
+    assert [(t["name"], t["changed"], t["deleted"]) for t in again.task("result")["detection_rules_result"]["tenants"]] == [
+        ("fabrikam", [], []), ("northwind", [], [])]
+
+    # a tenant without consent fails alone: the others are applied, the role fails at the end naming it
+    write_rule(str(folder), "r3.yml", **rule_args("msp-r3"))
+    adatum = tenants[:1] + [{"tenant_id": msp.tenant_id_of("adatum"), "name": "adatum"}]
+    mixed = msp_ansible.playbook(plays=rules_play(list(reversed(adatum)), str(folder)))
+    assert mixed.rc == 2 and "msp-r3" in detection_rules.rules(msp.tenant("fabrikam"))
+    assert "could not be applied in 1 of 2 tenants" in mixed.stdout and "adatum" in mixed.stdout
+    assert not [e for e in msp.log_of("adatum") if e["family"] == "graph"]
