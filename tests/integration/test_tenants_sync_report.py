@@ -5,7 +5,6 @@ and the detection rules role applying one folder of rules to two tenants."""
 import csv
 import datetime
 import io
-import os
 import re
 
 import yaml
