@@ -26,6 +26,14 @@ def expected_status(machine, now):
     return problems or ["ok"]
 
 
+def make_hostile(state, machine, marker):
+    """API data is untrusted: markup, a template and a spreadsheet formula in a machine's fields."""
+    machine["computerDnsName"] = "<script>alert(1)</script>{{ lookup('ansible.builtin.pipe', 'touch %s') }}.evil" % marker
+    machine["osPlatform"] = "=HYPERLINK(\"http://evil.example\")"
+    state._index_machines()  # pylint: disable=protected-access
+    state.touch_machine(machine)
+
+
 def rule_args(rule_id="ansible-ps", **extra):
     """A custom detection rule's options for mde_detection_rule (and a rule file of the detection_rules role)."""
     args = dict(rule_id=rule_id, display_name="PowerShell %s" % rule_id, frequency="24h", query=QUERY,

@@ -15,18 +15,9 @@ import subprocess
 
 import yaml
 
-from tests.integration.role_helpers import STALE_DAYS, expected_status
+from tests.integration.role_helpers import STALE_DAYS, expected_status, make_hostile
 
 ROLE = "defender.endpoint.coverage_report"
-
-
-def make_hostile(emulator, machine, marker):
-    """API data is untrusted: markup, a template and a spreadsheet formula in a machine's fields."""
-    state = emulator.state
-    machine["computerDnsName"] = "<script>alert(1)</script>{{ lookup('ansible.builtin.pipe', 'touch %s') }}.evil" % marker
-    machine["osPlatform"] = "=HYPERLINK(\"http://evil.example\")"
-    state._index_machines()  # pylint: disable=protected-access
-    state.touch_machine(machine)
 
 
 def chromium():
@@ -43,7 +34,7 @@ def test_coverage_report_on_the_emulators_tenant(ansible, emulator, tmp_path):
     by_fqdn, by_short, by_ip, other_group, hostile = onboarded[0], onboarded[1], onboarded[2], onboarded[3], onboarded[4]
     not_onboarded = next(m for m in machines if m["onboardingStatus"] != "Onboarded" and m["computerDnsName"])
     marker = tmp_path / "pwned"
-    make_hostile(emulator, hostile, marker)
+    make_hostile(emulator.state, hostile, marker)
     inventory = {"all": {"children": {
         "linux": {"hosts": {
             by_fqdn["computerDnsName"].upper(): {},

@@ -10,7 +10,7 @@ import re
 import yaml
 
 from tests.emulator import detection_rules
-from tests.integration.role_helpers import STALE_DAYS, expected_status, rule_args, write_rule
+from tests.integration.role_helpers import STALE_DAYS, expected_status, make_hostile, rule_args, write_rule
 
 TENANTS = ("contoso", "fabrikam", "northwind")
 RULES = "/v1.0/security/rules/detectionRules"
@@ -64,9 +64,13 @@ def summary_rows(page):
 
 def test_one_report_over_three_tenants_a_row_and_a_section_each(msp_ansible, msp, tmp_path):
     path, expected = coverage_inventory(msp, tmp_path, TENANTS)
+    marker = tmp_path / "pwned"
+    hostile = onboarded(msp, "fabrikam")[3]
+    make_hostile(msp.tenant("fabrikam"), hostile, marker)
     report_dir = tmp_path / "report"
     result = msp_ansible.playbook(plays=coverage_play(msp, TENANTS, report_dir), inventory=path)
     assert result.rc == 0, result.stdout[-3000:]
+    assert not marker.exists(), "API data was run as a template"
     now = datetime.datetime.now(datetime.timezone.utc)
     for name in TENANTS:
         # each tenant read once, with its own token: its requests are in its own log
@@ -101,6 +105,7 @@ def test_one_report_over_three_tenants_a_row_and_a_section_each(msp_ansible, msp
             [m for m in machines if m["onboardingStatus"] == "Onboarded"])), "3"]
     sections = re.findall(r'<section id="tenant-\d" data-tenant="(\w+)"><h2>Tenant (\w+) \(([0-9a-f-]+)\)</h2>', page)
     assert sections == [(n, n, msp.tenant_id_of(n)) for n in TENANTS]
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count("<!DOCTYPE html>") == 1 and page.count('<rect class="bar" data-key="unprotected"') == 3
     md = (report_dir / "coverage.md").read_text()
     assert md.count("# Defender for Endpoint coverage by tenant") == 1
@@ -110,6 +115,8 @@ def test_one_report_over_three_tenants_a_row_and_a_section_each(msp_ansible, msp
     assert re.findall(r"^## Tenant (\w+)", md, re.M) == list(TENANTS)
     rows_csv = list(csv.reader(io.StringIO((report_dir / "coverage.csv").read_text())))
     assert rows_csv[0][:3] == ["tenant", "kind", "host"]
+    hostile_row = next(r for r in rows_csv if r[1] == "unknown_machine" and r[7] == hostile["id"])
+    assert hostile_row[0] == "fabrikam" and hostile_row[-1] == "'" + hostile["osPlatform"]
     assert sorted((r[0], r[2]) for r in rows_csv if r[1] == "host") == sorted((t, h) for h, (t, _m) in expected.items())
     summary_task = tasks["Summary"]["msg"]
     assert any("fabrikam: %d machines" % len(msp.tenant("fabrikam").machines) in line for line in summary_task)
