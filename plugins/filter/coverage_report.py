@@ -262,7 +262,7 @@ def coverage_report_tenants(results, hosts, all_hosts=None, groups=None, stale_d
     if not isinstance(results, list) or not isinstance(hosts, Mapping):
         raise AnsibleFilterError("coverage_report_tenants expects the registered loop over the tenants and hosts=<dict>")
     groups = groups if isinstance(groups, Mapping) else {}
-    tenants, rows, unknown = [], [], []
+    tenants, rows, unknown, assigned = [], [], [], set()
     for result in results:
         tenant = result.get("item") if isinstance(result, Mapping) else None
         if not isinstance(tenant, Mapping) or not tenant.get("tenant_id"):
@@ -274,6 +274,7 @@ def coverage_report_tenants(results, hosts, all_hosts=None, groups=None, stale_d
             entry.update(status="failed", reason=untrusted(reason if len(reason) <= REASON_MAX else reason[:REASON_MAX] + "..."))
         else:
             own, own_all = _tenant_hosts(tenant, hosts, all_hosts, groups)
+            assigned.update(own)
             report = coverage_report(result["machines"], own, all_hosts=own_all, stale_days=stale_days, now=now)
             entry["report"] = report
             rows.extend(dict(r, tenant=entry["name"]) for r in report["hosts"])
@@ -286,7 +287,8 @@ def coverage_report_tenants(results, hosts, all_hosts=None, groups=None, stale_d
             "total_machines": sum(r["total_machines"] for r in reports),
             "onboarded_machines": sum(r["onboarded_machines"] for r in reports), "hosts": rows,
             "unknown_machines": unknown, "tenants": tenants,
-            "failed_tenants": [t["name"] for t in tenants if t["status"] == "failed"]}
+            "failed_tenants": [t["name"] for t in tenants if t["status"] == "failed"],
+            "unassigned_hosts": sorted(_text(h) for h in hosts if h not in assigned)}
 
 
 def coverage_report_tenant_line(tenant):

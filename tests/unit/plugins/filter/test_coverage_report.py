@@ -7,7 +7,8 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.defender.endpoint.plugins.filter.coverage_report import coverage_report, coverage_report_render
+from ansible_collections.defender.endpoint.plugins.filter.coverage_report import (
+    coverage_report, coverage_report_render, coverage_report_tenants)
 
 HOSTILE = "<script>alert(1)</script>{{ lookup('pipe', 'id') }}|*_`#[x](y)\\ & \"q\" 'a'"
 MACHINES = [
@@ -69,3 +70,25 @@ def test_unknown_format_or_input():
         coverage_report_render(report(), "pdf")
     with pytest.raises(AnsibleFilterError, match="expects the result"):
         coverage_report_render({"x": 1}, "html")
+
+
+def test_tenants_match_hosts_only_with_their_own_machines_and_show_a_failed_tenant():
+    results = [
+        {"item": {"tenant_id": "t-1", "name": "one"}, "machines": MACHINES, "changed": False},
+        {"item": {"tenant_id": "t-2", "name": "two"}, "machines": [], "changed": False},
+        {"item": {"tenant_id": "t-3", "name": "three"}, "failed": True, "msg": "AADSTS7000229 \x1b[31m<b>" + HOSTILE},
+    ]
+    hosts = {"web1.contoso.com": {"mde_tenant_id": "t-1"}, "web1": {"mde_tenant_id": "t-2", "mde_id": "a" * 40},
+             "nowhere": {}}
+    r = coverage_report_tenants(results, hosts, now=NOW)
+    assert [(t["name"], t["status"]) for t in r["tenants"]] == [("one", "ok"), ("two", "ok"), ("three", "failed")]
+    assert sorted((row["tenant"], row["host"], row["status"]) for row in r["hosts"]) == [
+        ("one", "web1.contoso.com", "ok"), ("two", "web1", "unprotected")]   # t-1's machine is not t-2's
+    assert r["failed_tenants"] == ["three"] and r["total_machines"] == 2 and r["counts"]["hosts"] == 2
+    assert r["unassigned_hosts"] == ["nowhere"]                           # in no tenant: compared with none
+    reason = r["tenants"][2]["reason"]
+    assert "\x1b" not in reason and "\\x1b[31m" in reason
+    page = coverage_report_render(r, "html")
+    assert "<b>" not in page and "<script>" not in page and "&lt;b&gt;" in page
+    md = coverage_report_render(r, "markdown")
+    assert re.search(r"^\| three \| failed \| t-3 \|.*AADSTS7000229", md, re.M) and "<script>" not in md
