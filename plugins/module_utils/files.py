@@ -275,12 +275,19 @@ class StateStore:
     in this process's memory from then on, with one warning. A file that is not safe to use (another owner, open to
     other users, a symbolic link) raises ``refuse(UnsafeFileError)`` (the UnsafeFileError itself by default).
     ``what`` names the file in warnings ("call budget"); ``warnings`` is a list (or anything with ``append``).
+    ``file_name``: the file's own name when it is not ``<name>.json`` (a path the user chose; the lock is still
+    ``<name>.lock``). ``private=False``: for a file that holds no secret (an event checkpoint): it is still written
+    mode 0600 and its missing directory made 0700, but an existing directory and file are used whatever their mode
+    (never a symbolic link, nothing but a regular file). ``error``: the OSError that moved the state into memory.
     """
 
-    def __init__(self, directory, name, what, check=None, warnings=None, may_tighten=None, refuse=None):
+    def __init__(self, directory, name, what, check=None, warnings=None, may_tighten=None, refuse=None,
+                 file_name=None, private=True):
         self.directory = directory
-        self.path = os.path.join(directory, name + ".json") if directory else None
+        self.path = os.path.join(directory, file_name or name + ".json") if directory else None
         self.lock_path = os.path.join(directory, name + ".lock") if directory else None
+        self.private = private
+        self.error = None
         self.what = what
         self.check = check or (lambda key, value: value)
         self.warnings = [] if warnings is None else warnings
@@ -295,7 +302,7 @@ class StateStore:
 
     def _read(self):
         import json
-        data = read_file(self.path)
+        data = read_file(self.path, private=self.private)
         if data is None:
             return {}
         try:
@@ -315,15 +322,24 @@ class StateStore:
             self._warn("The %s file %s was damaged: its unreadable entries were dropped." % (self.what, self.path))
         return clean
 
-    def update(self, fn, save_on_error=False):
+    def read(self):
+        """A copy of the checked state, read under the lock; nothing is written (no file is created)."""
+        import copy
+        return self.update(copy.deepcopy, write=False)
+
+    def update(self, fn, save_on_error=False, write=True):
         """``fn(state)``'s result, ``state`` (a dict) saved afterwards; when ``fn`` raises, nothing is saved unless
-        ``save_on_error`` (what ``fn`` recorded before it failed is then kept, and the error raised)."""
+        ``save_on_error`` (what ``fn`` recorded before it failed is then kept, and the error raised). ``write=False``:
+        nothing is saved at all (read())."""
         import json
         if self.in_memory:
             return fn(self.memory)
         state, done, result, failure = None, False, None, None
         try:
-            private_directory(self.directory, may_tighten=self.may_tighten, warnings=self.warnings)
+            if self.private:
+                private_directory(self.directory, may_tighten=self.may_tighten, warnings=self.warnings)
+            else:
+                os.makedirs(self.directory, 0o700, exist_ok=True)
             with locked(self.lock_path):
                 state = self._read()
                 try:
@@ -331,14 +347,14 @@ class StateStore:
                 except Exception as e:  # pylint: disable=broad-except
                     # fn's own error (a token request's connection error is an IOError too): never the file's.
                     failure = e
-                if done or save_on_error:
+                if write and (done or save_on_error):
                     atomic_write(self.path, json.dumps(state, separators=(",", ":")), fsync=False)
         except UnsafeFileError as e:
             if self.refuse is not None:
                 raise self.refuse(e)
             raise
         except (IOError, OSError) as e:
-            self.in_memory = True
+            self.in_memory, self.error = True, e
             self.memory = state if state is not None else {}
             self._warn("The %s file %s cannot be used (%s): this process keeps it in memory only." % (
                 self.what, where(e, self.path), e.strerror or e))

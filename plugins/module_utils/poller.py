@@ -38,7 +38,11 @@ POLL_OPTIONS = dict(
     initial_lookback=dict(type="str", default="1h"),
     overlap=dict(type="str", default="2m"),
     checkpoint_path=dict(type="path"),
+    tenants=dict(type="list"),
 )
+# Tenants polled at once (one thread each for their blocking reads): a tenant waiting out a Retry-After holds a
+# thread of its own, never another tenant's.
+MAX_TENANTS = 64
 
 
 class ConfigError(ValueError):
@@ -146,10 +150,30 @@ def parse_args(args, environ=None, now=None, own=None, refused=None):
     checkpoint_path = args.get("checkpoint_path")
     checkpoint_path = str(checkpoint_path).strip() if checkpoint_path is not None else ""
     config = dict(auth=auth, interval=interval, overlap=overlap, start=start,
-                  checkpoint_path=os.path.expanduser(checkpoint_path) if checkpoint_path else None)
+                  checkpoint_path=os.path.expanduser(checkpoint_path) if checkpoint_path else None,
+                  tenants=parse_tenants(args.get("tenants"), auth))
     for name, spec in own.items():
         config[name] = own_option(name, spec, args.get(name))
     return config
+
+
+def parse_tenants(value, auth):
+    """The checked tenant list (module_utils/tenants.py), each entry with the connection options of its client
+    (``connection``: the shared ones, ``auth``, with the tenant's own), or None without one."""
+    from ansible_collections.defender.endpoint.plugins.module_utils import tenants
+    try:
+        entries = tenants.parse(value, "tenants")
+        if entries is None:
+            return None
+        if len(entries) > MAX_TENANTS:
+            raise ValueError("tenants: at most %d tenants in one source, got %d." % (MAX_TENANTS, len(entries)))
+        out = []
+        for entry in entries:
+            own = dict((k, shared_options.convert(k, v)) for k, v in entry.items() if k != "name")
+            out.append(dict(tenant_id=entry["tenant_id"], name=entry["name"], connection=tenants.connection(auth, own)))
+        return out
+    except ValueError as e:
+        raise ConfigError(str(e))
 
 
 def time_filter(time_field, state, overlap, severity=(), status=()):
@@ -220,14 +244,16 @@ def select_new(state, items, overlap=0.0, now=None, *, time_field, noun, log):
 
 
 class Log:
-    """A source's log: every line starts with the source's name (``mde_incidents: ...``)."""
+    """A source's log: every line starts with the source's name (``mde_incidents: ...``), and with a tenant list
+    with the tenant's label (``mde_incidents: tenant fabrikam: ...``)."""
 
-    def __init__(self, name):
+    def __init__(self, name, tenant=None):
         self.name = name
+        self.prefix = "%s: tenant %s" % (name, tenant) if tenant else name
         self.logger = logging.getLogger("defender.endpoint." + name)
 
     def _line(self, level, message, *args):
-        self.logger.log(level, "%s: " + message, self.name, *args)
+        self.logger.log(level, "%s: " + message, self.prefix, *args)
 
     def info(self, message, *args):
         self._line(logging.INFO, message, *args)
@@ -240,48 +266,125 @@ class Log:
 
 
 # -- checkpoint -------------------------------------------------------------------------------------------
-# The checkpoint file: {"version": 1, "watermark": "<time>", "seen": {"<id>": "<time>"}}, written atomically (a
-# temporary file in the same directory, then a rename: files.atomic_write), mode 0600, and read as the collection
-# reads its other state files (files.read_file: no symbolic link followed, nothing but a regular file, never
-# blocking on a FIFO). One source owns its file (the default name holds a digest of what it reads), so it needs no
-# lock: files.StateStore is for state that every fork of a run updates.
+# The checkpoint file is a files.StateStore (the collection's one locked JSON state store: lock, read, check each
+# top-level entry, atomic write mode 0600; no symbolic link followed, nothing but a regular file, never blocking on a
+# FIFO). A source without tenants keeps the format every earlier version wrote, {"version": 1, "watermark": "<time>",
+# "seen": {"<id>": "<time>"}}; a source with a tenant list keeps one entry per tenant id beside the version,
+# {"version": 1, "<tenant id>": {"watermark": ..., "seen": ...}}, which the tenants' polls update side by side under
+# the lock. It holds no secret: an existing directory or file is used whatever its mode (private=False).
+STATE_FIELDS = ("watermark", "seen")
+
+
 def state_to_json(state):
     return {"version": CHECKPOINT_VERSION, "watermark": ticks_text(state["watermark"]),
             "seen": dict((ident, ticks_text(t)) for ident, t in sorted(state["seen"].items()))}
 
 
-def state_from_json(data, name):
-    """The state held in a checkpoint document. Raises ValueError if it is not one."""
-    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
-        raise ValueError("not a version %d %s checkpoint" % (CHECKPOINT_VERSION, name))
-    seen = data.get("seen")
+def _seen_from_json(seen):
     if not isinstance(seen, dict):
         raise ValueError("its seen is not a mapping of id to time")
-    return {"watermark": time_ticks(data.get("watermark")),
-            "seen": dict((str(ident), time_ticks(t)) for ident, t in seen.items())}
+    return dict((str(ident), time_ticks(t)) for ident, t in seen.items())
 
 
-def load_checkpoint(path, overlap=0.0, now=None, *, log):
-    """The state saved at ``path``, or None when there is no file. Raises ConfigError for an unusable file.
+def state_from_json(data, name):
+    """The state held in a checkpoint document (or a tenant's entry, without its version). Raises ValueError if it is
+    not one."""
+    if not isinstance(data, dict) or data.get("version", CHECKPOINT_VERSION) != CHECKPOINT_VERSION:
+        raise ValueError("not a version %d %s checkpoint" % (CHECKPOINT_VERSION, name))
+    return {"watermark": time_ticks(data.get("watermark")), "seen": _seen_from_json(data.get("seen"))}
+
+
+def tenant_key(tenant_id):
+    """A tenant's entry in the checkpoint: its id as written in the tenant list, lower-case (ids are unique
+    whatever their case)."""
+    return str(tenant_id).lower()
+
+
+def check_entry(key, value):
+    """The StateStore validator of one top-level entry of a checkpoint file: the value, or ValueError."""
+    if key == "version":
+        if value != CHECKPOINT_VERSION:
+            raise ValueError("not a version %d checkpoint" % CHECKPOINT_VERSION)
+    elif key == "watermark":
+        time_ticks(value)
+    elif key == "seen":
+        _seen_from_json(value)
+    else:
+        from ansible_collections.defender.endpoint.plugins.module_utils import tenants
+        if not tenants.TENANT_ID.match(key) or not isinstance(value, dict) or "version" in value:
+            raise ValueError("its entry %s is neither a field of a checkpoint nor a tenant's" % shown(key))
+        state_from_json(value, "tenant")
+    return value
+
+
+def checkpoint_store(path, check=check_entry, warnings=None):
+    """The files.StateStore of the checkpoint file ``path`` (its lock beside it, ``<name>.lock``)."""
+    directory, file_name = os.path.split(os.path.abspath(path))
+    name = file_name[:-5] if file_name.endswith(".json") and len(file_name) > 5 else file_name
+    return files.StateStore(directory, name, "event checkpoint", check=check,
+                            warnings=[] if warnings is None else warnings, file_name=file_name, private=False)
+
+
+def read_checkpoint(path):
+    """The checked top-level entries of the checkpoint file, ``{}`` when there is none, or None when it cannot be
+    read or written (a read-only directory: the source then keeps its state in memory). Raises ConfigError for a file
+    that is there and not usable. Nothing is written."""
+    problems = []
+
+    def check(key, value):
+        try:
+            return check_entry(key, value)
+        except (TypeError, ValueError) as e:
+            problems.append(str(e))
+            raise
+    warnings = []
+    store = checkpoint_store(path, check, warnings)
+    try:
+        data = store.read()
+    except files.UnsafeFileError as e:
+        raise ConfigError("checkpoint file %s cannot be used: %s" % (path, e))
+    if store.in_memory:
+        if os.path.lexists(path):
+            error = store.error
+            raise ConfigError("checkpoint file %s cannot be read: %s." % (path, getattr(error, "strerror", None) or error))
+        return None
+    if problems or warnings:
+        raise ConfigError("checkpoint file %s is not usable (%s); move it away to start again from initial_lookback."
+                          % (path, problems[0] if problems else "not a JSON object"))
+    if not data and os.path.lexists(path):
+        raise ConfigError("checkpoint file %s is not usable (it holds no checkpoint); move it away to start again "
+                          "from initial_lookback." % path)
+    return data
+
+
+def load_checkpoint(path, overlap=0.0, now=None, *, log, tenant_id=None):
+    """The state saved at ``path`` (of the tenant ``tenant_id`` with a tenant list), or None when there is none.
+    Raises ConfigError for an unusable file.
 
     A watermark later than ``future_cap(overlap, now)`` (written by a version without the cap, after an entity dated
     in the future) is moved back to when the file was last written (its modification time; never later than the
     cap), with a warning: that version emitted nothing older than its watermark since then, so those are read again.
     """
-    try:
-        data = files.read_file(path, private=False)
-        written = os.stat(path).st_mtime if data is not None else None
-    except files.UnsafeFileError as e:
-        raise ConfigError("checkpoint file %s cannot be used: %s" % (path, e))
-    except OSError as e:
-        raise ConfigError("checkpoint file %s cannot be read: %s." % (path, e.strerror or e))
-    if data is None:
+    data = read_checkpoint(path)
+    if not data:
         return None
+    flat = any(field in data for field in STATE_FIELDS)
     try:
-        state = state_from_json(json.loads(data.decode("utf-8")), log.name)
-    except ValueError as e:  # UnicodeDecodeError included
+        if tenant_id is None:
+            state = state_from_json(data, log.name)
+        elif flat:
+            raise ConfigError("checkpoint file %s holds the checkpoint of a source without tenants; give the source "
+                              "with tenants another checkpoint_path." % path)
+        elif tenant_key(tenant_id) not in data:
+            return None
+        else:
+            state = state_from_json(data[tenant_key(tenant_id)], log.name)
+        written = os.stat(path).st_mtime
+    except ValueError as e:
         raise ConfigError("checkpoint file %s is not usable (%s); move it away to start again from "
                           "initial_lookback." % (path, e))
+    except OSError as e:
+        raise ConfigError("checkpoint file %s cannot be read: %s." % (path, e.strerror or e))
     now = now_ticks() if now is None else int(now)
     cap = future_cap(overlap, now)
     if state["watermark"] > cap:
@@ -294,12 +397,24 @@ def load_checkpoint(path, overlap=0.0, now=None, *, log):
     return state
 
 
-def save_checkpoint(path, state):
-    """Write the state to ``path`` atomically (files.atomic_write), mode 0600, in a directory created 0700 when
-    missing."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    files.atomic_write(path, json.dumps(state_to_json(state), indent=1, sort_keys=True) + "\n")
+def save_checkpoint(path, state, tenant_id=None, warnings=None):
+    """Write the state to ``path`` (the file's only state, or the entry of ``tenant_id``) through its StateStore:
+    under the lock, atomically, mode 0600, in a directory created 0700 when missing. Returns False when the file
+    cannot be used (the store's warning appended to ``warnings``); raises files.UnsafeFileError."""
+    store = checkpoint_store(path, warnings=warnings)
+    document = state_to_json(state)
+
+    def write(saved):
+        if tenant_id is None:
+            saved.clear()
+            saved.update(document)
+        else:
+            for field in STATE_FIELDS:
+                saved.pop(field, None)
+            saved["version"] = document.pop("version")
+            saved[tenant_key(tenant_id)] = document
+    store.update(write)
+    return not store.in_memory
 
 
 def default_checkpoint_path(cache_dir, name, url, auth, severity, status):
@@ -347,15 +462,18 @@ class Poller:
         super().__init_subclass__(**kwargs)
         cls.NAME, cls.NOUN, cls.EVENT_KEY, cls.TIME_FIELD = name, noun, event_key, time_field
 
-    def __init__(self, client, config, checkpoint_path, state, untrusted=None):
+    def __init__(self, client, config, checkpoint_path, state, untrusted=None, tenant=None, executor=None):
         self.client = client
         self.config = config
         self.checkpoint_path = checkpoint_path
         self.state = state
         self.untrusted = untrusted
-        self.log = Log(self.NAME)
+        self.tenant = tenant                # with a tenant list: {"tenant_id", "name"} of the tenant this one polls
+        self.executor = executor            # where the blocking read runs (None: asyncio's default threads)
+        self.log = Log(self.NAME, tenant and tenant["name"])
         self.polls = 0
         self.failures = 0
+        self.consent_missing = False        # the tenant's last token failed for a missing admin consent (logged once)
 
     # -- what a source says ------------------------------------------------------------------------------
     def fetch(self, odata_filter):
@@ -364,6 +482,13 @@ class Poller:
     @staticmethod
     def base_url(client):
         raise NotImplementedError
+
+    def event(self, item):
+        """The event of one entity: ``{EVENT_KEY: entity}``, with a tenant list its tenant's id and label beside it."""
+        out = {self.EVENT_KEY: item}
+        if self.tenant is not None:
+            out.update(mde_tenant_id=self.tenant["tenant_id"], mde_tenant=self.tenant["name"])
+        return out
 
     def build_filter(self):
         return time_filter(self.TIME_FIELD, self.state, self.config["overlap"], self.config.get("severity") or (),
@@ -383,8 +508,9 @@ class Poller:
         return default_checkpoint_path(cache_dir, cls.NAME, url, auth, severity, status)
 
     @classmethod
-    def load_checkpoint(cls, path, overlap=0.0, now=None):
-        return load_checkpoint(path, overlap, now, log=Log(cls.NAME))
+    def load_checkpoint(cls, path, overlap=0.0, now=None, tenant=None):
+        return load_checkpoint(path, overlap, now, log=Log(cls.NAME, tenant and tenant["name"]),
+                               tenant_id=tenant and tenant["tenant_id"])
 
     async def poll(self, queue):
         """One poll: read, put the new entities on the queue, save the checkpoint. Returns the number emitted.
@@ -392,17 +518,21 @@ class Poller:
         Raises whatever the read raised (the caller logs it); the state is then unchanged.
         """
         odata_filter = self.build_filter()
-        items = await asyncio.to_thread(self.fetch, odata_filter)
+        items = await asyncio.get_running_loop().run_in_executor(self.executor, self.fetch, odata_filter)
         self.polls += 1
-        emit, new_state = self.select_new(self.state, items, self.config["overlap"])
+        emit, new_state = select_new(self.state, items, self.config["overlap"], time_field=self.TIME_FIELD,
+                                     noun=self.NOUN, log=self.log)
         for item in emit:
             unsafe_yaml.mark_untrusted(item, self.untrusted, self.NAME, self.NOUN, self.EVENT_KEY)
-            await queue.put({self.EVENT_KEY: item})
+            await queue.put(self.event(item))
         changed = new_state != self.state
         self.state = new_state
         if changed:
+            warnings = []
             try:
-                save_checkpoint(self.checkpoint_path, self.state)
+                if not save_checkpoint(self.checkpoint_path, self.state, self.tenant and self.tenant["tenant_id"],
+                                       warnings):
+                    raise OSError(warnings[-1] if warnings else "it cannot be written")
             except (OSError, files.UnsafeFileError) as e:
                 self.log.error("cannot write checkpoint file %s: %s; what was emitted is remembered until the source "
                                "stops.", self.checkpoint_path, getattr(e, "strerror", None) or e)
@@ -414,16 +544,24 @@ class Poller:
         while True:
             try:
                 await self.poll(queue)
+                if self.consent_missing:
+                    self.consent_missing = False
+                    self.log.info("the tenant's token works again.")
             except Exception as e:  # pylint: disable=broad-except
                 self.failures += 1
-                self.log.error("poll failed, retrying in %gs: %s", self.config["interval"], one_line(e))
+                if self.tenant is not None and getattr(e, "code", None) == "consent_missing":
+                    # The tenant's admin never consented to the app (or revoked it): one warning with the admin-consent
+                    # URL, then a quiet retry at each interval; the other tenants go on meanwhile.
+                    if not self.consent_missing:
+                        self.log.warning("no token: %s Retrying at each poll (every %gs) meanwhile.", one_line(e),
+                                         self.config["interval"])
+                    self.consent_missing = True
+                else:
+                    self.log.error("poll failed, retrying in %gs: %s", self.config["interval"], one_line(e))
             await asyncio.sleep(self.config["interval"])
 
     @classmethod
-    def setup(cls, args, environ=None):
-        """Validate the arguments, build the client and load (or start) the state. Raises ConfigError or MDEError
-        (MDEConfigError, MDEDependencyError) for a configuration that cannot work; makes no API call."""
-        config = cls.parse_args(args, environ)
+    def _client_modules(cls):
         try:
             from ansible_collections.defender.endpoint.plugins.module_utils import auth as auth_utils
             from ansible_collections.defender.endpoint.plugins.module_utils import connect
@@ -431,31 +569,81 @@ class Poller:
             raise ConfigError("defender.endpoint.%s cannot import the collection's client (%s). Install the "
                               "defender.endpoint collection and its Python requirements (requests, msal) in the "
                               "decision environment." % (cls.NAME, e))
-        client = connect.create_client(sign_in=show_sign_in, **config["auth"])
-        path = config["checkpoint_path"] or cls.default_checkpoint_path(
-            auth_utils.default_cache_dir(), cls.base_url(client), config["auth"], config.get("severity") or [],
-            config.get("status") or [])
-        log = Log(cls.NAME)
-        state = cls.load_checkpoint(path, config["overlap"])
+        return auth_utils, connect
+
+    @classmethod
+    def _start_state(cls, config, path, tenant=None):
+        log = Log(cls.NAME, tenant and tenant["name"])
+        state = cls.load_checkpoint(path, config["overlap"], tenant=tenant)
         if state is None:
             state = initial_state(config["start"])
             log.info("no checkpoint at %s; reading %ss updated since %s.", path, cls.NOUN, ticks_text(state["watermark"]))
         else:
             log.info("resuming from checkpoint %s (watermark %s).", path, ticks_text(state["watermark"]))
-        return cls(client, config, path, state, unsafe_yaml.install_yaml_marking())
+        return state
+
+    @classmethod
+    def setup(cls, args, environ=None):
+        """Validate the arguments, build the client and load (or start) the state. Raises ConfigError or MDEError
+        (MDEConfigError, MDEDependencyError) for a configuration that cannot work; makes no API call. With a tenant
+        list, see setup_all()."""
+        pollers = cls.setup_all(args, environ)
+        if len(pollers) != 1 or pollers[0].tenant is not None:
+            raise ConfigError("%s: setup() is for a source without tenants; use setup_all()." % cls.NAME)
+        return pollers[0]
+
+    @classmethod
+    def setup_all(cls, args, environ=None):
+        """The pollers of a source: one without a tenant list, else one per tenant (its own client, from the shared
+        options and its entry's, and its own entry in the checkpoint file), checked before any API call."""
+        config = cls.parse_args(args, environ)
+        auth_utils, connect = cls._client_modules()
+        untrusted = unsafe_yaml.install_yaml_marking()
+        if config["tenants"] is None:
+            client = connect.create_client(sign_in=show_sign_in, **config["auth"])
+            path = config["checkpoint_path"] or cls.default_checkpoint_path(
+                auth_utils.default_cache_dir(), cls.base_url(client), config["auth"], config.get("severity") or [],
+                config.get("status") or [])
+            return [cls(client, config, path, cls._start_state(config, path), untrusted)]
+        clients = [connect.create_client(sign_in=show_sign_in, **entry["connection"]) for entry in config["tenants"]]
+        # One file for the tenant list, one entry per tenant id in it: its name digests the shared options, not the
+        # tenants, so a tenant added to the list or taken out of it leaves the others' checkpoints as they were.
+        shared = config["auth"]
+        path = config["checkpoint_path"] or default_checkpoint_path(
+            auth_utils.default_cache_dir(), cls.NAME + "-tenants", "%s %s" % (shared.get("api_url"), shared.get("graph_url")),
+            dict(shared, tenant_id=shared.get("cloud")), config.get("severity") or [], config.get("status") or [])
+        from concurrent.futures import ThreadPoolExecutor
+        executor = ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix=cls.NAME)
+        pollers = []
+        for entry, client in zip(config["tenants"], clients):
+            tenant = dict(tenant_id=entry["tenant_id"], name=entry["name"])
+            pollers.append(cls(client, config, path, cls._start_state(config, path, tenant), untrusted, tenant,
+                               executor))
+        return pollers
 
     @classmethod
     async def main(cls, queue, args):
-        """ansible-rulebook's entry point: poll until cancelled."""
-        await cls.setup(args).run(queue)
+        """ansible-rulebook's entry point: poll until cancelled; with a tenant list, every tenant side by side (one
+        task each: a tenant that fails or waits out a throttle holds back no other)."""
+        pollers = cls.setup_all(args)
+        if len(pollers) == 1:
+            await pollers[0].run(queue)
+            return
+        try:
+            await asyncio.gather(*(p.run(queue) for p in pollers))
+        finally:
+            pollers[0].executor.shutdown(wait=False)
 
     @classmethod
     def print_one_poll(cls, argv):
-        """``python <source>.py '<arguments as JSON>'``: print the events of one poll."""
+        """``python <source>.py '<arguments as JSON>'``: print the events of one poll (of each tenant)."""
 
         class _PrintQueue:
             async def put(self, event):
                 sys.stdout.write(json.dumps(event) + "\n")
 
+        async def poll_all(pollers):
+            await asyncio.gather(*(p.poll(_PrintQueue()) for p in pollers))
+
         logging.basicConfig(level=logging.INFO)
-        asyncio.run(cls.setup(json.loads(argv[1]) if len(argv) > 1 else {}).poll(_PrintQueue()))
+        asyncio.run(poll_all(cls.setup_all(json.loads(argv[1]) if len(argv) > 1 else {})))

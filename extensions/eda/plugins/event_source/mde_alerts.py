@@ -134,7 +134,23 @@ options:
       - Default C(<cache>/eda/mde_alerts-<digest>.json) beside the token cache (E(MDE_TOKEN_CACHE_DIR), else
         C($XDG_CACHE_HOME/defender.endpoint), else C(~/.cache/defender.endpoint)); the digest is of the API URL,
         tenant, client and filters, so sources with other filters keep their own file.
+      - With O(tenants), one file holds one entry per tenant id (default C(<cache>/eda/mde_alerts-tenants-<digest>.json),
+        the digest of the shared options, so adding or removing a tenant keeps the others' entries).
     type: path
+  tenants:
+    description:
+      - Several tenants in one source, for a security provider's customers reached with one multi-tenant app, each a
+        dictionary with C(tenant_id), C(name) (a short label of lower-case letters, digits and underscores) and,
+        rarely, its own connection or credential options (C(client_id), C(client_secret), C(api_url), ...); what an
+        entry does not set comes from the options above. O(tenant_id) is then not polled unless listed.
+      - Each tenant gets its own client (token, call budget) and is polled side by side with the others, with its own
+        checkpoint entry; a tenant waiting out a throttle (HTTP 429, C(Retry-After)) holds back no other tenant.
+      - 'Every event carries the tenant beside the alert: C({"mde_alert": <alert>, "mde_tenant_id": <id>,
+        "mde_tenant": <name>}).'
+      - A tenant whose admin never consented to the app (or revoked it) is logged once as a warning naming the tenant
+        and the admin-consent URL, and tried again at each poll; the other tenants go on.
+    type: list
+    elements: dict
 '''
 
 EXAMPLES = r'''
@@ -156,6 +172,26 @@ EXAMPLES = r'''
             machine_id: "{{ event.mde_alert.machineId }}"
             action: isolate
             comment: "Alert {{ event.mde_alert.id }}"
+
+- name: High-severity alerts of two customers' tenants
+  hosts: localhost
+  sources:
+    - defender.endpoint.mde_alerts:
+        severity: [High]
+        tenants:
+          - {tenant_id: 00000000-0000-0000-0000-0000000000f1, name: fabrikam}
+          - {tenant_id: 00000000-0000-0000-0000-0000000000f2, name: northwind}
+  rules:
+    - name: Isolate the machine in its tenant
+      condition: event.mde_alert.machineId is defined
+      action:
+        run_module:
+          name: defender.endpoint.mde_machine_action
+          module_args:
+            tenant_id: "{{ event.mde_tenant_id }}"
+            machine_id: "{{ event.mde_alert.machineId }}"
+            action: isolate
+            comment: "Alert {{ event.mde_alert.id }} of {{ event.mde_tenant }}"
 '''
 
 

@@ -61,6 +61,14 @@ options:
   checkpoint_path:
     description: The checkpoint file. Default C(<cache>/eda/mde_incidents-<digest>.json) beside the token cache.
     type: path
+  tenants:
+    description:
+      - 'Several tenants in one source, as the O(tenants) of C(mde_alerts) (C(tenant_id), C(name), optionally the
+        tenant''s own connection options): each polled side by side with its own client and checkpoint entry.'
+      - 'Every event carries the tenant beside the incident: C({"mde_incident": <incident>, "mde_tenant_id": <id>,
+        "mde_tenant": <name>}). A tenant without admin consent is logged once and tried again at each poll.'
+    type: list
+    elements: dict
 notes:
   - The shared connection options (tenant_id, client_id, client_secret, ..., graph_url) are those of C(mde_alerts),
     with the same environment variables.

@@ -169,7 +169,8 @@ def test_checkpoint_round_trip_is_atomic_and_private(tmp_path):
     state2 = {"watermark": T("2026-01-31T09:00:00Z"), "seen": {}}
     pu.save_checkpoint(path, state2)
     assert src.AlertPoller.load_checkpoint(path) == state2
-    assert os.listdir(os.path.dirname(path)) == ["cp.json"]              # no temporary file left behind
+    # The file and the lock of its files.StateStore; no temporary file left behind.
+    assert sorted(os.listdir(os.path.dirname(path))) == ["cp.json", "cp.lock"]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"version": 2, "watermark": "2026-01-31T08:00:00Z", "seen": {}}',
