@@ -11,6 +11,7 @@ venv; the playbooks it starts (ansible-runner runs ``ansible-playbook`` from PAT
 use that version's venv (tests/cores.py makes it when missing), and each test checks the version that really ran.
 """
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -45,11 +46,12 @@ def iso(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def touch(emulator, alert_id, comment):
-    """Update an alert through the API (PATCH with a comment): its lastUpdateTime becomes now."""
+def touch(emulator, alert_id, comment, tenant=None):
+    """Update an alert through the API (PATCH with a comment, in ``tenant``, default the home one): its
+    lastUpdateTime becomes now."""
     resp = requests.patch("%s/api/alerts/%s" % (emulator.url, alert_id), json={"comment": comment},
-                          headers={"Authorization": "Bearer " + emulator.token_for("full")}, verify=emulator.ca_path,
-                          timeout=30)
+                          headers={"Authorization": "Bearer " + emulator.token_for("full", tenant=tenant)},
+                          verify=emulator.ca_path, timeout=30)
     assert resp.status_code == 200, resp.text
     return resp.json()["lastUpdateTime"]
 
@@ -66,7 +68,7 @@ def wait_for(predicate, deadline, what, proc=None):
     while not predicate():
         if proc is not None and proc.poll() is not None:
             raise AssertionError("ansible-rulebook exited (rc %s) while waiting for %s:\n%s" % (
-                proc.returncode, what, proc.stdout.read()[-6000:]))
+                proc.returncode, what, proc.stdout.read()[-6000:] if proc.stdout else ""))
         if time.time() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.2)
@@ -79,6 +81,32 @@ def java_env():
     if os.environ.get("JAVA_HOME"):
         return {}
     return {"JAVA_HOME": os.path.dirname(os.path.dirname(os.path.realpath(java)))}
+
+
+@contextlib.contextmanager
+def rulebook_running(rulebook, env, tmp_path, inventory=None):
+    """ansible-rulebook running ``rulebook`` (a path or a collection's rulebook) until the block ends, its standard
+    output and error written to ``<tmp_path>/rulebook.out``; yields ``(proc, output)``, ``output()`` what it wrote
+    so far. Ends it (its process group) whatever happens."""
+    rulebook_bin = os.path.join(BIN, "ansible-rulebook")
+    assert os.path.exists(rulebook_bin), "ansible-rulebook is not installed (tests/requirements-dev.txt)"
+    if inventory is None:
+        inventory = tmp_path / "inventory.yml"
+        inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n")
+    out = tmp_path / "rulebook.out"
+    with open(str(out), "w") as sink:
+        proc = subprocess.Popen([rulebook_bin, "--rulebook", str(rulebook), "-i", str(inventory), "-v"], env=env,
+                                cwd=str(tmp_path), stdout=sink, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    try:
+        yield proc, out.read_text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 # -- the rulebook -------------------------------------------------------------------------------------------
