@@ -137,13 +137,48 @@ options:
         description: Add the C(mde_missing_kb_KB<n>) and C(mde_critical_exploitable) groups.
         type: bool
         default: true
+  tenants:
+    description:
+      - Several tenants in one inventory, for a security provider's customers reached with one multi-tenant app
+        (U(https://learn.microsoft.com/en-us/defender-endpoint/api/exposed-apis-create-app-partners)). Each entry is a
+        C(tenant_id) and a C(name), a short label of lower-case letters, digits and underscores starting with a letter.
+        An entry may also set its own connection and credential options (any option of this plugin's connection
+        and credential options, such as C(client_id), C(client_certificate_path), C(cloud) or C(api_url)) for a tenant that
+        needs them; the others are the top-level ones (or their environment variables). An entry that sets a
+        credential of its own (C(client_secret), C(client_certificate_path), C(access_token) or
+        C(federated_token_file)) takes none of the top-level credential options.
+      - Exactly the listed tenants are read; O(tenant_id) (or C(MDE_TENANT_ID), as AWX sets it) is not an extra one.
+        The tenants are read side by side (up to 8 at once), each with its own token, call budget and cache entry.
+      - Every host gets C(mde_tenant_id) and C(mde_tenant) (the label), and, for each option its entry sets that is
+        not a secret, C(mde_<option>) (for example C(mde_client_id)), and is in the group C(tenant_<name>).
+        Keyed and conditional groups span the tenants. A per-host task follows its host's tenant with
+        C(module_defaults) that set C(tenant_id) to C({{ mde_tenant_id }}) and, for a tenant with its own
+        credential, C(client_id) and C(client_certificate_path) to those host variables (see EXAMPLES); a task that
+        gives a credential of its own does not also take the environment's.
+      - Two machines of different tenants with one name are two hosts. The machine Defender saw first
+        (C(firstSeen); on a tie, the tenant listed first) keeps the name, each other is named C(<name>_<tenant name>)
+        (and C(_<the first 8 characters of its id>) should that be taken too), with one warning naming the machine
+        name and both tenants. A machine of the same name that a customer adds later gets the suffix, so no existing
+        host is renamed. Set C(ansible_host) with O(compose) to connect to a renamed host.
+      - A tenant that cannot be read (its admin never consented to the app, or revoked it) is left out with one
+        warning naming the tenant and what its admin must do; the others are listed. See O(fail_on_tenant_error).
+      - Without this option, the one tenant of O(tenant_id) is read, as before.
+    type: list
+    elements: dict
+  fail_on_tenant_error:
+    description:
+      - With O(tenants), fail the inventory when any tenant cannot be read, instead of leaving it out with a warning.
+      - When every tenant fails, the inventory fails either way.
+    type: bool
+    default: false
 notes:
   - The plugin only reads; it makes only C(GET /api/machines) requests, 10,000 machines per page (and, with
     O(vulnerabilities.enabled), C(GET /api/machines/SoftwareVulnerabilitiesByMachine) requests).
   - With O(cache) on, the machines read are stored in the cache plugin and a run within O(cache_timeout) makes no
     request at all, not even for a token. The cache holds the Machine entities (and, with O(vulnerabilities.enabled),
     the per-machine KBs and CVEs) only, never a credential.
-    Changing O(filters), O(odata_filter), O(api_url) or O(tenant_id) makes the cached copy unused.
+    Changing O(filters), O(odata_filter), O(api_url) or O(tenant_id) makes the cached copy unused. With O(tenants),
+    each tenant has its own cached copy.
   - Use C(ansible-inventory --flush-cache) or the C(meta) task C(refresh_inventory) to read the API again.
 seealso:
   - module: defender.endpoint.mde_machine_info
@@ -201,12 +236,42 @@ cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/mde_machines_inventory
 cache_timeout: 3600
+---
+# customers.mde.yml -- a security provider's three customers, one multi-tenant app; the secret from MDE_CLIENT_SECRET
+plugin: defender.endpoint.mde_machines
+client_id: 66666666-7777-8888-9999-000000000000
+tenants:
+  - tenant_id: 11111111-1111-1111-1111-111111111111
+    name: contoso
+  - tenant_id: 22222222-2222-2222-2222-222222222222
+    name: fabrikam
+  - tenant_id: 33333333-3333-3333-3333-333333333333
+    name: northwind
+    cloud: gcc_high
+  - tenant_id: 44444444-4444-4444-4444-444444444444
+    name: tailspin
+    # this customer registered its own app: its certificate, and none of the shared secret
+    client_id: 77777777-8888-9999-0000-111111111111
+    client_certificate_path: /etc/mde/tailspin.pem
+compose:
+  ansible_host: mde_last_ip_address
+keyed_groups:
+  - key: mde_os_platform
+    prefix: os
+# A play over it: each task in its host's tenant (and with its host's own app, where its tenant has one).
+#   module_defaults:
+#     group/defender.endpoint.mde:
+#       tenant_id: "{{ mde_tenant_id }}"
+#       cloud: "{{ mde_cloud | default(omit) }}"
+#       client_id: "{{ mde_client_id | default(omit) }}"
+#       client_certificate_path: "{{ mde_client_certificate_path | default(omit) }}"
 '''
 
 import datetime
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
@@ -214,6 +279,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.defender.endpoint.plugins.module_utils import odata
+from ansible_collections.defender.endpoint.plugins.module_utils import tenants as tenant_list
 from ansible_collections.defender.endpoint.plugins.module_utils import options as shared_options
 from ansible_collections.defender.endpoint.plugins.module_utils.errors import MDEDependencyError, MDEError, quoted
 from ansible_collections.defender.endpoint.plugins.module_utils import vulnerabilities as tvm
@@ -250,6 +316,8 @@ MACHINE_PROPERTIES = (
 MAX_DUPLICATE_WARNINGS = 20
 VULNERABILITY_OPTIONS = {"enabled": False, "page_size": tvm.EXPORT_MAX_PAGE_SIZE, "groups": True}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TENANT_SUFFIX = "_tenant_"  # a tenant's cache key: the source's key, this and the tenant's label
+MAX_PARALLEL_TENANTS = 8  # tenants read at once; each has its own call budget, so they do not slow one another
 
 _CAMEL_1 = re.compile(r"(.)([A-Z][a-z]+)")
 _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
@@ -276,6 +344,16 @@ def hostvars_of(machine, names):
     """Every Machine property as ``mde_<snake_case>`` (keys such as ``@odata.etag`` are skipped), marked untrusted:
     a device sets its own tags and name, so none of it may ever be rendered as a template."""
     return untrusted(dict((names[k], v) for k, v in machine.items() if not k.startswith("@")))
+
+
+def tenant_vars(tenant):
+    """The host variables a tenant list gives its hosts: ``mde_tenant_id``, ``mde_tenant`` (the label) and, for a
+    tenant with its own connection or credential options, each one that is not a secret as ``mde_<option>`` (a
+    per-host task's module_defaults pick them up; a secret stays in the inventory file or a group_vars vault)."""
+    out = {"mde_tenant_id": tenant["tenant_id"], "mde_tenant": tenant["name"]}
+    out.update(("mde_%s" % k, v) for k, v in tenant.items()
+               if k not in ("tenant_id", "name") and k not in shared_options.SECRETS)
+    return out
 
 
 def time_key(value):
@@ -389,10 +467,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         """A line of a long read (progress.Progress), on standard error as the sign-in message."""
         self.display.display("defender.endpoint.mde_machines is %s" % line, stderr=True)
 
-    def _read_pages(self, pages):
-        """Every machine of ``pages`` (see _counted)."""
-        return [machine for page in self._counted(pages, "the machines (GET /api/machines)", "machines") for machine in page]
-
     def _counted(self, pages, what, noun):
         """``pages`` as they come; a read that lasts over a minute (from the start with -v) says how many ``noun``
         and pages it has read, at most once a minute, and how many in all at the end."""
@@ -421,8 +495,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         return query_digest(facts)
 
     # -- reading ----------------------------------------------------------------------------------------
-    def _fetch(self, auth, server_filters, odata_filter):
+    def _client(self, auth, warnings):
+        """A client for ``auth``; its warnings (the token cache's, the budget's) go to ``warnings``."""
         from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
+        client = create_client(sign_in=self._show_sign_in, **auth)
+        warnings.extend(w for w in client.warnings if w not in warnings)
+        client.warnings = warnings
+        return client
+
+    def _fetch(self, auth, server_filters, odata_filter, warnings, of=""):
+        """Every machine the filters select, from the API (``of``: " of tenant <label>" with a tenant list)."""
         missing = missing_requirements(auth)
         if missing:
             # Before anything else, as every task does: a cached token must not hide a missing msal.
@@ -433,12 +515,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                                "Ansible, %s, does not have it. Install it there: %s -m pip install '%s'." % (
                                    what, sys.executable, sys.executable, "' '".join(missing)))
         try:
-            client = create_client(sign_in=self._show_sign_in, **auth)
-            client.warnings.extend(w for w in self._warnings if w not in client.warnings)
-            self._warnings = client.warnings
+            client = self._client(auth, warnings)
             expression = odata.machine_filter(server_filters, odata_filter)
-            self.display.vvv("mde_machines: GET /api/machines $filter=%s" % expression)
-            return self._read_pages(client.pages("/api/machines", odata_filter=expression, empty_on_404=True))
+            self.display.vvv("mde_machines: GET /api/machines%s $filter=%s" % (of, expression))
+            return [machine for page in self._counted(
+                client.pages("/api/machines", odata_filter=expression, empty_on_404=True),
+                "the machines%s (GET /api/machines)" % of, "machines") for machine in page]
         except MDEDependencyError as e:
             raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin, on the Python that runs "
                                "Ansible, %s: %s -m pip install '%s'." % (e, sys.executable, sys.executable, e.library))
@@ -472,43 +554,74 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                 tvm.EXPORT_MAX_PAGE_SIZE, raw.get("page_size")))
         return opts
 
-    def _vulnerabilities(self, path, cache, auth, page_size):
-        """{machine id: {"missing_kbs", "vulnerabilities"}} from the export, from the cache or the API."""
-        fingerprint = self._query_fingerprint(auth, {"vulnerabilities": True}, None)
-        cached = self.get_cached_result(path, cache, fingerprint, dict, suffix=VULNERABILITIES_SUFFIX)
-        if cached is not None:
-            return cached
-        from ansible_collections.defender.endpoint.plugins.module_utils.connect import create_client
+    def _read_vulnerabilities(self, auth, page_size, warnings, of=""):
+        """{machine id (lower case): {"missing_kbs", "vulnerabilities"}} from the export."""
         try:
-            client = create_client(sign_in=self._show_sign_in, **auth)
-            client.warnings.extend(w for w in self._warnings if w not in client.warnings)
-            self._warnings = client.warnings
-            self.display.vvv("mde_machines: GET %s pageSize=%d" % (tvm.EXPORT_PATH, page_size))
-            pages = self._counted(tvm.export_pages(client, page_size), "the vulnerability export (GET %s)" % tvm.EXPORT_PATH,
-                                  "records")
+            client = self._client(auth, warnings)
+            self.display.vvv("mde_machines: GET %s%s pageSize=%d" % (tvm.EXPORT_PATH, of, page_size))
+            pages = self._counted(tvm.export_pages(client, page_size),
+                                  "the vulnerability export%s (GET %s)" % (of, tvm.EXPORT_PATH), "records")
             found = tvm.per_machine(record for page in pages for record in page)
         except MDEDependencyError as e:
             raise AnsibleError("%s to use the defender.endpoint.mde_machines inventory plugin, on the Python that runs "
                                "Ansible, %s: %s -m pip install '%s'." % (e, sys.executable, sys.executable, e.library))
         except MDEError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
-        found = dict((k.lower(), v) for k, v in found.items())
-        self.update_cached_result(path, fingerprint, found, suffix=VULNERABILITIES_SUFFIX)
-        return found
+        return dict((k.lower(), v) for k, v in found.items())
 
-    def _machines(self, path, cache, auth, filters, odata_filter):
-        """The Machine entities selected by the server-side filters, from the cache or the API."""
-        server_filters = dict((k, v) for k, v in filters.items() if k != "rbac_group_name")
+    def _read(self, path, cache, auth, query, vuln_options, warnings, suffix="", of=""):
+        """(machines, vulnerabilities or None) for one tenant (or the only one), each from the cache when it holds
+        them for the same query, else from the API and then stored. ``query``: (filters, odata_filter)."""
+        filters, odata_filter = query
         fingerprint = self._query_fingerprint(auth, filters, odata_filter)
-        cached = self.get_cached_result(path, cache, fingerprint, list)
-        if cached is not None:
-            self.display.vvv("mde_machines: %d machines from the inventory cache" % len(cached))
-            return cached
-        machines = self._fetch(auth, server_filters, odata_filter)
-        # Only the entities and a digest of what selected them: never a credential. Also after --flush-cache or
-        # refresh_inventory (cache false): read the API, then store.
-        self.update_cached_result(path, fingerprint, machines)
-        return machines
+        machines = self.get_cached_result(path, cache, fingerprint, list, suffix=suffix)
+        if machines is not None:
+            self.display.vvv("mde_machines: %d machines%s from the inventory cache" % (len(machines), of))
+        else:
+            server_filters = dict((k, v) for k, v in filters.items() if k != "rbac_group_name")
+            machines = self._fetch(auth, server_filters, odata_filter, warnings, of)
+            # Only the entities and a digest of what selected them: never a credential. Also after --flush-cache or
+            # refresh_inventory (cache false): read the API, then store.
+            self.update_cached_result(path, fingerprint, machines, suffix=suffix)
+        if not vuln_options["enabled"]:
+            return machines, None
+        fingerprint = self._query_fingerprint(auth, {"vulnerabilities": True}, None)
+        suffix += VULNERABILITIES_SUFFIX
+        found = self.get_cached_result(path, cache, fingerprint, dict, suffix=suffix)
+        if found is None:
+            found = self._read_vulnerabilities(auth, vuln_options["page_size"], warnings, of)
+            self.update_cached_result(path, fingerprint, found, suffix=suffix)
+        return machines, found
+
+    def _read_tenants(self, path, cache, auth, tenants, query, vuln_options):
+        """[(tenant, machines, vulnerabilities)] for every tenant that could be read, the tenants side by side (each
+        has its own token and call budget). A tenant that fails (its admin never consented, or revoked it) is left
+        out with one warning naming it and what to do; with fail_on_tenant_error, or when every tenant fails, the
+        inventory fails naming each."""
+        def read(tenant):
+            warnings = []
+            of = " of tenant %s" % tenant["name"]
+            try:
+                machines, found = self._read(path, cache, tenant_list.connection(auth, tenant), query, vuln_options,
+                                             warnings, suffix=TENANT_SUFFIX + tenant["name"], of=of)
+                return tenant, machines, found, warnings, None
+            except AnsibleError as e:
+                return tenant, None, None, warnings, to_native(e).replace("defender.endpoint.mde_machines: ", "", 1)
+
+        with ThreadPoolExecutor(max_workers=min(len(tenants), MAX_PARALLEL_TENANTS)) as pool:
+            results = list(pool.map(read, tenants))
+        failed = []
+        read_ok = []
+        for tenant, machines, found, warnings, error in results:
+            self._warnings.extend("tenant %s: %s" % (tenant["name"], w) for w in warnings if w not in self._warnings)
+            if error is None:
+                read_ok.append((tenant, machines, found))
+            else:
+                failed.append("tenant %s (%s) is left out: %s" % (tenant["name"], tenant["tenant_id"], error))
+        if failed and (self.get_option("fail_on_tenant_error") or not read_ok):
+            raise AnsibleError("defender.endpoint.mde_machines: %s" % " ".join(failed))
+        self._warnings.extend(failed)
+        return read_ok
 
     # -- naming -----------------------------------------------------------------------------------------
     def _hostname_getters(self, preferences):
@@ -614,20 +727,69 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         getters = self._hostname_getters(self.get_option("hostnames") or [])
         auth = self._auth_options()
         vuln_options = self._vulnerability_options()
+        try:
+            tenants = tenant_list.parse(self._templated("tenants"))
+        except ValueError as e:
+            raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
 
-        machines = self._machines(path, cache, auth, filters, odata_filter)
-        found = None
-        if vuln_options["enabled"]:
-            found = self._vulnerabilities(path, cache, auth, vuln_options["page_size"])
-        self._populate(machines, filters, exclusions, getters, found, vuln_options["groups"])
+        query = (filters, odata_filter)
+        if tenants is None:
+            machines, found = self._read(path, cache, auth, query, vuln_options, self._warnings)
+            read = [(None, machines, found)]
+        else:
+            read = self._read_tenants(path, cache, auth, tenants, query, vuln_options)
+        self._populate(read, filters, exclusions, getters, vuln_options["groups"])
         for text in self._warnings:
             self.display.warning("mde_machines: %s" % text)
 
-    def _populate(self, machines, filters, exclusions, getters, vulnerabilities=None, vulnerability_groups=True):
+    def _populate(self, read, filters, exclusions, getters, vulnerability_groups=True):
+        """Hosts for ``read``: [(tenant or None, machines, vulnerabilities or None)]."""
         groups = frozenset(g.lower() for g in (filters.get("rbac_group_name") or []))
         names = HostVarNames((p, var_name(p)) for p in MACHINE_PROPERTIES)
+        chosen = [(tenant, self._choose(machines, groups, exclusions, getters, names, tenant), found)
+                  for tenant, machines, found in read]
+        hosts = self._across_tenants(chosen)
+        # Pass 2: hosts, variables and constructed groups.
+        compose = self.get_option("compose")
+        composed_groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+        strict = self.get_option("strict")
+        constructed = bool(compose or composed_groups or keyed_groups)
+        inventory = self.inventory
+        for name, machine, tenant, vulnerabilities in hosts:
+            hostvars = hostvars_of(machine, names)
+            inventory.add_host(name)
+            if tenant is not None:
+                hostvars.update(tenant_vars(tenant))
+                inventory.add_child(inventory.add_group("tenant_%s" % tenant["name"]), name)
+            if vulnerabilities is not None:
+                self._add_vulnerabilities(name, hostvars, vulnerabilities.get((machine.get("id") or "").lower()) or {},
+                                          vulnerability_groups)
+            for key, value in hostvars.items():
+                inventory.set_variable(name, key, value)
+            if not constructed:
+                continue
+            if compose:
+                self._set_composite_vars(compose, hostvars, name, strict=strict)
+            if not (composed_groups or keyed_groups):
+                continue
+            # The host's variables (with the composed ones) are fetched once, not once per helper.
+            variables = inventory.get_host(name).get_vars()
+            if composed_groups:
+                self._add_host_to_composed_groups(composed_groups, variables, name, strict=strict, fetch_hostvars=False)
+                if keyed_groups:
+                    variables = inventory.get_host(name).get_vars()
+            if keyed_groups:
+                self._keying = True
+                try:
+                    self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
+                finally:
+                    self._keying = False
 
-        # Pass 1: pick a name per machine; on a clash the most recently seen machine keeps it.
+    def _choose(self, machines, groups, exclusions, getters, names, tenant=None):
+        """{host name: machine} for one tenant's machines: a name per machine; on a clash the most recently seen
+        machine keeps it (a device re-imaged or re-onboarded appears twice in one tenant)."""
+        of = "" if tenant is None else " of tenant %s" % tenant["name"]
         chosen = {}  # host name -> machine
         left_out = []  # (machine, host name, winner)
         unnamed = []
@@ -653,54 +815,59 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                 left_out.append((other, name, machine))
             else:
                 left_out.append((machine, name, other))
-        self._warn_left_out(left_out, unnamed)
+        self._warn_left_out(left_out, unnamed, of)
         if renamed:
             self.display.warning(
-                "mde_machines: %d machines have a name with template delimiters, white space or control characters (or . or ..), "
+                "mde_machines: %d machines%s have a name with template delimiters, white space or control characters (or . or ..), "
                 "which no host name has; a later hostnames preference names them (%s%s)." % (
-                    len(renamed), ", ".join("%s as %s" % (quoted(m.get("id"), 60), n) for m, n in renamed[:5]),
+                    len(renamed), of, ", ".join("%s as %s" % (quoted(m.get("id"), 60), n) for m, n in renamed[:5]),
                     ", ..." if len(renamed) > 5 else ""))
         if unsafe_names:
             self.display.warning(
-                "mde_machines: %d machines are left out: the names the hostnames preferences give them have template "
+                "mde_machines: %d machines%s are left out: the names the hostnames preferences give them have template "
                 "delimiters, white space or control characters (or are . or ..), which no host name has, and no later preference "
                 "gives another (machine ids: %s%s)." % (
-                    len(unsafe_names), ", ".join(quoted(m.get("id"), 60) for m in unsafe_names[:5]),
+                    len(unsafe_names), of, ", ".join(quoted(m.get("id"), 60) for m in unsafe_names[:5]),
                     ", ..." if len(unsafe_names) > 5 else ""))
+        return chosen
 
-        # Pass 2: hosts, variables and constructed groups.
-        compose = self.get_option("compose")
-        composed_groups = self.get_option("groups")
-        keyed_groups = self.get_option("keyed_groups")
-        strict = self.get_option("strict")
-        constructed = bool(compose or composed_groups or keyed_groups)
-        inventory = self.inventory
-        for name, machine in chosen.items():
-            hostvars = hostvars_of(machine, names)
-            inventory.add_host(name)
-            if vulnerabilities is not None:
-                self._add_vulnerabilities(name, hostvars, vulnerabilities.get((machine.get("id") or "").lower()) or {},
-                                          vulnerability_groups)
-            for key, value in hostvars.items():
-                inventory.set_variable(name, key, value)
-            if not constructed:
-                continue
-            if compose:
-                self._set_composite_vars(compose, hostvars, name, strict=strict)
-            if not (composed_groups or keyed_groups):
-                continue
-            # The host's variables (with the composed ones) are fetched once, not once per helper.
-            variables = inventory.get_host(name).get_vars()
-            if composed_groups:
-                self._add_host_to_composed_groups(composed_groups, variables, name, strict=strict, fetch_hostvars=False)
-                if keyed_groups:
-                    variables = inventory.get_host(name).get_vars()
-            if keyed_groups:
-                self._keying = True
-                try:
-                    self._add_host_to_keyed_groups(keyed_groups, variables, name, strict=strict, fetch_hostvars=False)
-                finally:
-                    self._keying = False
+    def _across_tenants(self, chosen):
+        """[(host name, machine, tenant or None, vulnerabilities or None)] from each tenant's {host name: machine}.
+
+        Machines of two tenants with one name are two hosts. The machine Defender saw first (``firstSeen``; on a tie,
+        the tenant listed first) keeps the name; each other is ``<name>_<tenant label>`` (and ``_<its id's first 8
+        characters>`` should that name be taken too), so a customer adding a machine of the same name later renames
+        only that machine. One warning per name, naming it and the tenants."""
+        if len(chosen) == 1:
+            tenant, hosts, found = chosen[0]
+            return [(name, machine, tenant, found) for name, machine in hosts.items()]
+        owners = {}
+        for order, (tenant, hosts, found) in enumerate(chosen):
+            for name, machine in hosts.items():
+                owners.setdefault(name, []).append((time_key(machine.get("firstSeen")), order, machine, tenant, found))
+        taken = set(owners)
+        out = []
+        clashes = []
+        for name, entries in owners.items():
+            entries.sort(key=lambda entry: entry[:2])
+            keeper = entries[0]
+            out.append((name,) + keeper[2:])
+            for _first_seen, _order, machine, tenant, found in entries[1:]:
+                new = "%s_%s" % (name, tenant["name"])
+                if new in taken:
+                    new = "%s_%s" % (new, str(machine.get("id") or "")[:8])
+                taken.add(new)
+                out.append((new, machine, tenant, found))
+                clashes.append((name, keeper, tenant, new))
+        for name, keeper, tenant, new in clashes[:MAX_DUPLICATE_WARNINGS]:
+            first, other, seen = keeper[3]["name"], tenant["name"], quoted(keeper[2].get("firstSeen"), 40)
+            text = "mde_machines: tenants %s and %s each have a machine named %s: tenant %s's, first seen %s, keeps "
+            text += "the name; tenant %s's is the host %s."
+            self.display.warning(text % (first, other, name, first, seen, other, new))
+        if len(clashes) > MAX_DUPLICATE_WARNINGS:
+            self.display.warning("mde_machines: %d more machines have the name of another tenant's machine and are "
+                                 "named <name>_<tenant>." % (len(clashes) - MAX_DUPLICATE_WARNINGS))
+        return out
 
     def _add_vulnerabilities(self, name, hostvars, found, groups):
         """mde_missing_kbs and mde_vulnerabilities for one host, and its mde_missing_kb_KB<n> / critical groups."""
@@ -715,16 +882,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                for v in hostvars["mde_vulnerabilities"]):
             self.inventory.add_child(self.inventory.add_group("mde_critical_exploitable"), name)
 
-    def _warn_left_out(self, left_out, unnamed):
+    def _warn_left_out(self, left_out, unnamed, of=""):
         for machine, name, winner in left_out[:MAX_DUPLICATE_WARNINGS]:
             self.display.warning(
-                "mde_machines: machine %s (last seen %s) is left out: its name %s is taken by machine %s, seen more "
-                "recently (%s)." % (quoted(machine.get("id"), 60), quoted(machine.get("lastSeen"), 40), name,
+                "mde_machines: machine %s%s (last seen %s) is left out: its name %s is taken by machine %s, seen more "
+                "recently (%s)." % (quoted(machine.get("id"), 60), of, quoted(machine.get("lastSeen"), 40), name,
                                     quoted(winner.get("id"), 60), quoted(winner.get("lastSeen"), 40)))
         if len(left_out) > MAX_DUPLICATE_WARNINGS:
-            self.display.warning("mde_machines: %d more machines are left out because a more recently seen machine "
-                                 "has their name." % (len(left_out) - MAX_DUPLICATE_WARNINGS))
+            self.display.warning("mde_machines: %d more machines%s are left out because a more recently seen machine "
+                                 "has their name." % (len(left_out) - MAX_DUPLICATE_WARNINGS, of))
         if unnamed:
-            self.display.warning("mde_machines: %d machines have no value for any of the hostnames preferences and are "
-                                 "left out (first: %s)." % (len(unnamed), ", ".join(
+            self.display.warning("mde_machines: %d machines%s have no value for any of the hostnames preferences and are "
+                                 "left out (first: %s)." % (len(unnamed), of, ", ".join(
                                      quoted(m.get("id"), 60) for m in unnamed[:5])))

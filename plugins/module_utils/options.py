@@ -42,6 +42,22 @@ SHARED_OPTIONS = dict(
 
 NAMES = tuple(SHARED_OPTIONS)
 SECRETS = tuple(name for name, o in SHARED_OPTIONS.items() if o.get("no_log"))
+# A credential: a task (or a tenant list's entry) that gives one of these gives the whole credential, and the other
+# credential options are not taken from the environment or the shared options (see own_credential).
+CREDENTIAL_VALUES = ("client_secret", "client_certificate_path", "access_token", "federated_token_file")
+CREDENTIALS = CREDENTIAL_VALUES + ("client_certificate_password", "auth_mode")
+
+
+def own_credential(given, params):
+    """``params`` (resolved: the task's values, else the environment's) where ``given`` (what the task or the tenant
+    entry itself sets) names a credential of its own: every credential option ``given`` does not set is unset, so a
+    certificate given for one customer's own app is not refused as a second credential beside the secret of the
+    environment (an AWX credential, MDE_CLIENT_SECRET), and that secret is never sent along with it."""
+    if not any(given.get(name) not in (None, "") for name in CREDENTIAL_VALUES):
+        return params
+    out = dict(params)
+    out.update((name, None) for name in CREDENTIALS if given.get(name) in (None, ""))
+    return out
 
 
 def argument_spec(env_fallback):

@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.defender.endpoint.plugins.module_utils import options
 from ansible_collections.defender.endpoint.plugins.module_utils.options import NAMES
 
 # A label: lower-case letters, digits and underscores, starting with a letter; it names the group tenant_<label> and
@@ -66,7 +67,9 @@ def parse(value, option="tenants"):
 
 def connection(shared, tenant):
     """The connection and credential options for one tenant: the ``shared`` ones (the top-level options, or those
-    from the environment) with the tenant's own ``tenant_id`` and whatever else its entry sets."""
-    out = dict(shared)
+    from the environment) with the tenant's own ``tenant_id`` and whatever else its entry sets. An entry with a
+    credential of its own (a secret, a certificate, a token or a federated token file) takes none of the shared
+    credential options: the provider's secret is never sent for a tenant that has its own app."""
+    out = options.own_credential(tenant, dict(shared))
     out.update((k, v) for k, v in tenant.items() if k != "name")
     return out

@@ -21,6 +21,20 @@ def test_entries_keep_their_own_options_and_drop_empty_ones():
     assert tenants.connection(shared, parsed[1]) == {"tenant_id": "northwind.onmicrosoft.com", "client_id": "x", "cloud": "gcc"}
 
 
+def test_a_tenant_with_its_own_credential_takes_none_of_the_shared_one():
+    shared = {"tenant_id": B, "client_id": "shared-app", "client_secret": "provider-secret", "auth_mode": "client_secret",
+              "client_certificate_password": None, "cloud": "global"}
+    own = tenants.parse([{"tenant_id": A, "name": "northwind", "client_id": "own-app",
+                          "client_certificate_path": "/etc/northwind.pem"}])[0]
+    assert tenants.connection(shared, own) == {
+        "tenant_id": A, "client_id": "own-app", "client_certificate_path": "/etc/northwind.pem", "client_secret": None,
+        "auth_mode": None, "client_certificate_password": None, "access_token": None, "federated_token_file": None,
+        "cloud": "global"}
+    # Another cloud or client id alone is no credential: the shared secret still signs in.
+    other = tenants.parse([{"tenant_id": A, "name": "fabrikam", "cloud": "gcc"}])[0]
+    assert tenants.connection(shared, other)["client_secret"] == "provider-secret"
+
+
 @pytest.mark.parametrize("value, words", [
     ({"tenant_id": A, "name": "x"}, "must be a list"),
     (["fabrikam"], "tenants[0] must be a dictionary"),
