@@ -50,23 +50,25 @@ def check_file_hash(value, option="file_hash"):
                      % (option, odata.shown(text) if text else "an empty value"))
 
 
+def _indicator_value(kind, value, option, what):
+    """``value`` checked and spelled as the indicators of ``kind`` are (indicators.value_error / normalize);
+    ValueError naming ``option`` and ``what`` it must be."""
+    text = str(value if value is not None else "").strip()
+    why = indicators.value_error(kind, text)
+    if why:
+        raise ValueError("%s must be %s (%s), got %s" % (option, what, why, odata.shown(text)))
+    return indicators.normalize(kind, text)
+
+
 def check_ip(value, option="ip"):
     """One IPv4 or IPv6 address in the spelling the API compares (IPv6 in full); ValueError naming ``option``."""
-    text = str(value if value is not None else "").strip()
-    why = indicators.value_error("IpAddress", text)
-    if why:
-        raise ValueError("%s must be one IPv4 or IPv6 address (%s), got %s" % (option, why, odata.shown(text)))
-    return indicators.normalize("IpAddress", text)
+    return _indicator_value("IpAddress", value, option, "one IPv4 or IPv6 address")
 
 
 def check_domain(value, option="domain"):
     """A domain name, lower case without a trailing dot; ValueError naming ``option`` for anything else (a URL, a
     path, an IP address)."""
-    text = str(value if value is not None else "").strip()
-    why = indicators.value_error("DomainName", text)
-    if why:
-        raise ValueError("%s must be a domain name such as contoso.com (%s), got %s" % (option, why, odata.shown(text)))
-    return indicators.normalize("DomainName", text)
+    return _indicator_value("DomainName", value, option, "a domain name such as contoso.com")
 
 
 def check_user(value, option="user"):
