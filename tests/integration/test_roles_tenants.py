@@ -1,0 +1,106 @@
+"""The shipped roles and playbooks over a multi-tenant inventory (issue 29), through real ansible-playbook runs against
+the multi-tenant emulator: contoso (the home tenant, the environment's), fabrikam and northwind (consented) and adatum
+(never consented). Every test checks what each tenant's API received (``msp.log_of(name)``, its actions, its
+indicators and its library), not only what the play printed."""
+import yaml
+
+CONTAIN = "defender.endpoint.contain"
+RELEASE = "defender.endpoint.release"
+
+
+def onboarded(msp, name, count, windows=False):
+    found = [m for m in msp.tenant(name).machines if m["onboardingStatus"] == "Onboarded" and m["computerDnsName"]
+             and not m["computerDnsName"].startswith("dup-")
+             and (not windows or (m["osPlatform"] or "").startswith("Windows"))]
+    assert len(found) >= count
+    return found[:count]
+
+
+def host_inventory(msp, tmp_path, machines, own_app=None):
+    """A static inventory as the mde_machines plugin with tenants makes it: each host (its computerDnsName) with its
+    mde_id, mde_tenant_id and mde_tenant, and the tenant's own app where ``own_app`` names one ({tenant: app})."""
+    own_app = own_app or {}
+    hosts = {}
+    for name, machine in machines:
+        hostvars = {"mde_id": machine["id"], "mde_tenant_id": msp.tenant_id_of(name), "mde_tenant": name,
+                    "ansible_connection": "local"}
+        if name in own_app:
+            app = msp.apps[own_app[name]]
+            hostvars.update(mde_client_id=app["client_id"], mde_client_certificate_path=app["cert_path"])
+        hosts[machine["computerDnsName"]] = hostvars
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump({"all": {"children": {"fleet": {"hosts": hosts}}}}))
+    return str(path)
+
+
+def role_play(role, **role_vars):
+    return [{"name": role, "hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "run " + role, "ansible.builtin.include_role": {"name": role}, "vars": role_vars},
+        {"name": "result", "ansible.builtin.debug": {"var": role.split(".")[-1] + "_result"}}]}]
+
+
+def api_writes(msp, name):
+    """(method, path) of every write one tenant's API received."""
+    return sorted((e["method"], e["path"]) for e in msp.log_of(name)
+                  if e["method"] in ("POST", "PATCH", "DELETE") and e["family"] != "token")
+
+
+def tokens(msp, name):
+    return {e["client_id"] for e in msp.log_of(name) if e["family"] == "token"}
+
+
+def failed(result):
+    return [(t, r.get("msg")) for t, r in result.tasks().items() if r.get("failed")]
+
+
+# -- contain / release ------------------------------------------------------------------------------------------
+def test_contain_and_release_hosts_of_two_tenants_each_in_its_own_tenant(msp_ansible, msp, tmp_path):
+    fabrikam = onboarded(msp, "fabrikam", 3)
+    northwind = onboarded(msp, "northwind", 1)
+    # northwind's host carries its tenant's own app (a certificate), as the inventory gives a tenant entry's client_id
+    inventory = host_inventory(msp, tmp_path, [("fabrikam", m) for m in fabrikam[:2]] + [("northwind", northwind[0])],
+                               own_app={"northwind": "cert"})
+    hosts = [m["computerDnsName"] for m in fabrikam[:2] + northwind]
+    # a bare machine id is not an inventory host: it goes to contain_tenant_id
+    inputs = dict(contain_machines=hosts, contain_machine_ids=[fabrikam[2]["id"]],
+                  contain_tenant_id=msp.tenant_id_of("fabrikam"), contain_tag="Contained")
+    expected = {"fabrikam": sorted(m["id"] for m in fabrikam), "northwind": [northwind[0]["id"]]}
+
+    run = msp_ansible.playbook(plays=role_play(CONTAIN, **inputs), inventory=inventory)
+    assert run.rc == 0, failed(run)
+    for name, ids in expected.items():
+        isolations = [a for a in msp.tenant(name).actions if a["type"] == "Isolate"]
+        assert sorted(a["machineId"] for a in isolations) == ids, name
+        assert all(a["status"] == "Succeeded" for a in isolations)          # contain_wait, in the machine's tenant
+        assert api_writes(msp, name) == sorted([("POST", "/api/machines/%s/isolate" % i) for i in ids]
+                                               + [("POST", "/api/machines/AddOrRemoveTagForMultipleMachines")])
+        # the tenant's machines resolved in one read, in that tenant (the tag's own read follows)
+        reads = [e["query"]["$filter"] for e in msp.log_of(name) if e["method"] == "GET" and e["path"] == "/api/machines"]
+        assert all(i in reads[0] for i in ids), (name, reads)
+    # nothing in the environment's tenant, nothing in the tenant that was never named
+    assert not msp.tenant("contoso").actions and api_writes(msp, "contoso") == [] and not msp.log_of("adatum")
+    assert tokens(msp, "northwind") == {msp.apps["cert"]["client_id"]}
+    assert tokens(msp, "fabrikam") == {msp.apps["full"]["client_id"]}
+    result = run.task("result")["contain_result"]
+    assert sorted(result["isolated"]) == sorted(expected["fabrikam"] + expected["northwind"])
+    assert result["tenants"] == dict([(i, msp.tenant_id_of(n)) for n, ids in expected.items() for i in ids])
+
+    # a second run writes nothing anywhere
+    msp.clear_log()
+    again = msp_ansible.playbook(plays=role_play(CONTAIN, **inputs), inventory=inventory)
+    assert again.rc == 0, failed(again)
+    assert [api_writes(msp, n) for n in ("contoso", "fabrikam", "northwind")] == [[], [], []]
+
+    msp.clear_log()
+    released = msp_ansible.playbook(plays=role_play(RELEASE, release_machines=hosts, release_tag="Contained",
+                                                    release_machine_ids=[fabrikam[2]["id"]],
+                                                    release_tenant_id=msp.tenant_id_of("fabrikam")),
+                                    inventory=inventory)
+    assert released.rc == 0, failed(released)
+    for name, ids in expected.items():
+        assert sorted(a["machineId"] for a in msp.tenant(name).actions if a["type"] == "Unisolate") == ids, name
+        assert api_writes(msp, name) == sorted([("POST", "/api/machines/%s/unisolate" % i) for i in ids]
+                                               + [("POST", "/api/machines/AddOrRemoveTagForMultipleMachines")])
+    assert api_writes(msp, "contoso") == []
+    assert sorted(released.task("result")["release_result"]["released"]) == sorted(expected["fabrikam"] + expected["northwind"])
+
