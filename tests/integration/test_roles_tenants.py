@@ -49,8 +49,8 @@ def tokens(msp, name):
     return {e["client_id"] for e in msp.log_of(name) if e["family"] == "token"}
 
 
-def failed(result):
-    return [(t, r.get("msg")) for t, r in result.tasks().items() if r.get("failed")]
+def failed(result, host="localhost"):
+    return [(t, r.get("msg")) for t, r in result.tasks(host).items() if r.get("failed")]
 
 
 # -- contain / release ------------------------------------------------------------------------------------------
@@ -104,3 +104,54 @@ def test_contain_and_release_hosts_of_two_tenants_each_in_its_own_tenant(msp_ans
     assert api_writes(msp, "contoso") == []
     assert sorted(released.task("result")["release_result"]["released"]) == sorted(expected["fabrikam"] + expected["northwind"])
 
+
+
+# -- run_script -------------------------------------------------------------------------------------------------
+def test_run_script_runs_each_host_in_its_tenant_and_uploads_once_per_tenant(msp_ansible, msp, tmp_path):
+    machines = [("fabrikam", m) for m in onboarded(msp, "fabrikam", 2, windows=True)] + [
+        ("northwind", m) for m in onboarded(msp, "northwind", 1, windows=True)]
+    inventory = host_inventory(msp, tmp_path, machines, own_app={"northwind": "cert"})
+    script = tmp_path / "remediate.ps1"
+    script.write_bytes(b"#mde-emulator: stdout=fixed\n")
+    play = [{"name": "remediate", "hosts": "fleet", "gather_facts": False, "tasks": [
+        {"name": "run", "ansible.builtin.include_role": {"name": "defender.endpoint.run_script"},
+         "vars": {"run_script_path": str(script)}}]}]
+    run = msp_ansible.playbook(plays=play, inventory=inventory, forks=3)
+    assert run.rc == 0, [failed(run, m["computerDnsName"]) for _n, m in machines]
+    for name in ("fabrikam", "northwind"):
+        sessions = [m["id"] for n, m in machines if n == name]
+        # the library of each tenant got the script once; each host's session started in its own tenant
+        assert [p for _m, p in api_writes(msp, name) if p == "/api/libraryfiles"] == ["/api/libraryfiles"], name
+        assert sorted(p for _m, p in api_writes(msp, name) if p.endswith("/runliveresponse")) == sorted(
+            "/api/machines/%s/runliveresponse" % i for i in sessions), name
+        assert len([a for a in msp.tenant(name).actions if a["type"] == "LiveResponse"]) == len(sessions)
+    assert api_writes(msp, "contoso") == [] and not msp.log_of("adatum")
+    assert tokens(msp, "northwind") == {msp.apps["cert"]["client_id"]}
+    report = [r for t, r in run.tasks(machines[0][1]["computerDnsName"]).items() if t.endswith("Report the exit codes")]
+    assert all("%s: Succeeded, exit code 0" % m["computerDnsName"] in report[0]["msg"] for _n, m in machines), report
+
+    # the script unchanged: no upload in any tenant
+    msp.clear_log()
+    again = msp_ansible.playbook(plays=play, inventory=inventory, forks=3)
+    assert again.rc == 0
+    assert not [p for n in ("contoso", "fabrikam", "northwind") for _m, p in api_writes(msp, n) if "/libraryfiles" in p]
+
+
+# -- collect_evidence -------------------------------------------------------------------------------------------
+def test_collect_evidence_from_hosts_of_two_tenants_each_in_its_tenant(msp_ansible, msp, tmp_path):
+    machines = [("fabrikam", onboarded(msp, "fabrikam", 1, windows=True)[0]),
+                ("northwind", onboarded(msp, "northwind", 1, windows=True)[0])]
+    inventory = host_inventory(msp, tmp_path, machines)
+    dest = tmp_path / "evidence"
+    run = msp_ansible.playbook(tasks=[{"name": "collect", "ansible.builtin.include_role": {
+        "name": "defender.endpoint.collect_evidence"}, "vars": {
+        "collect_evidence_machines": [m["computerDnsName"] for _n, m in machines],
+        "collect_evidence_paths": ["C:\\Temp\\a.txt"], "collect_evidence_investigation_package": False,
+        "collect_evidence_dest": str(dest)}}], inventory=inventory)
+    assert run.rc == 0, failed(run)
+    for name, machine in machines:
+        assert [p for _m, p in api_writes(msp, name)] == ["/api/machines/%s/runliveresponse" % machine["id"]]
+    assert api_writes(msp, "contoso") == []
+    items = yaml.safe_load((dest / "manifest.json").read_text())["items"]
+    assert sorted((i["machine_id"], i["tenant_id"]) for i in items) == sorted(
+        (m["id"], msp.tenant_id_of(n)) for n, m in machines)
