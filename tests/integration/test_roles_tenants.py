@@ -155,3 +155,67 @@ def test_collect_evidence_from_hosts_of_two_tenants_each_in_its_tenant(msp_ansib
     items = yaml.safe_load((dest / "manifest.json").read_text())["items"]
     assert sorted((i["machine_id"], i["tenant_id"]) for i in items) == sorted(
         (m["id"], msp.tenant_id_of(n)) for n, m in machines)
+
+
+# -- ioc_sync ---------------------------------------------------------------------------------------------------
+SHARED = """\
+indicator_value,indicator_type,action,title,description,severity,generate_alert
+198.51.100.7,IpAddress,Block,C2 server,Seen in incident 4711,High,
+login-contoso.example.net,DomainName,Audit,Look-alike domain,Phishing kit,,true
+"""
+NORTHWIND = [{"indicator_value": "northwind-phish.example.org", "indicator_type": "DomainName", "action": "Block",
+              "title": "Northwind's own", "description": "Only this customer"}]
+
+
+def own_indicators(msp, name):
+    full = msp.apps["full"]["client_id"]
+    return sorted(i["indicatorValue"] for i in msp.tenant(name).indicators.values() if i["createdBy"] == full)
+
+
+def others(msp, name):
+    full = msp.apps["full"]["client_id"]
+    return sorted(i["id"] for i in msp.tenant(name).indicators.values() if i["createdBy"] != full)
+
+
+def test_ioc_sync_per_tenant_shared_and_own_files_purge_per_tenant_a_tenant_without_consent_reported(
+        msp_ansible, msp, tmp_path):
+    shared = tmp_path / "iocs.csv"
+    shared.write_text(SHARED)
+    northwind_file = tmp_path / "northwind.yml"
+    northwind_file.write_text(yaml.safe_dump({"indicators": NORTHWIND}))
+    names = ("fabrikam", "northwind", "adatum", "contoso")
+    before = dict((n, (own_indicators(msp, n), others(msp, n))) for n in names)
+    assert before["fabrikam"][0] and before["northwind"][0]    # this app's indicators the files do not list: purged
+    tenants = [{"tenant_id": msp.tenant_id_of("adatum"), "name": "adatum"},
+               {"tenant_id": msp.tenant_id_of("fabrikam"), "name": "fabrikam"},
+               {"tenant_id": msp.tenant_id_of("northwind"), "name": "northwind", "file": str(northwind_file)}]
+    play = [{"import_playbook": "defender.endpoint.ioc_sync"}]
+    args = ["-e", "ioc_sync_file=%s" % shared, "-e", yaml.safe_dump({"ioc_sync_tenants": tenants}, default_flow_style=True)]
+
+    run = msp_ansible.playbook(plays=play, extra_args=args)
+    assert run.rc == 2, run.stdout[-3000:]
+    shared_values = ["198.51.100.7", "login-contoso.example.net"]
+    assert own_indicators(msp, "fabrikam") == shared_values
+    assert own_indicators(msp, "northwind") == sorted(shared_values + ["northwind-phish.example.org"])
+    for name in ("fabrikam", "northwind"):
+        assert others(msp, name) == before[name][1]                 # other creators' indicators never purged
+        assert {p for _m, p in api_writes(msp, name)} <= {"/api/indicators/import", "/api/indicators/BatchDelete"}
+    # adatum's token was refused: it got no API call; the environment's tenant was not touched
+    assert not [e for e in msp.log_of("adatum") if e["path"].startswith("/api/")]
+    assert api_writes(msp, "contoso") == [] and own_indicators(msp, "contoso") == before["contoso"][0]
+    fail = [r for t, r in run.tasks().items() if t.endswith("Fail when a tenant could not be synced")][0]
+    assert "could not be synced in 1 of 3 tenants" in fail["msg"] and "adatum" in fail["msg"], fail
+    result = [r for t, r in run.tasks().items() if t.endswith("Record what was done in each tenant")][0]
+    result = result["ansible_facts"]["ioc_sync_result"]
+    assert result["failed_tenants"] == ["adatum"]
+    by_name = dict((t["name"], t) for t in result["tenants"])
+    assert by_name["adatum"]["status"] == "failed" and "AADSTS7000229" in by_name["adatum"]["msg"]
+    assert by_name["fabrikam"]["counts"]["created"] == 2 and by_name["northwind"]["counts"]["created"] == 3
+    assert by_name["fabrikam"]["counts"]["deleted"] == len(before["fabrikam"][0])
+
+    # again, warning only: nothing written in any tenant, the run succeeds
+    msp.clear_log()
+    again = msp_ansible.playbook(plays=play, extra_args=args + ["-e", "ioc_sync_fail_on_tenant_error=false"])
+    assert again.rc == 0, again.stdout[-3000:]
+    assert msp.writes() == []
+    assert "WARNING: the indicators could not be synced in 1 of" in again.stdout
