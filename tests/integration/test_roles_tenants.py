@@ -219,3 +219,22 @@ def test_ioc_sync_per_tenant_shared_and_own_files_purge_per_tenant_a_tenant_with
     assert again.rc == 0, again.stdout[-3000:]
     assert msp.writes() == []
     assert "WARNING: the indicators could not be synced in 1 of" in again.stdout
+
+
+# -- the localhost playbooks: one customer per run --------------------------------------------------------------
+def test_remediate_alerts_in_the_tenant_of_its_extra_var(msp_ansible, msp):
+    alerts = [a for a in msp.tenant("fabrikam").alerts if a["status"] == "New" and a["severity"] == "High"
+              and a["machineId"]]
+    assert alerts
+    run = msp_ansible.playbook(plays=[{"import_playbook": "defender.endpoint.remediate_alerts"}],
+                               extra_args=["-e", "remediate_alerts_tenant_id=%s" % msp.tenant_id_of("fabrikam")])
+    assert run.rc == 0, failed(run)
+    writes = api_writes(msp, "fabrikam")
+    assert sorted({p for _m, p in writes if p.endswith("/isolate")}) == sorted(
+        {"/api/machines/%s/isolate" % a["machineId"] for a in alerts})
+    assert [p for _m, p in writes if p.startswith("/api/alerts")]
+    assert all(a["status"] == "InProgress" for a in msp.tenant("fabrikam").alerts if a["id"] in {x["id"] for x in alerts})
+    summary = run.task("Show the summary")["remediate_alerts_summary"]
+    assert sorted(summary["alerts_updated"]) == sorted(a["id"] for a in alerts)
+    # every call of the play went to fabrikam: the environment's tenant got none, not even a token
+    assert not msp.log_of("contoso") and not msp.log_of("northwind")
