@@ -105,7 +105,6 @@ def test_contain_and_release_hosts_of_two_tenants_each_in_its_own_tenant(msp_ans
     assert sorted(released.task("result")["release_result"]["released"]) == sorted(expected["fabrikam"] + expected["northwind"])
 
 
-
 # -- run_script -------------------------------------------------------------------------------------------------
 def test_run_script_runs_each_host_in_its_tenant_and_uploads_once_per_tenant(msp_ansible, msp, tmp_path):
     machines = [("fabrikam", m) for m in onboarded(msp, "fabrikam", 2, windows=True)] + [
