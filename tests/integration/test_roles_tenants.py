@@ -2,7 +2,11 @@
 the multi-tenant emulator: contoso (the home tenant, the environment's), fabrikam and northwind (consented) and adatum
 (never consented). Every test checks what each tenant's API received (``msp.log_of(name)``, its actions, its
 indicators and its library), not only what the play printed."""
+import pytest
 import yaml
+
+from tests import cores
+from tests.integration.harness import Ansible
 
 CONTAIN = "defender.endpoint.contain"
 RELEASE = "defender.endpoint.release"
@@ -237,3 +241,28 @@ def test_remediate_alerts_in_the_tenant_of_its_extra_var(msp_ansible, msp):
     assert sorted(summary["alerts_updated"]) == sorted(a["id"] for a in alerts)
     # every call of the play went to fabrikam: the environment's tenant got none, not even a token
     assert not msp.log_of("contoso") and not msp.log_of("northwind")
+
+
+# -- API data stays text ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("core", sorted({cores.OLDEST, cores.NEWEST}))
+def test_a_hostile_machine_name_in_a_tenants_answer_stays_text_through_contain(msp, tmp_path, core):
+    ansible = Ansible(msp, tmp_path, core=core)
+    marker = tmp_path / "pwned"
+    hostile = "{{ lookup('ansible.builtin.pipe', 'touch %s') }}" % marker
+    machines = [("fabrikam", onboarded(msp, "fabrikam", 1)[0]), ("northwind", onboarded(msp, "northwind", 1)[0])]
+    machines[0][1]["computerDnsName"] = hostile
+    msp.tenant("fabrikam")._index_machines()  # pylint: disable=protected-access
+    msp.tenant("fabrikam").touch_machine(machines[0][1])
+    hosts = dict(("h-%s" % name, {"mde_id": m["id"], "mde_tenant_id": msp.tenant_id_of(name), "mde_tenant": name})
+                 for name, m in machines)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    run = ansible.playbook(plays=role_play(CONTAIN, contain_machines=sorted(hosts), contain_wait=False) + [
+        {"name": "again", "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "names", "ansible.builtin.debug": {"msg": "{{ contain_result.machines.values() | sort }}"}}]}],
+        inventory=str(inventory))
+    assert run.rc == 0, failed(run)
+    assert not marker.exists(), "API data was run as a template"
+    assert hostile in run.task("names")["msg"]
+    for name, machine in machines:
+        assert [p for _m, p in api_writes(msp, name)] == ["/api/machines/%s/isolate" % machine["id"]]
