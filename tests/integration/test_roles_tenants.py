@@ -266,3 +266,19 @@ def test_a_hostile_machine_name_in_a_tenants_answer_stays_text_through_contain(m
     assert hostile in run.task("names")["msg"]
     for name, machine in machines:
         assert [p for _m, p in api_writes(msp, name)] == ["/api/machines/%s/isolate" % machine["id"]]
+
+
+def test_triage_incident_in_the_tenant_of_its_extra_var_on_both_apis(msp_ansible, msp):
+    alerts = msp.tenant("northwind").alerts
+    incident = next(a["incidentId"] for a in alerts if a["incidentId"] and a["machineId"])
+    devices = sorted({a["machineId"] for a in alerts if a["incidentId"] == incident and a["machineId"]})
+    assert devices
+    run = msp_ansible.playbook(plays=[{"import_playbook": "defender.endpoint.triage_incident"}],
+                               extra_args=["-e", "triage_incident_id=%s" % incident,
+                                           "-e", "triage_incident_tenant_id=%s" % msp.tenant_id_of("northwind")])
+    assert run.rc == 0, failed(run)
+    writes = api_writes(msp, "northwind")
+    assert sorted(p.split("/")[3] for _m, p in writes if p.endswith("/isolate")) == devices
+    assert [w for w in writes if w[1].startswith("/v1.0/")] == [
+        ("PATCH", "/v1.0/security/incidents/%s" % incident), ("POST", "/v1.0/security/incidents/%s/comments" % incident)]
+    assert not msp.log_of("contoso") and not msp.log_of("fabrikam")
