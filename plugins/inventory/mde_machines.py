@@ -150,11 +150,16 @@ options:
       - Exactly the listed tenants are read; O(tenant_id) (or C(MDE_TENANT_ID), as AWX sets it) is not an extra one.
         The tenants are read side by side (up to 8 at once), each with its own token, call budget and cache entry.
       - Every host gets C(mde_tenant_id) and C(mde_tenant) (the label), and, for each option its entry sets that is
-        not a secret, C(mde_<option>) (for example C(mde_client_id)), and is in the group C(tenant_<name>).
+        not a secret, C(mde_<option>) (for example C(mde_client_id)), and is in the group C(tenant_<name>) and in
+        the group C(mde_tenants).
         Keyed and conditional groups span the tenants. A per-host task follows its host's tenant with
         C(module_defaults) that set C(tenant_id) to C({{ mde_tenant_id }}) and, for a tenant with its own
         credential, C(client_id) and C(client_certificate_path) to those host variables (see EXAMPLES); a task that
         gives a credential of its own does not also take the environment's.
+      - The hosts are given taking the tenants in turn (the first machine of each tenant, then the second of each,
+        ...), through the group C(mde_tenants), created first (Ansible takes a play's hosts group by group, and a
+        play over C(all) with O(tenants) would otherwise go tenant after tenant, every fork waiting on one tenant's
+        API limits while the others' stay unused).
       - Two machines of different tenants with one name are two hosts. The machine Defender saw first
         (C(firstSeen); on a tie, the tenant listed first) keeps the name, each other is named C(<name>_<tenant name>)
         (and C(_<the first 8 characters of its id>) should that be taken too), with one warning naming the machine
@@ -272,6 +277,7 @@ import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from itertools import zip_longest
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
@@ -316,6 +322,7 @@ MACHINE_PROPERTIES = (
 MAX_DUPLICATE_WARNINGS = 20
 VULNERABILITY_OPTIONS = {"enabled": False, "page_size": tvm.EXPORT_MAX_PAGE_SIZE, "groups": True}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TENANTS_GROUP = "mde_tenants"
 TENANT_SUFFIX = "_tenant_"  # a tenant's cache key: the source's key, this and the tenant's label
 MAX_PARALLEL_TENANTS = 8  # tenants read at once; each has its own call budget, so they do not slow one another
 
@@ -353,6 +360,21 @@ def tenant_vars(tenant):
     out = {"mde_tenant_id": tenant["tenant_id"], "mde_tenant": tenant["name"]}
     out.update(("mde_%s" % k, v) for k, v in tenant.items()
                if k not in ("tenant_id", "name") and k not in shared_options.SECRETS)
+    return out
+
+
+def interleaved(hosts, tenants):
+    """``hosts`` ([(name, machine, tenant, ...)]) taken in turn from each tenant (the first of each tenant, then the
+    second of each, ...), each tenant's hosts in their own order. A play goes through its hosts in inventory order
+    with ``forks`` workers at a time: with the tenants one after the other, every worker would wait on the first
+    tenant's API limits while the others' stay unused; taken in turn, the tenants' limits are used side by side."""
+    order = dict((tenant["tenant_id"], index) for index, tenant in enumerate(tenants))
+    lanes = [[] for _tenant in tenants]
+    for host in hosts:
+        lanes[order[host[2]["tenant_id"]]].append(host)
+    out = []
+    for row in zip_longest(*lanes):
+        out.extend(host for host in row if host is not None)
     return out
 
 
@@ -756,9 +778,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         strict = self.get_option("strict")
         constructed = bool(compose or composed_groups or keyed_groups)
         inventory = self.inventory
+        # With tenants, every host is first in the group mde_tenants, created before any other group of this source:
+        # Ansible lists a play's hosts group by group, so a play over all goes through the tenants in turn, as the
+        # hosts are given (interleaved), instead of tenant after tenant (see interleaved()).
+        everyone = inventory.add_group(TENANTS_GROUP) if any(tenant for tenant, _h, _f in chosen) else None
         for name, machine, tenant, vulnerabilities in hosts:
             hostvars = hostvars_of(machine, names)
             inventory.add_host(name)
+            if everyone is not None:
+                inventory.add_child(everyone, name)
             if tenant is not None:
                 hostvars.update(tenant_vars(tenant))
                 inventory.add_child(inventory.add_group("tenant_%s" % tenant["name"]), name)
@@ -859,6 +887,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                 taken.add(new)
                 out.append((new, machine, tenant, found))
                 clashes.append((name, keeper, tenant, new))
+        self._warn_clashes(clashes)
+        return interleaved(out, [tenant for tenant, _hosts, _found in chosen])
+
+    def _warn_clashes(self, clashes):
         for name, keeper, tenant, new in clashes[:MAX_DUPLICATE_WARNINGS]:
             first, other, seen = keeper[3]["name"], tenant["name"], quoted(keeper[2].get("firstSeen"), 40)
             text = "mde_machines: tenants %s and %s each have a machine named %s: tenant %s's, first seen %s, keeps "
@@ -867,7 +899,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         if len(clashes) > MAX_DUPLICATE_WARNINGS:
             self.display.warning("mde_machines: %d more machines have the name of another tenant's machine and are "
                                  "named <name>_<tenant>." % (len(clashes) - MAX_DUPLICATE_WARNINGS))
-        return out
 
     def _add_vulnerabilities(self, name, hostvars, found, groups):
         """mde_missing_kbs and mde_vulnerabilities for one host, and its mde_missing_kb_KB<n> / critical groups."""

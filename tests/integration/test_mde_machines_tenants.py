@@ -23,6 +23,11 @@ def expected(msp, name):
     return expected_names(onboarded(msp.tenant(name).machines))
 
 
+def expected_order(msp, name):
+    """A tenant's host names in the order the API lists its machines (a name where it first appears)."""
+    return list(dict.fromkeys(m["computerDnsName"] or m["id"] for m in onboarded(msp.tenant(name).machines)))
+
+
 def warnings_of(result):
     return " ".join(result.stderr.split())
 
@@ -98,6 +103,27 @@ def test_same_name_in_two_tenants_is_two_hosts_the_first_seen_keeps_it_and_a_lat
     # (northwind's own machine was renamed by its customer: that host's name changes, and no other)
     before = dict((h, v["mde_id"]) for h, v in hostvars.items() if v["mde_id"] != northwind["id"])
     assert all(after[h]["mde_id"] == machine_id for h, machine_id in before.items())
+
+
+def test_a_play_in_inventory_order_takes_the_tenants_in_turn(msp_ansible, msp, tmp_path):
+    # A play goes through its hosts in inventory order, forks at a time: tenant after tenant, every fork would wait on
+    # the first tenant's limits. The hosts come one of each tenant in turn, each tenant's in its own order.
+    path = tmp_path / "customers.mde.yml"
+    path.write_text(yaml.safe_dump({"plugin": PLUGIN, "tenants": tenants(msp),
+                                    "compose": {"ansible_connection": "'local'"}}))
+    play = [{"name": "every machine", "hosts": "all", "gather_facts": False,
+             "tasks": [{"name": "in turn", "ansible.builtin.set_fact": {"at": "{{ now().timestamp() }}"}}]}]
+    result = msp_ansible.playbook(plays=play, inventory=str(path), forks=1)  # one at a time: in play order
+    assert result.rc == 0, result
+    ran = result.data["plays"][0]["tasks"][0]["hosts"]
+    order = sorted(ran, key=lambda host: float(ran[host]["ansible_facts"]["at"]))
+    own = dict((name, expected(msp, name)) for name in THREE)
+    owner = dict((host, name) for name in THREE for host in own[name])
+    assert sorted(order) == sorted(owner)
+    assert [owner[host] for host in order[:6]] == list(THREE) * 2, order[:6]
+    for name in THREE:
+        mine = [host for host in order if owner[host] == name]
+        assert mine == [host for host in expected_order(msp, name) if host in own[name]]
 
 
 def test_a_tenant_without_consent_is_left_out_with_its_consent_page_or_fails_the_inventory_when_asked(msp_ansible, msp):
