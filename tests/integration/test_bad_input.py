@@ -199,7 +199,9 @@ MODULE_CASES = [
      ["indicator_value", "control characters"]),
     # -- credentials and connection options -------------------------------------------------------------
     ("no credential", INFO, dict(client_secret=""), ["client_secret", "client_certificate_path", "access_token"]),
-    ("two credentials", INFO, dict(access_token="ey.not.used"), ["client_secret", "access_token", "one credential"]),
+    # (a task's own credential replaces the environment's: two are two in the task itself)
+    ("two credentials", INFO, dict(client_secret="s3cret-of-the-task", access_token="ey.not.used"),
+     ["client_secret", "access_token", "one credential"]),
     ("certificate password without certificate", INFO, dict(client_certificate_password="pw"),
      ["client_certificate_password", "client_certificate_path"]),
     ("missing client_id", INFO, dict(client_id=""), ["client_id", "required"]),
