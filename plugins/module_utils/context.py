@@ -112,6 +112,13 @@ class Context:
             text = str(e)
             self.fail_json(msg=text if text.endswith(".") else text + ".")
 
+    def check_given(self, **checks):
+        """Each option of ``checks`` (option name -> check function) that the task gives, checked as ``checked``
+        does: ``ctx.check_given(alert_id=check_alert_id, machine_id=check_machine_id)``."""
+        for option, check in checks.items():
+            if self.params.get(option) is not None:
+                self.checked(check, self.params[option])
+
     def fail_partway(self, error, done, total, noun, rerun=None, **result):
         """Fail after part of a list was written: how many and which (``updated_ids``), and what a re-run does;
         ``result``: more of the task's result (mde_indicator's ``counts``)."""

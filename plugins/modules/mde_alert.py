@@ -257,10 +257,7 @@ SPEC_OPTIONS = dict(
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["alert_id"] is not None:
-        ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
-    if p["alert_ids"] is not None:
-        ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
+    ctx.check_given(alert_id=alerts_utils.check_alert_id, alert_ids=alerts_utils.check_alert_ids)
     ctx.checked(alerts_utils.validate_update, p["assigned_to"], p["classification"], p["determination"], p["comment"])
 
 

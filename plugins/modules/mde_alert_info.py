@@ -251,12 +251,9 @@ def validate(ctx):
     p = ctx.params
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
-    if p["alert_id"] is not None:
-        ctx.checked(alerts_utils.check_alert_id, p["alert_id"])
-    if p["alert_ids"] is not None:
-        ctx.checked(alerts_utils.check_alert_ids, p["alert_ids"])
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
+    ctx.check_given(alert_id=alerts_utils.check_alert_id,
+                    alert_ids=alerts_utils.check_alert_ids,
+                    machine_id=mu.check_machine_id)
     for group in options.TIME_FILTERS:
         ctx.checked(group.check, p)
     ctx.checked(alerts_utils.alert_filter, dict((k, p[k]) for k in FILTER_OPTIONS), p["odata_filter"])

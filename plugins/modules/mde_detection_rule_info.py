@@ -121,8 +121,7 @@ SPEC_OPTIONS = dict(mutually_exclusive=[["rule_id", "display_name"], ["rule_id",
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["rule_id"] is not None:
-        ctx.checked(du.check_rule_id, p["rule_id"])
+    ctx.check_given(rule_id=du.check_rule_id)
     if p["display_name"] is not None:
         if not p["display_name"].strip():
             ctx.fail_json(msg="display_name must not be empty.")

@@ -142,8 +142,7 @@ SPEC_OPTIONS = dict(mutually_exclusive=[["incident_id", option] for option in FI
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["incident_id"] is not None:
-        ctx.checked(iu.check_incident_id, p["incident_id"])
+    ctx.check_given(incident_id=iu.check_incident_id)
     for value in p["determination"] or []:
         if value not in iu.DETERMINATIONS:
             ctx.fail_json(msg="determination: %r is not one of %s." % (value, ", ".join(iu.DETERMINATIONS)))

@@ -124,10 +124,7 @@ SPEC_OPTIONS = dict(mutually_exclusive=[["investigation_id", f] for f in FILTERS
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["investigation_id"] is not None:
-        ctx.checked(inv.check_investigation_id, p["investigation_id"])
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
+    ctx.check_given(investigation_id=inv.check_investigation_id, machine_id=mu.check_machine_id)
     ctx.checked(options.CREATED_AFTER.check, p)
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])

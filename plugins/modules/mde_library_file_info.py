@@ -89,8 +89,7 @@ SPEC_OPTIONS = dict()
 
 
 def validate(ctx):
-    if ctx.params["file_name"] is not None:
-        ctx.checked(library.check_file_name, ctx.params["file_name"])
+    ctx.check_given(file_name=library.check_file_name)
 
 
 def main():

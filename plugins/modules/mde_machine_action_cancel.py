@@ -180,8 +180,7 @@ SPEC_OPTIONS = options.spec_rules(options.exactly_one_of("action_id", "machine_i
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["action_id"] is not None:
-        ctx.checked(ma.check_action_id, p["action_id"])
+    ctx.check_given(action_id=ma.check_action_id)
     ctx.checked(options.MACHINE_TARGET.check, p)
     if p["comment"] is not None and not p["comment"].strip():
         ctx.fail_json(msg="comment must not be empty.")

@@ -260,10 +260,7 @@ SPEC_OPTIONS = dict(
 def validate(ctx):
     """Checks before any call."""
     p = ctx.params
-    if p["action_id"] is not None:
-        ctx.checked(ma.check_action_id, p["action_id"])
-    if p["machine_id"] is not None:
-        ctx.checked(mu.check_machine_id, p["machine_id"])
+    ctx.check_given(action_id=ma.check_action_id, machine_id=mu.check_machine_id)
     if p["limit"] is not None and p["limit"] < 1:
         ctx.fail_json(msg="limit must be at least 1, got %d." % p["limit"])
     ctx.checked(options.CREATED_AFTER.check, p)

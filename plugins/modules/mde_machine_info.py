@@ -352,8 +352,7 @@ def validate(ctx):
     """Checks before any call."""
     p = ctx.params
     ctx.checked(options.MACHINE_TARGET.check, p)  # the group's checks; its machine_name lists every match here
-    if p["machine_ids"] is not None:
-        ctx.checked(mu.check_machine_ids, p["machine_ids"])
+    ctx.check_given(machine_ids=mu.check_machine_ids)
     for name in p["machine_names"] or []:
         ctx.checked(mu.check_machine_name, name, "machine_names")
     if p["limit"] is not None and p["limit"] < 1:
