@@ -1,4 +1,4 @@
-"""The shipped roles and playbooks over a multi-tenant inventory (issue 29), through real ansible-playbook runs against
+"""The shipped roles and playbooks over a multi-tenant inventory, through real ansible-playbook runs against
 the multi-tenant emulator: contoso (the home tenant, the environment's), fabrikam and northwind (consented) and adatum
 (never consented). Every test checks what each tenant's API received (``msp.log_of(name)``, its actions, its
 indicators and its library), not only what the play printed."""
