@@ -6,7 +6,11 @@ produced (generated from its own --list output). Both run in this same process r
 `ansible-inventory` process; the figures are wall time and peak RSS of that process, and the plugin/static ratios
 (target: at most 1.5 for both). Never fails on time.
 
+With --tenants N: a security provider's inventory of N tenants x M machines (``tenants:``, one listing per tenant, side
+by side) against one tenant of N x M machines, each from its own emulator, alternately; the same hosts either way.
+
 Run: .venv/bin/python -m bench.inventory [--machines 100000] [--repeat 2]
+     .venv/bin/python -m bench.inventory --tenants 3 --machines 10000 [--repeat 2]
 """
 import argparse
 import json
@@ -211,6 +215,57 @@ def side_by_side(bench, env, cfg, against):
     return 0
 
 
+def tenants_side_by_side(work, count, machines, repeat):
+    """``count`` tenants of ``machines`` each (one emulator: the home tenant and count - 1 customers') against one
+    tenant of ``count * machines`` (another emulator): wall and peak RSS of ``ansible-inventory --list``, best of
+    ``repeat``, run alternately."""
+    names = ["contoso"] + ["customer%d" % i for i in range(1, count)]
+    t0 = time.perf_counter()
+    many = Emulator(state_dir=work / "emulator-tenants", machines=machines,
+                    tenants=[{"name": name, "machines": machines} for name in names[1:]])
+    one = Emulator(state_dir=work / "emulator-one", machines=machines * count)
+    sources = {}
+    try:
+        for emu in (many, one):
+            emu.start()
+        print("emulators: %d tenants x %d machines, and 1 tenant x %d machines, ready in %.1f s" % (
+            count, machines, machines * count, time.perf_counter() - t0))
+        for name, emu, config in (
+                ("%d tenants" % count, many, dict(PLUGIN_CONFIG, tenants=[
+                    {"tenant_id": many.tenant_id_of(label), "name": label} for label in names])),
+                ("1 tenant", one, PLUGIN_CONFIG)):
+            env = Ansible(emu, work).env(ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_INVENTORY_ENABLED="auto,yaml",
+                                         ANSIBLE_INVENTORY_UNPARSED_FAILED="true")
+            path = work / ("%s.mde.yml" % name.replace(" ", "_"))
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            sources[name] = (path, env)
+        bench = Bench(work, repeat)
+        runs = dict((name, []) for name in sources)
+        hosts = {}
+        for _i in range(repeat + 1):  # the first round warms each emulator up (it serialises each machine once)
+            for name, (path, env) in sources.items():
+                out = work / ("%s.json" % name.replace(" ", "_"))
+                result = bench.run(name, path, env, out)
+                if _i:
+                    runs[name].append(result)
+                with open(out) as handle:
+                    hosts[name] = len(json.load(handle)["_meta"]["hostvars"])
+    finally:
+        for emu in (many, one):
+            emu.stop()
+    print("")
+    print("each run a fresh `ansible-inventory --list` process after a warm-up round, best of %d" % repeat)
+    best = {}
+    for name, results in runs.items():
+        best[name] = (min(w for w, _r in results), min(r for _w, r in results))
+        print("%-10s %6d hosts  best %.2f s, %.0f MiB (runs: %s)" % (
+            name, hosts[name], best[name][0], best[name][1], ", ".join("%.2f s / %.0f MiB" % run for run in results)))
+    first, second = list(best)
+    ratios = (best[first][0] / best[second][0], best[first][1] / best[second][1])
+    print("ratio %s / %s: wall %.2fx, peak RSS %.2fx" % ((first, second) + ratios))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machines", type=int, default=100000, help="machines the emulator serves (default 100000)")
@@ -225,9 +280,16 @@ def main(argv=None):
     parser.add_argument("--against", metavar="COLLECTIONS_PATH",
                         help="instead of the static baseline, the plugin of another collections path (a copy of the "
                              "collection with a change), run alternately with this one; prints both and the ratio")
+    parser.add_argument("--tenants", type=int, default=0,
+                        help="instead: this many tenants of --machines each (tenants:) against one tenant of them all")
     opts = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-inventory-"))
+    if opts.tenants:
+        try:
+            return tenants_side_by_side(work, opts.tenants, opts.machines, opts.repeat)
+        finally:
+            shutil.rmtree(str(work), ignore_errors=True)
     config = dict(PLUGIN_CONFIG, compose=CONSTRUCTED["compose"], groups=CONSTRUCTED["groups"],
                   keyed_groups=PLUGIN_CONFIG["keyed_groups"] + CONSTRUCTED["keyed_groups"]) if opts.constructed else None
     bench = Bench(work, opts.repeat, config)
