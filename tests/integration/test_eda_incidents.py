@@ -139,3 +139,36 @@ def test_rulebook_contains_the_devices_of_a_new_high_severity_incident(emulator,
     assert len(patched()) == 1 and patched()[0]["body"].get("status") == "inProgress", output[-6000:]
     comments = [w for w in emulator.writes() if w["path"].endswith("/%s/comments" % incident["id"])]
     assert len(comments) == 1, output[-6000:]
+
+
+def test_two_tenants_each_incident_once_with_its_tenant(msp, tmp_path):
+    """One source over two customers' tenants: each tenant's high-severity incidents once, each event naming its
+    tenant, each tenant polled with its own token; the checkpoint has one entry per tenant id."""
+    import json
+
+    names = ("fabrikam", "northwind")
+    graph = "https://graph.microsoft.com/.default"
+    high = {}
+    for name in names:
+        listed = requests.get(msp.url + "/v1.0/security/incidents", params={"$filter": "severity eq 'high'"},
+                              verify=msp.ca_path, timeout=30,
+                              headers={"Authorization": "Bearer " + msp.token_for("full", graph, tenant=name)})
+        high[name] = sorted(i["id"] for i in listed.json()["value"])
+        assert high[name], name
+    msp.clear_log()
+    checkpoint = tmp_path / "incidents.json"
+    tenants = [{"tenant_id": msp.tenant_id_of(name), "name": name} for name in names]
+
+    def polls(name):
+        return [e for e in msp.log_of(name) if e["path"] == "/v1.0/security/incidents" and e["status"] == 200]
+
+    events = run(args(msp, checkpoint, severity=["high"], tenants=tenants),
+                 lambda got: len(got) >= sum(len(v) for v in high.values()) and all(len(polls(n)) >= 2 for n in names))
+    for name in names:
+        mine = [e for e in events if e["mde_tenant"] == name]
+        assert sorted(e["mde_incident"]["id"] for e in mine) == high[name]
+        assert {e["mde_tenant_id"] for e in mine} == {msp.tenant_id_of(name)}
+    assert len(events) == sum(len(v) for v in high.values())
+    assert not [e for e in msp.log_of("contoso") if e["path"] == "/v1.0/security/incidents"]
+    saved = json.loads(checkpoint.read_text())
+    assert sorted(k for k in saved if k != "version") == sorted(msp.tenant_id_of(name).lower() for name in names)
