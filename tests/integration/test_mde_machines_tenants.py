@@ -29,7 +29,13 @@ def expected_order(msp, name):
 
 
 def warnings_of(result):
-    return " ".join(result.stderr.split())
+    """The run's standard error without white space: before ansible-core 2.19 a warning wraps at 80 columns, also at
+    the hyphens of a host name or a tenant id."""
+    return squeezed(result.stderr)
+
+
+def squeezed(text):
+    return "".join(text.split())
 
 
 def test_hosts_groups_and_variables_of_exactly_the_listed_tenants(msp_ansible, msp):
@@ -134,9 +140,9 @@ def test_a_tenant_without_consent_is_left_out_with_its_consent_page_or_fails_the
     assert "tenant_adatum" not in result.data
     text = warnings_of(result)
     adatum = msp.tenant_id_of("adatum")
-    assert "tenant adatum (%s) is left out" % adatum in text, text
+    assert squeezed("tenant adatum (%s) is left out" % adatum) in text, text
     assert "/%s/adminconsent?client_id=%s" % (adatum, msp.apps["full"]["client_id"]) in text, text
-    assert text.count("tenant adatum") == 1, text
+    assert text.count("tenantadatum") == 1, text
     # adatum's token was refused; nothing was asked of its API.
     assert [e["status"] for e in msp.log_of("adatum")] == [401]
 
@@ -144,7 +150,8 @@ def test_a_tenant_without_consent_is_left_out_with_its_consent_page_or_fails_the
     config = {"plugin": PLUGIN, "tenants": listed, "fail_on_tenant_error": True}
     strict = inventory(msp_ansible, config)
     assert strict.data["_meta"]["hostvars"] == {}
-    assert "tenant adatum (%s) is left out" % adatum in warnings_of(strict) and "adminconsent" in warnings_of(strict)
+    assert squeezed("tenant adatum (%s) is left out" % adatum) in warnings_of(strict)
+    assert "adminconsent" in warnings_of(strict)
     strict = inventory(msp_ansible, config, env={"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"})
     assert strict.rc != 0 and "adminconsent" in warnings_of(strict)
 
