@@ -251,7 +251,9 @@ def _tenant_hosts(tenant, hosts, all_hosts, groups):
         return out
 
     everyone = all_hosts if isinstance(all_hosts, Mapping) else hosts
-    return (dict((n, everyone[n]) for n in members if n in everyone) if group else mine(hosts)), mine(everyone)
+    # The report's hosts (coverage_report_group) of the tenant, by its group or its mde_tenant_id, and every host of
+    # the tenant (any group), against which its machines are matched.
+    return mine(hosts), mine(everyone)
 
 
 def coverage_report_tenants(results, hosts, all_hosts=None, groups=None, stale_days=7, now=None):

@@ -92,3 +92,16 @@ def test_tenants_match_hosts_only_with_their_own_machines_and_show_a_failed_tena
     assert "<b>" not in page and "<script>" not in page and "&lt;b&gt;" in page
     md = coverage_report_render(r, "markdown")
     assert re.search(r"^\| three \| failed \| t-3 \|.*AADSTS7000229", md, re.M) and "<script>" not in md
+
+
+def test_a_tenant_entry_group_adds_to_the_tenants_hosts_within_the_report_group():
+    """A host is the tenant's by its mde_tenant_id or by the entry's group, and only hosts of the report's group are
+    reported: a host of the entry's group outside the report's group is not, and a host of the tenant outside the
+    entry's group is not called unassigned."""
+    all_hosts = {"web1": {"mde_tenant_id": "T1"}, "db1": {"mde_tenant_id": "T1"}, "lab1": {}}
+    hosts = {"web1": all_hosts["web1"], "db1": all_hosts["db1"]}
+    groups = {"fab": ["lab1", "web1"], "prod": ["web1", "db1"]}
+    r = coverage_report_tenants([{"item": {"tenant_id": "T1", "name": "fab", "group": "fab"}, "machines": []}],
+                                hosts, all_hosts=all_hosts, groups=groups, now=NOW)
+    assert sorted(h["host"] for h in r["hosts"]) == ["db1", "web1"]
+    assert r["unassigned_hosts"] == []
