@@ -153,9 +153,10 @@ notes:
   - C(async) is not supported; use the module's own waiting options, or C(forks).
   - Use C(module_defaults) with the action group C(group/defender.endpoint.mde) to set the credentials once for a play.
   - A task that sets a credential of its own (O(client_secret), O(client_certificate_path), O(access_token) or
-    O(federated_token_file)) takes none of the credential options from the environment (for example the
-    C(MDE_CLIENT_SECRET) of an AWX credential), so a tenant's own app given by the inventory's host variables is
-    used alone.
+    O(federated_token_file)), or an app of its own (a O(client_id) other than C(MDE_CLIENT_ID)), takes none of the
+    credential options from the environment (for example the C(MDE_CLIENT_SECRET) of an AWX credential), so a
+    tenant's own app given by the inventory's host variables is used alone, and another app's secret is never sent
+    with its client id (a task that names its own app but no credential fails as having none).
   - Throttling (HTTP 429) is retried after the C(Retry-After) the API sends; server errors and dropped connections
     are retried for reads and for writes that cannot be applied twice.
 requirements:

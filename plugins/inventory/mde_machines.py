@@ -146,7 +146,11 @@ options:
         and credential options, such as C(client_id), C(client_certificate_path), C(cloud) or C(api_url)) for a tenant that
         needs them; the others are the top-level ones (or their environment variables). An entry that sets a
         credential of its own (C(client_secret), C(client_certificate_path), C(access_token) or
-        C(federated_token_file)) takes none of the top-level credential options.
+        C(federated_token_file)), or a C(client_id) other than the top-level one, takes none of the top-level
+        credential options.
+      - A shared O(access_token) (a token is issued for one tenant) or O(auth_mode=managed_identity) (a managed
+        identity has one tenant) cannot serve the list, and the source fails before any request; an entry may set
+        its own C(access_token), and one entry, the identity's own tenant, C(auth_mode=managed_identity).
       - Exactly the listed tenants are read; O(tenant_id) (or C(MDE_TENANT_ID), as AWX sets it) is not an extra one.
         The tenants are read side by side (up to 8 at once), each with its own token, call budget and cache entry.
       - Every host gets C(mde_tenant_id) and C(mde_tenant) (the label), and, for each option its entry sets that is
@@ -165,6 +169,10 @@ options:
         (and C(_<the first 8 characters of its id>) should that be taken too), with one warning naming the machine
         name and both tenants. A machine of the same name that a customer adds later gets the suffix, so no existing
         host is renamed. Set C(ansible_host) with O(compose) to connect to a renamed host.
+      - A name that ends in C(_<name>) of another listed tenant is kept for that tenant's renamed hosts; a machine
+        of any other tenant named so (a device chooses its own name) is C(<its name>_<its tenant name>), with a
+        warning, so no device can take the host of another customer's machine by renaming itself. For the same
+        reason no tenant C(name) may end in C(_<another tenant's name>).
       - A tenant that cannot be read (its admin never consented to the app, or revoked it) is left out with one
         warning naming the tenant and what its admin must do; the others are listed. See O(fail_on_tenant_error).
       - Without this option, the one tenant of O(tenant_id) is read, as before.
@@ -320,6 +328,7 @@ MACHINE_PROPERTIES = (
     "defenderAvStatus", "managedBy", "managedByStatus", "vmMetadata",
 )
 MAX_DUPLICATE_WARNINGS = 20
+NAME_LIMIT = 200  # characters of a device's name in a warning
 VULNERABILITY_OPTIONS = {"enabled": False, "page_size": tvm.EXPORT_MAX_PAGE_SIZE, "groups": True}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TENANTS_GROUP = "mde_tenants"
@@ -629,6 +638,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                 return tenant, machines, found, warnings, None
             except AnsibleError as e:
                 return tenant, None, None, warnings, to_native(e).replace("defender.endpoint.mde_machines: ", "", 1)
+            except Exception as e:  # pylint: disable=broad-except
+                # Whatever one tenant's answers hold (a record of a shape the plugin does not expect), the others are
+                # still listed: the tenant is left out, or fails the source with fail_on_tenant_error.
+                return tenant, None, None, warnings, "its answer could not be read (%s: %s)" % (
+                    type(e).__name__, quoted(to_native(e), 300))
 
         with ThreadPoolExecutor(max_workers=min(len(tenants), MAX_PARALLEL_TENANTS)) as pool:
             results = list(pool.map(read, tenants))
@@ -751,6 +765,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         vuln_options = self._vulnerability_options()
         try:
             tenants = tenant_list.parse(self._templated("tenants"))
+            self._tenant_labels = [tenant["name"] for tenant in tenants or ()]
+            if tenants is not None:
+                # Each tenant's connection checked before any tenant is read (a shared token or managed identity
+                # cannot serve a list); read() makes them again, in its thread.
+                tenant_list.connections(auth, tenants)
         except ValueError as e:
             raise AnsibleError("defender.endpoint.mde_machines: %s" % e)
 
@@ -865,14 +884,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
         Machines of two tenants with one name are two hosts. The machine Defender saw first (``firstSeen``; on a tie,
         the tenant listed first) keeps the name; each other is ``<name>_<tenant label>`` (and ``_<its id's first 8
         characters>`` should that name be taken too), so a customer adding a machine of the same name later renames
-        only that machine. One warning per name, naming it and the tenants."""
-        if len(chosen) == 1:
+        only that machine. One warning per name, naming it and the tenants.
+
+        A name that ends in ``_<label>`` of another listed tenant is kept for that tenant's renamed hosts; a machine
+        of any other tenant named so (a device chooses its own name) is ``<name>_<its own label>``, with a warning.
+        So no device can take the host name of another customer's machine by renaming itself."""
+        if len(chosen) == 1 and chosen[0][0] is None:
             tenant, hosts, found = chosen[0]
             return [(name, machine, tenant, found) for name, machine in hosts.items()]
+        labels = self._tenant_labels
         owners = {}
+        reserved = []
         for order, (tenant, hosts, found) in enumerate(chosen):
+            own = tenant["name"]
             for name, machine in hosts.items():
-                owners.setdefault(name, []).append((time_key(machine.get("firstSeen")), order, machine, tenant, found))
+                claim = name
+                if any(name.endswith("_" + label) for label in labels if label != own):
+                    claim = "%s_%s" % (name, own)
+                    reserved.append((name, own, claim))
+                owners.setdefault(claim, []).append((time_key(machine.get("firstSeen")), order, machine, tenant, found))
         taken = set(owners)
         out = []
         clashes = []
@@ -884,21 +914,31 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable, CachedResul
                 new = "%s_%s" % (name, tenant["name"])
                 if new in taken:
                     new = "%s_%s" % (new, str(machine.get("id") or "")[:8])
+                if new in taken:
+                    new = "%s_%s" % (name, machine.get("id"))
                 taken.add(new)
                 out.append((new, machine, tenant, found))
                 clashes.append((name, keeper, tenant, new))
-        self._warn_clashes(clashes)
+        self._warn_clashes(clashes, reserved)
         return interleaved(out, [tenant for tenant, _hosts, _found in chosen])
 
-    def _warn_clashes(self, clashes):
+    def _warn_clashes(self, clashes, reserved=()):
         for name, keeper, tenant, new in clashes[:MAX_DUPLICATE_WARNINGS]:
             first, other, seen = keeper[3]["name"], tenant["name"], quoted(keeper[2].get("firstSeen"), 40)
             text = "mde_machines: tenants %s and %s each have a machine named %s: tenant %s's, first seen %s, keeps "
             text += "the name; tenant %s's is the host %s."
-            self.display.warning(text % (first, other, name, first, seen, other, new))
+            self.display.warning(text % (first, other, quoted(name, NAME_LIMIT), first, seen, other,
+                                         quoted(new, NAME_LIMIT)))
         if len(clashes) > MAX_DUPLICATE_WARNINGS:
             self.display.warning("mde_machines: %d more machines have the name of another tenant's machine and are "
                                  "named <name>_<tenant>." % (len(clashes) - MAX_DUPLICATE_WARNINGS))
+        for name, own, claim in reserved[:MAX_DUPLICATE_WARNINGS]:
+            self.display.warning("mde_machines: tenant %s has a machine named %s, which ends in another tenant's "
+                                 "label: such names are kept for that tenant's renamed hosts, so it is the host %s."
+                                 % (own, quoted(name, NAME_LIMIT), quoted(claim, NAME_LIMIT)))
+        if len(reserved) > MAX_DUPLICATE_WARNINGS:
+            self.display.warning("mde_machines: %d more machines have a name ending in another tenant's label and are "
+                                 "named <name>_<their tenant>." % (len(reserved) - MAX_DUPLICATE_WARNINGS))
 
     def _add_vulnerabilities(self, name, hostvars, found, groups):
         """mde_missing_kbs and mde_vulnerabilities for one host, and its mde_missing_kb_KB<n> / critical groups."""

@@ -48,12 +48,17 @@ CREDENTIAL_VALUES = ("client_secret", "client_certificate_path", "access_token",
 CREDENTIALS = CREDENTIAL_VALUES + ("client_certificate_password", "auth_mode")
 
 
-def own_credential(given, params):
+def own_credential(given, params, shared_client_id=None):
     """``params`` (resolved: the task's values, else the environment's) where ``given`` (what the task or the tenant
     entry itself sets) names a credential of its own: every credential option ``given`` does not set is unset, so a
     certificate given for one customer's own app is not refused as a second credential beside the secret of the
-    environment (an AWX credential, MDE_CLIENT_SECRET), and that secret is never sent along with it."""
-    if not any(given.get(name) not in (None, "") for name in CREDENTIAL_VALUES):
+    environment (an AWX credential, MDE_CLIENT_SECRET), and that secret is never sent along with it. An app of its
+    own (``given`` sets a ``client_id`` other than ``shared_client_id``, the environment's or the shared options')
+    is an own credential too: another app's secret is never sent with its client id, and a task that names the app
+    but not its credential fails as having none."""
+    own_app = given.get("client_id") not in (None, "") and shared_client_id not in (None, "") and (
+        str(given["client_id"]).strip().lower() != str(shared_client_id).strip().lower())
+    if not own_app and not any(given.get(name) not in (None, "") for name in CREDENTIAL_VALUES):
         return params
     out = dict(params)
     out.update((name, None) for name in CREDENTIALS if given.get(name) in (None, ""))

@@ -167,11 +167,10 @@ def parse_tenants(value, auth):
             return None
         if len(entries) > MAX_TENANTS:
             raise ValueError("tenants: at most %d tenants in one source, got %d." % (MAX_TENANTS, len(entries)))
-        out = []
-        for entry in entries:
-            own = dict((k, shared_options.convert(k, v)) for k, v in entry.items() if k != "name")
-            out.append(dict(tenant_id=entry["tenant_id"], name=entry["name"], connection=tenants.connection(auth, own)))
-        return out
+        owns = [dict((k, v if k == "name" else shared_options.convert(k, v)) for k, v in entry.items())
+                for entry in entries]
+        return [dict(tenant_id=entry["tenant_id"], name=entry["name"], connection=connection)
+                for entry, connection in zip(entries, tenants.connections(auth, owns))]
     except ValueError as e:
         raise ConfigError(str(e))
 

@@ -62,14 +62,49 @@ def parse(value, option="tenants"):
         checked = dict((k, v) for k, v in entry.items() if k in PER_TENANT and v not in (None, ""))
         checked.update(tenant_id=tenant_id, name=name)
         out.append(checked)
+    # A renamed host ends in _<its tenant's label>; with one label the end of another (b_a and a), two tenants'
+    # renamed hosts could not be told apart.
+    for entry in out:
+        for other in out:
+            if other is not entry and entry["name"].endswith("_" + other["name"]):
+                raise ValueError("%s.name %s ends in _%s, another tenant's name: renamed hosts end in _<name>, so no "
+                                 "name may end in _<another name>." % (option, entry["name"], other["name"]))
     return out
 
 
 def connection(shared, tenant):
     """The connection and credential options for one tenant: the ``shared`` ones (the top-level options, or those
     from the environment) with the tenant's own ``tenant_id`` and whatever else its entry sets. An entry with a
-    credential of its own (a secret, a certificate, a token or a federated token file) takes none of the shared
-    credential options: the provider's secret is never sent for a tenant that has its own app."""
-    out = options.own_credential(tenant, dict(shared))
+    credential of its own (a secret, a certificate, a token or a federated token file), or with an app of its own (a
+    ``client_id`` other than the shared one), takes none of the shared credential options: the provider's secret is
+    never sent for a tenant that has its own app.
+
+    ValueError where the shared credential cannot reach the tenant: a ready access token is for the one tenant it
+    was issued in, and a managed identity signs in to its own tenant only ("Managed identities don't currently support
+    cross-directory scenarios",
+    https://learn.microsoft.com/en-us/entra/identity/managed-identities-azure-resources/managed-identities-faq);
+    either would read one tenant under every label."""
+    out = options.own_credential(tenant, dict(shared), shared.get("client_id"))
     out.update((k, v) for k, v in tenant.items() if k != "name")
+    where = "tenants entry %s" % tenant.get("name")
+    if out.get("access_token") and not tenant.get("access_token"):
+        raise ValueError("%s: an access token is issued for one tenant, so a shared access_token (or MDE_ACCESS_TOKEN) "
+                         "cannot serve a tenant list. Sign in with the multi-tenant app's credential (a secret, a "
+                         "certificate or a workload identity), or give the entry its own access_token." % where)
+    if out.get("auth_mode") == "managed_identity" and tenant.get("auth_mode") != "managed_identity":
+        raise ValueError("%s: a managed identity signs in to its own tenant only, so auth_mode managed_identity cannot "
+                         "serve a tenant list. Use workload_identity (a federated credential of the multi-tenant app), "
+                         "a secret or a certificate, or set auth_mode managed_identity on the identity's own tenant's "
+                         "entry only." % where)
+    return out
+
+
+def connections(shared, entries):
+    """``connection(shared, entry)`` for every entry of a checked list, checked before anything is read; ValueError
+    as connection's, or when more than one entry signs in with the managed identity (it has one tenant)."""
+    out = [connection(shared, entry) for entry in entries]
+    managed = [entry["name"] for entry, options_ in zip(entries, out) if options_.get("auth_mode") == "managed_identity"]
+    if len(managed) > 1:
+        raise ValueError("tenants entries %s all set auth_mode managed_identity; a managed identity has one tenant, so "
+                         "at most one entry may use it." % ", ".join(managed))
     return out

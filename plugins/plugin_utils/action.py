@@ -142,9 +142,10 @@ class MDEActionBase(ActionBase):
             validator = ArgumentSpecValidator(spec, **dict((k, getattr(module, "SPEC_OPTIONS", {}).get(k))
                                                            for k in SPEC_KEYWORDS))
             checked = validator.validate(dict(self._task.args))
-            # A task that gives its own credential (a customer's own app, from the inventory's host variables) does not
-            # also get the environment's.
-            params = options.own_credential(self._task.args, checked.validated_parameters)
+            # A task that gives its own credential or its own app (a customer's own app, from the inventory's host
+            # variables) does not also get the environment's.
+            environment_client_id = options.first_set(options.SHARED_OPTIONS["client_id"]["env"], os.environ)
+            params = options.own_credential(self._task.args, checked.validated_parameters, environment_client_id)
             masked = no_log_values(checked)
             if checked.error_messages:
                 result.update(failed=True, msg=validation_message(checked, name))

@@ -24,8 +24,12 @@ except ImportError:  # 2.16 - 2.18: every string is a template unless marked uns
 
 from ansible.utils.unsafe_proxy import wrap_var
 
-# What no host name from the API may hold: template delimiters, white space and control characters.
-_NOT_A_HOST_NAME = re.compile(r"[{}%#\s\x00-\x1f\x7f]")
+# What no host name from the API may hold: template delimiters, white space and control characters (C0 and C1: a C1
+# CSI, \x9b, starts a terminal sequence as ESC [ does).
+_NOT_A_HOST_NAME = re.compile(u"[{}%#\\s\x00-\x1f\x7f-\x9f]")
+# The longest host name from the API: "Each name can be up to 255 bytes total"
+# (https://learn.microsoft.com/en-us/windows/win32/sysinfo/computer-names).
+MAX_HOST_NAME = 255
 
 
 def untrusted(value):
@@ -37,5 +41,7 @@ def untrusted(value):
 
 def safe_host_name(name):
     """True when ``name`` can be an inventory host name: no template delimiters, white space or control characters,
-    and not ``.`` or ``..`` (a role that names a folder after its host would leave its directory)."""
-    return bool(name) and name not in (".", "..") and not _NOT_A_HOST_NAME.search(name)
+    at most MAX_HOST_NAME characters, and not ``.`` or ``..`` (a role that names a folder after its host would leave
+    its directory)."""
+    return (bool(name) and len(name) <= MAX_HOST_NAME and name not in (".", "..")
+            and not _NOT_A_HOST_NAME.search(name))

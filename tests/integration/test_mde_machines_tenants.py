@@ -215,3 +215,41 @@ def test_a_per_host_containment_over_the_inventory_reaches_each_hosts_own_tenant
     tokens = dict((name, set(e["client_id"] for e in msp.log_of(name) if e["family"] == "token")) for name in THREE)
     assert tokens == {"contoso": {msp.apps["full"]["client_id"]}, "fabrikam": {msp.apps["full"]["client_id"]},
                       "northwind": {cert["client_id"]}}, tokens
+
+
+def test_a_host_whose_tenant_has_its_own_app_never_gets_the_providers_secret(msp_ansible, msp, tmp_path):
+    # northwind has its own app (a certificate, in the inventory) but the play passes on only its client_id: the task
+    # fails saying no credential was given, and the environment's secret (the provider's app's) is never sent with
+    # northwind's app id.
+    path = tmp_path / "customers.mde.yml"
+    cert = msp.apps["cert"]
+    own = {"northwind": {"client_id": cert["client_id"], "client_certificate_path": cert["cert_path"]}}
+    path.write_text(yaml.safe_dump({"plugin": PLUGIN, "tenants": tenants(msp, ("fabrikam", "northwind"), **own),
+                                    "compose": {"ansible_connection": "'local'"}}))
+    hosts = dict((name, next(h for h in expected(msp, name))) for name in ("fabrikam", "northwind"))
+    play = [{"name": "read", "hosts": ":".join(sorted(hosts.values())), "gather_facts": False,
+             "module_defaults": {"group/defender.endpoint.mde": {
+                 "tenant_id": "{{ mde_tenant_id }}", "client_id": "{{ mde_client_id | default(omit) }}"}},
+             "tasks": [{"name": "read", "defender.endpoint.mde_machine_info": {"machine_id": "{{ mde_id }}"}}]}]
+    msp.clear_log()
+    result = msp_ansible.playbook(plays=play, inventory=str(path))
+    assert result.rc != 0
+    assert result.task("read", hosts["fabrikam"]).get("failed") is not True
+    failed = result.task("read", hosts["northwind"])
+    assert failed["failed"] is True and "No credential given" in failed["msg"], failed
+    # northwind's only sign-in is the inventory's, with its own app; fabrikam's task signed in with the provider's.
+    tokens = dict((name, set(e["client_id"] for e in msp.log_of(name) if e["family"] == "token"))
+                  for name in ("fabrikam", "northwind"))
+    assert tokens == {"fabrikam": {msp.apps["full"]["client_id"]}, "northwind": {cert["client_id"]}}, tokens
+
+
+def test_a_shared_access_token_cannot_read_a_tenant_list(msp_ansible, msp):
+    # A ready token is for one tenant: shared, it would list one customer's machines under every label. The source
+    # fails before any request, saying why.
+    msp.clear_log()
+    env = {"MDE_ACCESS_TOKEN": "eyJ0eXAiOiJKV1QifQ.e30.c2ln", "MDE_CLIENT_SECRET": "",
+           "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}
+    result = inventory(msp_ansible, {"plugin": PLUGIN, "tenants": tenants(msp)}, env=env)
+    assert result.rc != 0
+    assert squeezed("an access token is issued for one tenant") in warnings_of(result)
+    assert not msp.log

@@ -142,7 +142,9 @@ options:
       - Several tenants in one source, for a security provider's customers reached with one multi-tenant app, each a
         dictionary with C(tenant_id), C(name) (a short label of lower-case letters, digits and underscores) and,
         rarely, its own connection or credential options (C(client_id), C(client_secret), C(api_url), ...); what an
-        entry does not set comes from the options above. O(tenant_id) is then not polled unless listed.
+        entry does not set comes from the options above. O(tenant_id) is then not polled unless listed. An entry with
+        a credential or a C(client_id) of its own takes none of the shared credential options; a shared
+        O(access_token) or O(auth_mode=managed_identity) (each reaches one tenant only) cannot serve the list.
       - Each tenant gets its own client (token, call budget) and is polled side by side with the others, with its own
         checkpoint entry; a tenant waiting out a throttle (HTTP 429, C(Retry-After)) holds back no other tenant.
       - 'Every event carries the tenant beside the alert: C({"mde_alert": <alert>, "mde_tenant_id": <id>,

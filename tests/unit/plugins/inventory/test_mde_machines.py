@@ -365,3 +365,50 @@ def test_many_machines_many_duplicates_warn_in_summary(tmp_path, api):
     assert run.vars("same-7")["mde_id"] == machine(157)["id"]
     assert len(run.warnings) == plugin_module.MAX_DUPLICATE_WARNINGS + 1
     assert "130 more machines are left out" in run.warnings[-1]
+
+
+def test_one_tenant_whose_answer_cannot_be_read_leaves_the_others_listed(tmp_path, api, monkeypatch):
+    """Whatever goes wrong reading one tenant (here an answer the plugin cannot handle), that tenant is left out with
+    one warning and the other tenants are listed; fail_on_tenant_error fails the source instead."""
+    good = Recorder([machine(0), machine(1)])
+    broken = Recorder()
+    broken.error = TypeError("string indices must be integers\x1b[2J")
+    clients = {"11111111-1111-1111-1111-111111111111": good, "22222222-2222-2222-2222-222222222222": broken}
+    monkeypatch.setattr(client_module, "create_client", lambda **options: clients[options["tenant_id"]])
+    config = {"tenants": [{"tenant_id": "11111111-1111-1111-1111-111111111111", "name": "contoso"},
+                          {"tenant_id": "22222222-2222-2222-2222-222222222222", "name": "fabrikam"}], "cache": False}
+    run = parse(tmp_path, config)
+    assert run.hosts == ["ws-00000.contoso.local", "ws-00001.contoso.local"]
+    left_out = [w for w in run.warnings if "tenant fabrikam" in w]
+    assert len(left_out) == 1 and "its answer could not be read (TypeError" in left_out[0], run.warnings
+    assert "\x1b" not in left_out[0]
+    with pytest.raises(AnsibleError) as err:
+        parse(tmp_path, dict(config, fail_on_tenant_error=True))
+    assert "tenant fabrikam" in str(err.value) and "tenant contoso" not in str(err.value)
+
+
+def test_no_device_takes_another_tenants_renamed_host_by_renaming_itself(tmp_path, api, monkeypatch):
+    """fabrikam's web01 is the host web01_fabrikam (contoso's web01 was seen first). A contoso device that names
+    itself web01_fabrikam does not take that host: a name ending in another tenant's label is kept for that tenant's
+    renamed hosts, and the device is web01_fabrikam_contoso, with a warning."""
+    contoso_id, fabrikam_id = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
+    contoso = Recorder([machine(0, computerDnsName="web01", firstSeen="2025-01-01T00:00:00Z"),
+                        machine(1, computerDnsName="web01_fabrikam", firstSeen="2024-01-01T00:00:00Z")])
+    fabrikam = Recorder([machine(2, computerDnsName="web01", firstSeen="2026-01-01T00:00:00Z")])
+    clients = {contoso_id: contoso, fabrikam_id: fabrikam}
+    monkeypatch.setattr(client_module, "create_client", lambda **options: clients[options["tenant_id"]])
+    run = parse(tmp_path, {"tenants": [{"tenant_id": contoso_id, "name": "contoso"},
+                                       {"tenant_id": fabrikam_id, "name": "fabrikam"}], "cache": False})
+    owner = dict((host, (run.vars(host)["mde_tenant"], run.vars(host)["mde_id"])) for host in run.hosts)
+    assert owner == {"web01": ("contoso", "%040x" % 1), "web01_fabrikam": ("fabrikam", "%040x" % 3),
+                     "web01_fabrikam_contoso": ("contoso", "%040x" % 2)}, owner
+    assert any("tenant contoso has a machine named web01_fabrikam" in w and "host web01_fabrikam_contoso" in w
+               for w in run.warnings), run.warnings
+
+
+def test_a_device_name_with_a_c1_control_or_over_255_characters_names_no_host(tmp_path, api):
+    api.machines = [machine(0, computerDnsName="ws\x9b2J"), machine(1, computerDnsName="x" * 256),
+                    machine(2, computerDnsName="y" * 255)]
+    run = parse(tmp_path, {"cache": False})
+    # Each falls back to the next host name preference (its machine id); a name of 255 characters is kept.
+    assert run.hosts == sorted(["%040x" % 1, "%040x" % 2, "y" * 255])
